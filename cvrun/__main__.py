@@ -1,0 +1,3 @@
+from cvrun.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""`cvrun eval RUN_DIR [split=test|val]`: score a finished run's best checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cvrun.commands import run_hydra
+from cvrun.errors import UserError
+
+
+def load_run(run_dir: Path) -> tuple[Any, dict]:
+    """A run folder's validated config and its best checkpoint."""
+    from omegaconf import OmegaConf
+
+    from cvrun.config import TrainConfig, validate
+    from cvrun.engine.checkpoint import load_checkpoint
+
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a cvrun run folder (no config.yaml); "
+                        "pass a folder such as outputs/YYYY-MM-DD/HH-MM-SS_scratch_resnet18")
+    best = run_dir / "checkpoints" / "best.pt"
+    if not best.is_file():
+        raise UserError(f"{run_dir} has no checkpoints/best.pt: the run ended before its first epoch")
+    return validate(OmegaConf.load(run_dir / "config.yaml"), TrainConfig), load_checkpoint(best)
+
+
+def evaluate_run(cfg: Any) -> dict:
+    from cvrun.config import EvalConfig, validate
+    from cvrun.data.loaders import make_loader
+    from cvrun.data.splits import build_splits
+    from cvrun.engine.evaluate import Normalize, evaluate
+    from cvrun.engine.runtime import autocast_dtype, select_device
+    from cvrun.models import create_model
+
+    cfg = validate(cfg, EvalConfig)
+    if cfg.split not in ("test", "val"):
+        raise UserError(f"split={cfg.split} is not a split; use split=test or split=val")
+    run_dir = Path(cfg.run_dir)
+    train_cfg, state = load_run(run_dir)
+    data = build_splits(train_cfg.dataset)
+    if data.class_names != list(state["class_names"]):
+        raise UserError(f"the data of {run_dir} now has classes {data.class_names}, but its checkpoint "
+                        f"was trained on {state['class_names']}")
+    samples = data.test if cfg.split == "test" else data.val
+    if samples is None:
+        raise UserError(f"{run_dir} was trained with dataset.val_fraction=0: it has no val split; use split=test")
+    m = train_cfg.model
+    model = create_model(m.name, len(state["class_names"]), data.image_size, m.small_input, m.dropout, m.drop_path)
+    model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
+    device = select_device(cfg.device)
+    precision = train_cfg.trainer.precision
+    dtype = None if device.type == "cpu" and str(precision) == "16" else autocast_dtype(precision, device)
+    model.to(device)
+    batch_size = cfg.batch_size or train_cfg.trainer.eval_batch_size or 2 * train_cfg.trainer.batch_size
+    loader = make_loader(samples, data.image_size, batch_size, train=False, seed=train_cfg.trainer.seed,
+                         num_workers=train_cfg.trainer.num_workers, pin_memory=device.type == "cuda")
+    normalize = Normalize(list(train_cfg.dataset.mean), list(train_cfg.dataset.std), device,
+                          train_cfg.trainer.channels_last)
+    result = evaluate(model, loader, normalize, dtype)
+    print(f"{cfg.split}: top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  "
+          f"({result['samples']} images)  {run_dir}")
+    return result
+
+
+def run_app() -> int:
+    return run_hydra("eval", evaluate_run)

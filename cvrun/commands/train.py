@@ -1,0 +1,44 @@
+"""`cvrun train [OVERRIDES...]`: one run, or a sweep with -m."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cvrun.commands import run_hydra
+from cvrun.errors import UserError
+
+log = logging.getLogger("cvrun")
+
+
+def train(cfg: Any) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from cvrun.config import TrainConfig, validate
+    from cvrun.engine.rundir import RunFolder
+    from cvrun.engine.runtime import seed_everything
+    from cvrun.regimes import run_regime
+
+    run = RunFolder(Path(HydraConfig.get().runtime.output_dir))
+    try:
+        typed = validate(cfg, TrainConfig)
+        if typed.trainer.resume is not None:
+            raise UserError("trainer.resume is not available in this version yet; start a new run")
+        if typed.dataset.root is not None:
+            typed.dataset.root = str(Path(typed.dataset.root).expanduser().absolute())
+        run.write_config(OmegaConf.to_yaml(typed))
+        log.info("run folder: %s", run.path)
+        seed_everything(typed.trainer.seed, typed.trainer.deterministic)
+        return run_regime(typed, run)
+    except UserError as err:
+        run.update_summary(status="failed", reason=str(err))
+        raise
+    except Exception as err:
+        run.update_summary(status="failed", reason=f"{type(err).__name__}: {err}")
+        raise
+
+
+def run_app() -> int:
+    return run_hydra("train", train)

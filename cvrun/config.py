@@ -1,0 +1,187 @@
+"""Structured-config schema: every key a YAML file or an override may set.
+
+The YAML files in configs/ hold the values; these dataclasses hold the names
+and types, so that a misspelt key or a wrong type fails before any data is
+read. This module must not import torch: the CLI uses it to check overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, List, Optional
+
+from cvrun.errors import UserError
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "cifar10"
+    root: Optional[str] = None
+    download: bool = True
+    image_size: int = 32
+    mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    subset: Optional[int] = None
+    classes: Optional[List[str]] = None
+    labeled_per_class: Optional[int] = None
+    unlabeled_root: Optional[str] = None
+    val_fraction: float = 0.1
+    # Splits (subset, validation, labeled pool) use their own seed, so that
+    # runs with different trainer.seed values see the same data.
+    split_seed: int = 0
+    # shapes only: how many images to generate.
+    train_size: int = 1200
+    test_size: int = 500
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"
+    pretrained: Optional[str] = None
+    small_input: Any = "auto"
+    dropout: float = 0.0
+    drop_path: float = 0.0
+
+
+@dataclass
+class AugConfig:
+    name: str = "basic"
+    padding: int = 4
+    hflip: float = 0.5
+
+
+@dataclass
+class RegimeConfig:
+    name: str = "scratch"
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SchedConfig:
+    name: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+    pct_start: float = 0.25
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: Optional[int] = None
+    device: str = "auto"
+    precision: Any = 32
+    seed: int = 0
+    deterministic: bool = False
+    resume: Optional[str] = None
+    progress: bool = True
+    num_workers: Optional[int] = None
+    label_smoothing: float = 0.0
+    grad_clip: Optional[float] = None
+    ema_decay: Optional[float] = None
+    channels_last: bool = True
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    regime: RegimeConfig = field(default_factory=RegimeConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class EvalConfig:
+    run_dir: str = "???"
+    split: str = "test"
+    device: str = "auto"
+    batch_size: Optional[int] = None
+    progress: bool = True
+
+
+@dataclass
+class InfoConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "info": InfoConfig}
+
+
+def schema_keys(schema: type) -> dict[str, Any]:
+    """Map every dotted key of a dataclass schema to its field type."""
+    keys: dict[str, Any] = {}
+    for f in fields(schema):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if is_dataclass(default):
+            for sub, kind in schema_keys(type(default)).items():
+                keys[f"{f.name}.{sub}"] = kind
+        else:
+            keys[f.name] = f.type
+    return keys
+
+
+def validate(cfg: Any, schema: type) -> Any:
+    """Merge a composed config onto its schema; a bad key or type is a UserError."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(schema), plain)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", "") or "?"
+        reason = str(getattr(err, "msg", err)).splitlines()[0]
+        raise UserError(f"config key '{key}': {reason}") from None
+    check_values(typed)
+    return typed
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def check_values(cfg: Any) -> None:
+    """Range checks that types alone cannot express."""
+    if "trainer" in cfg:
+        t = cfg.trainer
+        _require(t.epochs > 0, f"trainer.epochs must be a positive integer, got {t.epochs}")
+        _require(t.batch_size > 0, f"trainer.batch_size must be a positive integer, got {t.batch_size}")
+        _require(str(t.precision) in ("32", "16", "bf16"),
+                 f"trainer.precision must be one of 32, bf16, 16, got {t.precision}")
+        _require(t.label_smoothing >= 0 and t.label_smoothing < 1,
+                 f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+        _require(t.ema_decay is None or 0 < t.ema_decay < 1,
+                 f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
+        _require(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
+        _require(cfg.optim.weight_decay >= 0,
+                 f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
+    if "dataset" in cfg:
+        d = cfg.dataset
+        _require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")
+        _require(d.subset is None or d.subset > 0, f"dataset.subset must be positive, got {d.subset}")
+        _require(d.labeled_per_class is None or d.labeled_per_class > 0,
+                 f"dataset.labeled_per_class must be positive, got {d.labeled_per_class}")
+        _require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
+    if "model" in cfg:
+        m = cfg.model
+        _require(str(m.small_input).lower() in ("auto", "true", "false"),
+                 f"model.small_input must be auto, true or false, got {m.small_input}")
+        _require(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
+        _require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")

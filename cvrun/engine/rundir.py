@@ -1,0 +1,91 @@
+"""The run folder: config.yaml, metrics.csv, summary.json, checkpoints/, curves.png.
+
+Every file is written to a temporary name and renamed into place, so a kill
+at any moment leaves the previous good version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5",
+                  "epoch_seconds", "train_images_per_second"]
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    import cvrun
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "cvrun": cvrun.__version__}
+
+
+def round_metrics(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+
+
+class RunFolder:
+    """Writes the files of one run into `path`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, yaml_text: str) -> None:
+        atomic_write_bytes(self.path / "config.yaml", yaml_text.encode())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_bytes(self.path / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+
+    def read_summary(self) -> dict[str, Any]:
+        path = self.path / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def update_summary(self, **values: Any) -> dict[str, Any]:
+        summary = {**self.read_summary(), **values}
+        self.write_summary(summary)
+        return summary
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        columns = METRIC_COLUMNS + [k for row in rows for k in row if k not in METRIC_COLUMNS]
+        columns = list(dict.fromkeys(columns))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(round_metrics(row))
+        atomic_write_bytes(self.path / "metrics.csv", buffer.getvalue().encode())

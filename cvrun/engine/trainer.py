@@ -1,0 +1,240 @@
+"""The one training loop every regime goes through.
+
+A regime prepares a TrainingJob (model, loaders, loss, parameter groups) and
+calls Trainer.fit. The loop keeps per-step work on the device: metrics are
+accumulated as tensors and read once per epoch, so there is no host-device
+synchronisation per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cvrun.engine.checkpoint import load_checkpoint, save_checkpoint
+from cvrun.engine.evaluate import Normalize, evaluate
+from cvrun.engine.optim import build_optimizer, build_scheduler
+from cvrun.engine.rundir import RunFolder, versions
+from cvrun.engine.runtime import autocast, autocast_dtype, select_device
+from cvrun.models.registry import Classifier, count_parameters
+from cvrun.report.curves import plot_curves
+
+log = logging.getLogger("cvrun")
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived during training."""
+
+
+class Diverged(Exception):
+    """The training loss became non-finite."""
+
+
+@dataclass
+class TrainingJob:
+    """What a regime hands the trainer."""
+
+    model: Classifier
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    test_loader: DataLoader
+    class_names: list[str]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    # loss(logits, targets); targets are class indices or per-class probabilities.
+    loss_fn: LossFn | None = None
+    # Optimiser parameter groups; by default every trainable parameter at optim.lr.
+    param_groups: list[dict[str, Any]] | None = None
+    summary_extra: dict[str, Any] = field(default_factory=dict)
+
+
+def hard_labels(targets: torch.Tensor) -> torch.Tensor:
+    return targets.argmax(dim=1) if targets.ndim == 2 else targets
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class Trainer:
+    def __init__(self, cfg: Any, run: RunFolder):
+        self.cfg = cfg
+        self.run = run
+        self.device = select_device(cfg.trainer.device)
+        self.dtype = autocast_dtype(cfg.trainer.precision, self.device)
+
+    def fit(self, job: TrainingJob) -> dict[str, Any]:
+        """Train, validate every epoch, checkpoint, test the best weights; return summary.json."""
+        tcfg = self.cfg.trainer
+        started = time.time()
+        model = job.model.to(self.device)
+        if tcfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        params, trainable = count_parameters(model)
+        summary = self.run.update_summary(
+            status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
+            world_size=1, device=str(self.device), versions=versions(), class_names=job.class_names,
+            **job.summary_extra)
+        normalize = Normalize(job.mean, job.std, self.device, tcfg.channels_last)
+        groups = job.param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        optimizer = build_optimizer(groups, self.cfg.optim, self.device)
+        scheduler = build_scheduler(optimizer, self.cfg.sched, self.cfg.optim.lr, tcfg.epochs, len(job.train_loader))
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay), use_buffers=True)
+               if tcfg.ema_decay else None)
+        loss_fn = job.loss_fn or (lambda logits, targets: F.cross_entropy(
+            logits, targets, label_smoothing=tcfg.label_smoothing))
+        loop = _Loop(self, model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job)
+
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            loop.run_epochs()
+        except (KeyboardInterrupt, Interrupted) as err:
+            signal_name = "SIGINT" if isinstance(err, KeyboardInterrupt) else str(err)
+            reason = f"interrupted by {signal_name} during epoch {loop.epoch + 1}"
+            self._finish(summary, loop, started, "interrupted", reason)
+            log.warning(reason)
+            raise SystemExit(130) from None
+        except Diverged as err:
+            self._finish(summary, loop, started, "failed", str(err))
+            log.error(str(err))
+            raise SystemExit(1) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+        test = loop.test_best()
+        summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
+                       test_loss=round(test["loss"], 4), test_samples=test["samples"])
+        self._finish(summary, loop, started, "completed", None)
+        log.info("test: top-1 %.2f%%  top-5 %.2f%%  (%d images, best epoch %s)",
+                 test["acc1"], test["acc5"], test["samples"], summary["best_epoch"])
+        return summary
+
+    def _finish(self, summary: dict[str, Any], loop: "_Loop", started: float, status: str,
+                reason: str | None) -> None:
+        summary.update(status=status, reason=reason, epochs_run=len(loop.rows),
+                       best_epoch=loop.best_epoch, best_val_acc1=loop.best_val_acc1,
+                       final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
+                       wall_seconds=round(time.time() - started, 2))
+        self.run.write_summary(summary)
+        if loop.rows:
+            plot_curves(loop.rows, self.run.path / "curves.png")
+
+
+class _Loop:
+    """The state of one fit(): epochs, checkpoints, best weights."""
+
+    def __init__(self, trainer: Trainer, model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job):
+        self.trainer, self.cfg, self.run = trainer, trainer.cfg, trainer.run
+        self.device, self.dtype = trainer.device, trainer.dtype
+        self.model, self.ema, self.optimizer, self.scheduler, self.scaler = model, ema, optimizer, scheduler, scaler
+        self.loss_fn, self.normalize, self.job = loss_fn, normalize, job
+        self.rows: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.best_epoch: int | None = None
+        self.best_val_acc1: float | None = None
+
+    @property
+    def eval_model(self):
+        """The weights that are validated, kept as best and tested: EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def run_epochs(self) -> None:
+        epochs = self.cfg.trainer.epochs
+        for self.epoch in range(self.epoch, epochs):
+            started = time.perf_counter()
+            train = self.train_one_epoch()
+            val = (evaluate(self.eval_model, self.job.val_loader, self.normalize, self.dtype)
+                   if self.job.val_loader is not None else None)
+            row = {"epoch": self.epoch + 1, "lr": train["lr"], "train_loss": train["loss"],
+                   "train_acc1": train["acc1"],
+                   "val_loss": val and val["loss"], "val_acc1": val and val["acc1"], "val_acc5": val and val["acc5"],
+                   "epoch_seconds": time.perf_counter() - started,
+                   "train_images_per_second": train["images_per_second"]}
+            self.rows.append(row)
+            self.run.write_metrics(self.rows)
+            improved = val is None or self.best_val_acc1 is None or val["acc1"] > self.best_val_acc1
+            if improved:
+                self.best_epoch = self.epoch + 1
+                self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
+                save_checkpoint(self.run.checkpoints / "best.pt", self.best_state())
+            save_checkpoint(self.run.checkpoints / "last.pt", self.last_state())
+            val_text = f"val loss {val['loss']:.4f} acc1 {val['acc1']:.2f}%" if val else "no validation split"
+            log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s  (%.1fs, %.0f img/s)%s", self.epoch + 1, epochs,
+                     train["loss"], train["acc1"], val_text, row["epoch_seconds"], train["images_per_second"],
+                     "  *best*" if improved else "")
+
+    def train_one_epoch(self) -> dict[str, float]:
+        tcfg = self.cfg.trainer
+        loader = self.job.train_loader
+        loader.sampler.set_epoch(self.epoch)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        started = time.perf_counter()
+        lr = self.optimizer.param_groups[-1]["lr"]
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tcfg.epochs}", leave=False,
+                   disable=not tcfg.progress, mininterval=1.0, dynamic_ncols=True)
+        for images, targets in bar:
+            images = self.normalize(images)
+            targets = targets.to(self.device, non_blocking=True)
+            with autocast(self.device, self.dtype):
+                logits = self.model(images)
+                loss = self.loss_fn(logits.float(), targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if tcfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            batch = targets.shape[0]
+            loss_sum += loss.detach() * batch
+            correct += (logits.argmax(dim=1) == hard_labels(targets)).sum()
+            seen += batch
+        seconds = time.perf_counter() - started
+        mean_loss = loss_sum.item() / max(seen, 1)
+        if not torch.isfinite(torch.tensor(mean_loss)):
+            raise Diverged(f"training loss became {mean_loss} in epoch {self.epoch + 1}; "
+                           "lower optim.lr or set trainer.grad_clip")
+        return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(seen, 1), "lr": lr,
+                "images_per_second": seen / max(seconds, 1e-9)}
+
+    def best_state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(),
+                "ema": None if self.ema is None else self.ema.module.state_dict(),
+                "epoch": self.epoch + 1, "val_acc1": self.best_val_acc1,
+                "class_names": self.job.class_names, "image_size": self.job.image_size,
+                "config": OmegaConf.to_container(self.cfg)}
+
+    def last_state(self) -> dict[str, Any]:
+        return {**self.best_state(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1, "metrics": self.rows,
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
+
+    def test_best(self) -> dict[str, float]:
+        """Load best.pt into the evaluated weights and score them on the test split."""
+        best = load_checkpoint(self.run.checkpoints / "best.pt")
+        self.model.load_state_dict(best["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(best["ema"])
+        return evaluate(self.eval_model, self.job.test_loader, self.normalize, self.dtype)

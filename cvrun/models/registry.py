@@ -1,0 +1,82 @@
+"""Model registry: name -> builder, as timm's create_model.
+
+A builder takes (num_classes, small_input, dropout, drop_path) and returns a
+Classifier: a backbone that maps images to a feature vector and a linear
+head. Adding a model is one decorated function and one YAML file in
+configs/model/.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from cvrun.errors import UserError
+
+MODELS: dict[str, Callable[..., "Classifier"]] = {}
+
+# model.small_input=auto picks the CIFAR-style stem for images this size or smaller.
+SMALL_INPUT_MAX = 32
+
+
+class Classifier(nn.Module):
+    """backbone (images -> features) + dropout + linear head (features -> logits)."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.num_features = num_features
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(num_features, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone(images)))
+
+    def replace_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, trainable parameters)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def register_model(name: str, has_blocks: bool = False):
+    """`has_blocks`: the model has residual blocks, so model.drop_path applies."""
+    def add(fn):
+        fn.has_blocks = has_blocks
+        MODELS[name] = fn
+        return fn
+    return add
+
+
+def resolve_small_input(small_input: Any, image_size: int) -> bool:
+    value = str(small_input).lower()
+    if value == "auto":
+        return image_size <= SMALL_INPUT_MAX
+    return value == "true"
+
+
+def create_model(name: str, num_classes: int, image_size: int, small_input: Any = "auto",
+                 dropout: float = 0.0, drop_path: float = 0.0) -> Classifier:
+    if name not in MODELS:
+        raise UserError(f"unknown model '{name}'; valid models: {', '.join(sorted(MODELS))}")
+    builder = MODELS[name]
+    if drop_path > 0 and not builder.has_blocks:
+        with_blocks = sorted(n for n, b in MODELS.items() if b.has_blocks)
+        raise UserError(f"model.drop_path needs residual blocks, which {name} has not; "
+                        f"use model.drop_path=0 or one of {', '.join(with_blocks)}")
+    return builder(num_classes=num_classes, image_size=image_size,
+                   small_input=resolve_small_input(small_input, image_size),
+                   dropout=dropout, drop_path=drop_path)
+
+
+def build_model(cfg: Any, num_classes: int, image_size: int) -> Classifier:
+    """The model of a `model` config group entry."""
+    if cfg.pretrained is not None:
+        raise UserError("model.pretrained is not available in this version yet; leave it null")
+    return create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)

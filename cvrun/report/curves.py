@@ -1,0 +1,33 @@
+"""curves.png: loss and accuracy per epoch."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from cvrun.engine.rundir import atomic_write_bytes
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in rows]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric, label in ((loss_axis, "loss", "loss"), (acc_axis, "acc1", "top-1 accuracy (%)")):
+        for split in ("train", "val"):
+            values = [row.get(f"{split}_{metric}") for row in rows]
+            if any(v is not None for v in values):
+                axis.plot(epochs, [float("nan") if v is None else v for v in values], marker="o", label=split)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write_bytes(Path(path), buffer.getvalue())
