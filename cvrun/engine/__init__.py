@@ -1,0 +1,1 @@
+"""The one trainer, evaluation, checkpoints and the run folder."""

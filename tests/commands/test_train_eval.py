@@ -1,0 +1,70 @@
+"""`cvrun train`, `cvrun eval` and `cvrun info` as a user types them."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli
+
+
+def only_run(tmp_path: Path) -> Path:
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    result = run_cli("train", "dataset=shapes", "model=lenet5", "dataset.train_size=300", "trainer.epochs=2",
+                     "trainer.progress=false", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return cwd, only_run(cwd)
+
+
+def test_train_writes_the_designed_run_folder(shapes_run):
+    _, run = shapes_run
+    assert re.fullmatch(r"\d\d-\d\d-\d\d_scratch_lenet5", run.name)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", run.parent.name)
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "config.yaml",
+                 "metrics.csv", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt", "train.log",
+                 "curves.png"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert "epoch 2/2" in (run / "train.log").read_text()
+    assert "name: lenet5" in (run / "config.yaml").read_text()
+
+
+def test_eval_prints_the_test_accuracy_of_the_run(shapes_run):
+    cwd, run = shapes_run
+    summary = json.loads((run / "summary.json").read_text())
+    result = run_cli("eval", str(run), cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert f"top-1 {summary['test_acc1']:.2f}%" in result.stdout
+    assert f"({summary['test_samples']} images)" in result.stdout
+
+
+def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
+    result = run_cli("eval", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "is not a cvrun run folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_info_reports_size_cost_and_field(tmp_path):
+    result = run_cli("info", "model=lenet5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "62,006" in result.stdout and "0.7 M per image" in result.stdout and "14 px" in result.stdout
+
+
+@needs_cifar10
+def test_lenet_learns_real_cifar10(tmp_path):
+    result = run_cli("train", "dataset=cifar10", f"dataset.root={SHARED_CIFAR10}", "model=lenet5",
+                     "dataset.subset=3000", "trainer.epochs=3", "trainer.batch_size=32", "optim.lr=0.05",
+                     "trainer.progress=false",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test_samples"] == 10000
+    assert summary["test_acc1"] > 25, summary  # chance is 10

@@ -1,0 +1,106 @@
+"""The one trainer: it learns, writes the run folder, checkpoints what resume needs, repeats itself."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from cvrun.data.splits import build_splits
+from cvrun.engine.rundir import RunFolder
+from cvrun.engine.runtime import seed_everything
+from cvrun.engine.trainer import Trainer
+from cvrun.models import build_model
+from cvrun.regimes.common import standard_job
+from tests.conftest import make_cfg
+
+
+def shapes_run(tmp_path, name="run", **trainer):
+    cfg = make_cfg(
+        dataset={"name": "shapes", "image_size": 32, "train_size": 1000, "test_size": 200},
+        model={"name": "lenet5"}, optim={"lr": 0.05},
+        trainer={"epochs": 10, "batch_size": 32, "progress": False, "deterministic": True, **trainer})
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    run = RunFolder(tmp_path / name)
+    trainer_ = Trainer(cfg, run)
+    data = build_splits(cfg.dataset)
+    model = build_model(cfg.model, data.num_classes, data.image_size)
+    return trainer_.fit(standard_job(cfg, data, model, trainer_.device)), run
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    return shapes_run(tmp_path_factory.mktemp("trainer"))
+
+
+def test_training_learns_well_above_chance(finished):
+    summary, _ = finished
+    assert summary["status"] == "completed"
+    assert summary["test_acc1"] >= 45, summary  # chance is 20 with five classes
+    assert summary["test_samples"] == 200
+
+
+def test_run_folder_files_and_summary_keys(finished):
+    summary, run = finished
+    for name in ("metrics.csv", "summary.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run.path / name).is_file(), name
+    on_disk = json.loads((run.path / "summary.json").read_text())
+    for key in ("status", "reason", "best_epoch", "best_val_acc1", "test_acc1", "test_acc5", "test_samples",
+                "epochs_run", "wall_seconds", "seed", "params", "trainable_params", "world_size", "device",
+                "versions"):
+        assert key in on_disk, key
+    assert on_disk["epochs_run"] == 10 and set(on_disk["versions"]) == {"python", "torch", "torchvision", "cvrun"}
+    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
+    assert len(rows) == 10 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    best_row = max(rows, key=lambda r: float(r["val_acc1"]))
+    assert on_disk["best_val_acc1"] == round(float(best_row["val_acc1"]), 2)
+
+
+def test_checkpoints_hold_what_resume_needs(finished):
+    _, run = finished
+    last = torch.load(run.path / "checkpoints/last.pt", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "scaler", "ema", "epoch", "best_val_acc1", "metrics", "rng",
+                "config", "class_names"):
+        assert key in last, key
+    assert last["epoch"] == 10 and len(last["metrics"]) == 10
+    best = torch.load(run.path / "checkpoints/best.pt", weights_only=True)
+    assert best["epoch"] == json.loads((run.path / "summary.json").read_text())["best_epoch"]
+    assert best["config"]["model"]["name"] == "lenet5"
+
+
+def test_same_seed_same_metrics_to_the_digit(tmp_path, finished):
+    first, first_run = finished
+    second, second_run = shapes_run(tmp_path)
+    assert (first_run.path / "metrics.csv").read_text().split("\n")[0] == \
+        (second_run.path / "metrics.csv").read_text().split("\n")[0]
+    strip = lambda text: [row.split(",")[:7] for row in text.splitlines()]  # noqa: E731  (drop timings)
+    assert strip((first_run.path / "metrics.csv").read_text()) == strip((second_run.path / "metrics.csv").read_text())
+    assert first["test_acc1"] == second["test_acc1"]
+
+
+def test_ema_weights_are_evaluated_and_checkpointed(tmp_path):
+    summary, run = shapes_run(tmp_path, epochs=2, ema_decay=0.9)
+    best = torch.load(run.path / "checkpoints/best.pt", weights_only=True)
+    assert best["ema"] is not None and summary["status"] == "completed"
+    assert not torch.equal(best["ema"]["head.weight"], best["model"]["head.weight"])
+
+
+def test_diverging_loss_fails_the_run(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        _diverge(tmp_path)
+    assert exit_.value.code == 1
+    summary = json.loads((tmp_path / "diverge" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "training loss became" in summary["reason"]
+    # Epoch 1 finished with a finite loss: its checkpoint is the last good one and stays.
+    assert summary["epochs_run"] == 1 and (tmp_path / "diverge" / "checkpoints" / "last.pt").is_file()
+
+
+def _diverge(tmp_path):
+    cfg = make_cfg(dataset={"name": "shapes", "image_size": 32, "train_size": 100, "test_size": 20},
+                   model={"name": "lenet5"}, optim={"lr": 1e6},
+                   trainer={"epochs": 2, "batch_size": 32, "progress": False})
+    run = RunFolder(tmp_path / "diverge")
+    trainer = Trainer(cfg, run)
+    data = build_splits(cfg.dataset)
+    model = build_model(cfg.model, data.num_classes, data.image_size)
+    trainer.fit(standard_job(cfg, data, model, trainer.device))

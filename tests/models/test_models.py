@@ -1,0 +1,78 @@
+"""Every registered model: forward at 32 px, head/backbone split, dropout and drop_path."""
+
+import pytest
+import torch
+from torch import nn
+
+from cvrun.errors import UserError
+from cvrun.models import MODELS, create_model
+from cvrun.models.registry import count_parameters, resolve_small_input
+
+EXPECTED = {"lenet5", "alexnet", "vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "resnet18",
+            "resnet50", "wrn28_2", "wrn28_10", "mobilenet_v3_small"}
+
+
+def test_registry_holds_the_designed_models():
+    assert EXPECTED <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_forward_at_32px_and_head_backbone_split(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, image_size=32).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.backbone(images)
+        logits = model(images)
+    assert features.shape == (2, model.num_features)
+    assert logits.shape == (2, 7)
+    assert isinstance(model.head, nn.Linear) and model.head.out_features == 7
+    with torch.no_grad():
+        assert torch.allclose(model.head(features), logits, atol=1e-5)
+    model.replace_head(3)
+    assert model(images).shape == (2, 3)
+    backbone_params = sum(p.numel() for p in model.backbone.parameters())
+    assert count_parameters(model)[0] == backbone_params + model.num_features * 3 + 3
+
+
+def test_small_input_auto_follows_image_size():
+    assert resolve_small_input("auto", 32) and not resolve_small_input("auto", 64)
+    assert resolve_small_input(True, 224) and not resolve_small_input("false", 32)
+    cifar = create_model("resnet18", 10, 32)
+    imagenet = create_model("resnet18", 10, 32, small_input=False)
+    assert cifar.backbone.conv1.stride == (1, 1) and isinstance(cifar.backbone.maxpool, nn.Identity)
+    assert imagenet.backbone.conv1.stride == (2, 2)
+
+
+def test_lenet_adapts_to_28px():
+    assert create_model("lenet5", 10, 28)(torch.zeros(1, 3, 28, 28)).shape == (1, 10)
+
+
+def test_dropout_reaches_the_head():
+    model = create_model("resnet18", 10, 32, dropout=0.3)
+    assert model.dropout.p == 0.3
+    vgg = create_model("vgg11", 10, 32, dropout=0.4)
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.4 for m in vgg.backbone.modules())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "wrn28_2"])
+def test_drop_path_drops_residual_branches_in_training_only(name):
+    torch.manual_seed(0)
+    model = create_model(name, 10, 32, drop_path=0.5)
+    images = torch.randn(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(images), model(images))
+    model.train()
+    with torch.no_grad():
+        assert not torch.allclose(model(images), model(images))
+
+
+def test_drop_path_on_a_model_without_blocks_is_a_user_error():
+    with pytest.raises(UserError, match="vgg16 has not"):
+        create_model("vgg16", 10, 32, drop_path=0.1)
+
+
+def test_unknown_model_lists_valid_ones():
+    with pytest.raises(UserError, match="valid models: alexnet"):
+        create_model("resnet9000", 10, 32)

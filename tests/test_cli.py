@@ -1,0 +1,64 @@
+"""The command line: dispatch, help, and one-line user errors with exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cvrun.cli import COMMANDS, main, split_positional
+from tests.conftest import run_cli
+
+
+def test_help_lists_every_command_without_importing_torch():
+    code = ("import sys; from cvrun.cli import main; main(['--help']); "
+            "assert 'torch' not in sys.modules and 'hydra' not in sys.modules, 'heavy import'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for command in ("train", "eval", "reproduce", "summarize", "info", "preview"):
+        assert f"  {command} " in result.stdout
+    assert set(COMMANDS) == {"train", "eval", "reproduce", "summarize", "info", "preview"}
+
+
+def test_train_help_is_hydras_with_every_group(tmp_path):
+    result = run_cli("train", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for group in ("dataset:", "model:", "aug:", "regime:", "optim:", "sched:", "trainer:", "experiment:"):
+        assert group in result.stdout
+    assert "lenet5" in result.stdout and "wrn28_10" in result.stdout
+
+
+def test_positional_run_dir_becomes_an_override():
+    assert split_positional(["outputs/a b", "split=val"], "run_dir") == ["run_dir='outputs/a b'", "split=val"]
+    assert split_positional(["-m", "x=1"], None) == ["-m", "x=1"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "model=no_such_model"], "unknown model 'no_such_model'; valid model options: alexnet, lenet5"),
+    (["train", "-m", "model=lenet5,nope"], "unknown model 'nope'"),
+    (["train", "aug=nope"], "valid aug options: basic, none"),
+    (["train", "trainer.epoch=3"], "did you mean 'trainer.epochs'?"),
+    (["train", "trainer.epochs=abc"], "could not be converted to Integer"),
+    (["train", "trainer.epochs=-1"], "trainer.epochs must be a positive integer"),
+    (["train", "trainer.batch_size=0"], "trainer.batch_size must be a positive integer"),
+    (["train", "optim.lr=-0.1"], "optim.lr must be positive"),
+    (["train", "dataset.val_fraction=1.5"], "dataset.val_fraction must be in [0, 1)"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["reproduce", "outputs/x"], "not yet available"),
+])
+def test_user_mistakes_fail_before_any_work(args, expected, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("root", ["/no/such/folder", "EMPTY"])
+def test_missing_or_empty_imagefolder_root_is_one_line(root, tmp_path):
+    if root == "EMPTY":
+        (tmp_path / "empty").mkdir()
+        root = str(tmp_path / "empty")
+    result = run_cli("train", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith("cvrun: error: dataset root")
+    assert "Traceback" not in result.stderr and len(errors) == 1
