@@ -15,10 +15,10 @@ from cvrun.regimes.common import standard_job
 from tests.conftest import make_cfg
 
 
-def shapes_run(tmp_path, name="run", **trainer):
+def shapes_run(tmp_path, name="run", lr=0.05, train_size=1000, **trainer):
     cfg = make_cfg(
-        dataset={"name": "shapes", "image_size": 32, "train_size": 1000, "test_size": 200},
-        model={"name": "lenet5"}, optim={"lr": 0.05},
+        dataset={"name": "shapes", "image_size": 32, "train_size": train_size, "test_size": 200},
+        model={"name": "lenet5"}, optim={"lr": lr},
         trainer={"epochs": 10, "batch_size": 32, "progress": False, "deterministic": True, **trainer})
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     run = RunFolder(tmp_path / name)
@@ -87,20 +87,10 @@ def test_ema_weights_are_evaluated_and_checkpointed(tmp_path):
 
 def test_diverging_loss_fails_the_run(tmp_path):
     with pytest.raises(SystemExit) as exit_:
-        _diverge(tmp_path)
+        shapes_run(tmp_path, name="diverge", lr=1e6, train_size=100, epochs=2)
     assert exit_.value.code == 1
     summary = json.loads((tmp_path / "diverge" / "summary.json").read_text())
     assert summary["status"] == "failed" and "training loss became" in summary["reason"]
     # Epoch 1 finished with a finite loss: its checkpoint is the last good one and stays.
     assert summary["epochs_run"] == 1 and (tmp_path / "diverge" / "checkpoints" / "last.pt").is_file()
 
-
-def _diverge(tmp_path):
-    cfg = make_cfg(dataset={"name": "shapes", "image_size": 32, "train_size": 100, "test_size": 20},
-                   model={"name": "lenet5"}, optim={"lr": 1e6},
-                   trainer={"epochs": 2, "batch_size": 32, "progress": False})
-    run = RunFolder(tmp_path / "diverge")
-    trainer = Trainer(cfg, run)
-    data = build_splits(cfg.dataset)
-    model = build_model(cfg.model, data.num_classes, data.image_size)
-    trainer.fit(standard_job(cfg, data, model, trainer.device))

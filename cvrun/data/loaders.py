@@ -1,0 +1,85 @@
+"""Datasets and DataLoaders: uint8 CHW batches; normalisation happens on the device.
+
+Every sample comes with its own augmentation seed, drawn with the data order
+from (trainer.seed, epoch) in the main process. So the images a run sees do
+not depend on the number of workers, and a resumed run sees what an
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cvrun.data.samples import Samples
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class ImageDataset(Dataset):
+    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, label)."""
+
+    def __init__(self, samples: Samples, image_size: int, transform: Transform | None = None):
+        self.samples = samples
+        self.image_size = image_size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item
+        image = self.samples.image(index, self.image_size)
+        if self.transform is not None:
+            image = self.transform(image, np.random.default_rng(seed))
+        chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return chw, int(self.samples.labels[index])
+
+
+class SeededSampler(Sampler):
+    """Yields (index, augmentation seed); the order is shuffled per epoch when asked."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool):
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+        seeds = rng.integers(0, 2**63 - 1, self.size)
+        return iter(zip(order.tolist(), seeds.tolist()))
+
+
+def auto_workers(samples: Samples, requested: int | None) -> int:
+    """Decoding files wants workers; images already in memory are cheaper without them."""
+    if requested is not None:
+        return requested
+    if samples.images is not None:
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
+                transform: Transform | None = None, num_workers: int | None = None,
+                pin_memory: bool = False) -> DataLoader:
+    workers = auto_workers(samples, num_workers)
+    return DataLoader(
+        ImageDataset(samples, image_size, transform),
+        batch_size=batch_size,
+        sampler=SeededSampler(len(samples), seed, shuffle=train),
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        # A last batch of one image breaks batch norm; drop the ragged tail in training.
+        drop_last=train and len(samples) > batch_size,
+    )

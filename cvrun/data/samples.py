@@ -1,0 +1,121 @@
+"""A set of images with labels, held decoded in memory or as file paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cvrun.errors import UserError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+HIDDEN = -1  # label of an image whose label training must not see
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Any decoded image as 3-channel uint8 HWC (grey is replicated)."""
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[:, :, :3]
+
+
+def fit_size(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    shrinking = image.shape[0] > size or image.shape[1] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """Read an image file with OpenCV as RGB uint8 HWC, resized to size x size."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f"cannot decode image file {path}; remove it or replace it with a valid image")
+    return fit_size(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+
+
+def list_images(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+@dataclass
+class Samples:
+    """Labels plus either decoded images (N,H,W,3 uint8) or paths to decode lazily.
+
+    `labels` is what training may see (HIDDEN for the unlabeled pool);
+    `true_labels` is kept for scoring only (HIDDEN where nobody knows it).
+    """
+
+    labels: np.ndarray
+    true_labels: np.ndarray
+    images: np.ndarray | None = None
+    paths: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int, size: int) -> np.ndarray:
+        if self.images is not None:
+            return fit_size(self.images[index], size)
+        return decode(self.paths[index], size)
+
+    def take(self, indices: np.ndarray) -> "Samples":
+        return Samples(
+            labels=self.labels[indices],
+            true_labels=self.true_labels[indices],
+            images=None if self.images is None else self.images[indices],
+            paths=None if self.paths is None else self.paths[indices],
+        )
+
+    def hide_labels(self) -> "Samples":
+        return replace(self, labels=np.full_like(self.labels, HIDDEN))
+
+    def decoded(self, size: int) -> "Samples":
+        if self.images is not None:
+            return self
+        images = np.stack([decode(p, size) for p in self.paths]) if len(self) else np.zeros((0, size, size, 3), np.uint8)
+        return replace(self, images=images, paths=None)
+
+    @staticmethod
+    def from_arrays(images: np.ndarray, labels: np.ndarray) -> "Samples":
+        labels = np.asarray(labels, dtype=np.int64)
+        return Samples(labels=labels, true_labels=labels.copy(), images=to_rgb_batch(images))
+
+    @staticmethod
+    def from_paths(paths: list[str], labels: np.ndarray) -> "Samples":
+        labels = np.asarray(labels, dtype=np.int64)
+        return Samples(labels=labels, true_labels=labels.copy(), paths=np.asarray(paths, dtype=object))
+
+    @staticmethod
+    def concat(first: "Samples", second: "Samples", size: int) -> "Samples":
+        """Join two sets; if one is held as paths and the other decoded, decode both."""
+        if (first.images is None) != (second.images is None):
+            first, second = first.decoded(size), second.decoded(size)
+        if first.images is not None:
+            images = np.concatenate([fit_batch(first.images, size), fit_batch(second.images, size)])
+            paths = None
+        else:
+            images, paths = None, np.concatenate([first.paths, second.paths])
+        return Samples(
+            labels=np.concatenate([first.labels, second.labels]),
+            true_labels=np.concatenate([first.true_labels, second.true_labels]),
+            images=images,
+            paths=paths,
+        )
+
+
+def to_rgb_batch(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, dtype=np.uint8)
+    if images.ndim == 3:
+        return np.repeat(images[:, :, :, None], 3, axis=3)
+    return images
+
+
+def fit_batch(images: np.ndarray, size: int) -> np.ndarray:
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    return np.stack([fit_size(im, size) for im in images])

@@ -1,0 +1,66 @@
+"""classes, subset, labeled_per_class, val_fraction, unlabeled_root: stratified and seeded."""
+
+import numpy as np
+import pytest
+
+from cvrun.data.samples import HIDDEN
+from cvrun.data.splits import build_splits, per_class_counts
+from cvrun.errors import UserError
+from tests.conftest import make_cfg, write_image_tree
+
+
+def shapes_cfg(**dataset):
+    return make_cfg(dataset={"name": "shapes", "train_size": 500, "test_size": 50, "image_size": 16,
+                             **dataset}).dataset
+
+
+def test_classes_keep_and_relabel_in_the_given_order():
+    data = build_splits(shapes_cfg(classes=["square", "circle"], val_fraction=0))
+    assert data.class_names == ["square", "circle"]
+    assert set(data.train.labels.tolist()) == {0, 1} and len(data.train) == 200
+
+
+def test_unknown_class_lists_the_valid_ones():
+    with pytest.raises(UserError, match="unknown class hexagon; classes of shapes: circle, ring"):
+        build_splits(shapes_cfg(classes=["hexagon"]))
+
+
+def test_subset_is_stratified_and_seeded():
+    first = build_splits(shapes_cfg(subset=103, val_fraction=0))
+    again = build_splits(shapes_cfg(subset=103, val_fraction=0))
+    assert len(first.train) == 103
+    assert np.array_equal(first.train.images, again.train.images)
+    assert sorted(np.bincount(first.train.labels).tolist()) == [20, 20, 21, 21, 21]
+    other = build_splits(shapes_cfg(subset=103, val_fraction=0, split_seed=1))
+    assert not np.array_equal(first.train.images, other.train.images)
+
+
+def test_labeled_pool_hides_labels_but_keeps_them_for_scoring():
+    data = build_splits(shapes_cfg(labeled_per_class=20, val_fraction=0.25))
+    assert len(data.train) + len(data.val) == 100
+    assert np.bincount(data.val.labels).tolist() == [5] * 5
+    assert len(data.unlabeled) == 400
+    assert (data.unlabeled.labels == HIDDEN).all()
+    assert (data.unlabeled.true_labels >= 0).all() and np.bincount(data.unlabeled.true_labels).tolist() == [80] * 5
+    # No image is both labeled and in the pool.
+    labeled = {im.tobytes() for im in np.concatenate([data.train.images, data.val.images])}
+    assert not labeled & {im.tobytes() for im in data.unlabeled.images}
+
+
+def test_unlabeled_root_joins_the_pool(tmp_path):
+    folder = write_image_tree(tmp_path / "extra", {"x": 4}, test_per_class=1, size=16)
+    data = build_splits(shapes_cfg(labeled_per_class=50, unlabeled_root=str(folder)))
+    assert len(data.unlabeled) == 250 + 5
+    assert (data.unlabeled.labels == HIDDEN).all() and (data.unlabeled.true_labels[-5:] == HIDDEN).all()
+    assert data.unlabeled.images.shape[1:] == (16, 16, 3)
+
+
+def test_val_split_from_an_image_tree(image_tree):
+    data = build_splits(make_cfg(dataset={"name": "imagefolder", "root": str(image_tree), "image_size": 12,
+                                          "val_fraction": 0.2}).dataset)
+    assert np.bincount(data.val.labels).tolist() == [2, 2, 2] and len(data.train) == 24
+
+
+def test_per_class_counts_sum_to_the_total():
+    counts = per_class_counts(np.array([0] * 50 + [1] * 30 + [2] * 20), 11)
+    assert sum(counts.values()) == 11 and counts == {0: 6, 1: 3, 2: 2}
