@@ -14,15 +14,6 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 HIDDEN = -1  # label of an image whose label training must not see
 
 
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """Any decoded image as 3-channel uint8 HWC (grey is replicated)."""
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    return image[:, :, :3]
-
-
 def fit_size(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] == size and image.shape[1] == size:
         return image

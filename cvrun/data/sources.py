@@ -93,8 +93,12 @@ def _torchvision_source(dataset_class: str, cfg: Any) -> Source:
                   Samples.from_arrays(np.asarray(test.data), test.targets))
 
 
+# cvrun name -> (torchvision dataset class, number of classes).
+TORCHVISION_DATASETS = {"cifar10": ("CIFAR10", 10), "cifar100": ("CIFAR100", 100), "mnist": ("MNIST", 10),
+                        "fashion_mnist": ("FashionMNIST", 10)}
 # Class counts known without reading any data (for `cvrun info`).
-KNOWN_CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "mnist": 10, "fashion_mnist": 10, "shapes": len(shapes.CLASSES)}
+KNOWN_CLASS_COUNTS = {**{name: count for name, (_, count) in TORCHVISION_DATASETS.items()},
+                      "shapes": len(shapes.CLASSES)}
 
 
 def count_classes(cfg: Any) -> int:
@@ -109,24 +113,14 @@ def count_classes(cfg: Any) -> int:
     raise UserError(f"dataset root {root} has no train/<class>/ folders to count classes from")
 
 
-@register_source("cifar10")
-def cifar10(cfg: Any) -> Source:
-    return _torchvision_source("CIFAR10", cfg)
+def _register_torchvision(name: str, dataset_class: str) -> None:
+    @register_source(name)
+    def load(cfg: Any) -> Source:
+        return _torchvision_source(dataset_class, cfg)
 
 
-@register_source("cifar100")
-def cifar100(cfg: Any) -> Source:
-    return _torchvision_source("CIFAR100", cfg)
-
-
-@register_source("mnist")
-def mnist(cfg: Any) -> Source:
-    return _torchvision_source("MNIST", cfg)
-
-
-@register_source("fashion_mnist")
-def fashion_mnist(cfg: Any) -> Source:
-    return _torchvision_source("FashionMNIST", cfg)
+for _name, (_dataset_class, _) in TORCHVISION_DATASETS.items():
+    _register_torchvision(_name, _dataset_class)
 
 
 @register_source("imagefolder")
