@@ -43,11 +43,36 @@ class ModelConfig:
     drop_path: float = 0.0
 
 
+# Names aug.mix and aug.policy accept (tests check them against cvrun.augment's registries).
+MIX_NAMES = ("cutmix", "mixup")
+AUTOAUGMENT_POLICY_NAMES = ("cifar10", "imagenet", "svhn")
+
+
 @dataclass
 class AugConfig:
     name: str = "basic"
+    # base transform: pad-crop (small images) or random resized crop (large), then horizontal flip
+    base: bool = True
     padding: int = 4
     hflip: float = 0.5
+    # plain options
+    shift: int = 32  # brightness: largest offset on the 0-255 scale
+    vflip: float = 0.0  # flip: probability of a vertical flip
+    degrees: float = 0.0  # rotate: largest angle
+    rot90: float = 0.0  # rotate: probability of a 90/180/270 quarter turn
+    scale: List[float] = field(default_factory=lambda: [0.25, 1.0])  # crop: share of the area kept
+    shear: float = 0.3  # shear: largest shear factor per axis
+    distortion: float = 0.1  # affine: largest corner move, as a share of the side
+    perspective: float = 0.0  # affine: probability of a four-corner perspective warp instead
+    erase: float = 0.0  # any option: probability of random erasing (cutout)
+    # RandAugment / AutoAugment
+    n: int = 2
+    m: float = 9.0
+    policy: str = "cifar10"
+    # batch mixer on top of any option: null, cutmix or mixup
+    mix: Optional[str] = None
+    alpha: float = 1.0
+    prob: float = 1.0
 
 
 @dataclass
@@ -185,3 +210,24 @@ def check_values(cfg: Any) -> None:
                  f"model.small_input must be auto, true or false, got {m.small_input}")
         _require(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
         _require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
+    if "aug" in cfg:
+        _check_aug(cfg.aug)
+
+
+def _check_aug(a: Any) -> None:
+    for key in ("hflip", "vflip", "rot90", "perspective", "erase", "prob"):
+        _require(0 <= a[key] <= 1, f"aug.{key} is a probability and must be in [0, 1], got {a[key]}")
+    _require(a.padding >= 0, f"aug.padding must be >= 0, got {a.padding}")
+    _require(0 <= a.shift <= 255, f"aug.shift must be in [0, 255], got {a.shift}")
+    for key in ("degrees", "shear"):
+        _require(a[key] >= 0, f"aug.{key} must be >= 0, got {a[key]}")
+    _require(0 <= a.distortion < 0.5, f"aug.distortion must be in [0, 0.5), got {a.distortion}")
+    _require(len(a.scale) == 2 and 0 < a.scale[0] <= a.scale[1] <= 1,
+             f"aug.scale must be [low, high] with 0 < low <= high <= 1, got {list(a.scale)}")
+    _require(a.n >= 0, f"aug.n (RandAugment ops per image) must be >= 0, got {a.n}")
+    _require(0 <= a.m <= 30, f"aug.m (RandAugment magnitude) must be in [0, 30], got {a.m}")
+    _require(a.policy in AUTOAUGMENT_POLICY_NAMES,
+             f"aug.policy must be one of {', '.join(AUTOAUGMENT_POLICY_NAMES)}, got {a.policy}")
+    _require(a.mix is None or a.mix in MIX_NAMES,
+             f"aug.mix must be null or one of {', '.join(MIX_NAMES)}, got {a.mix}")
+    _require(a.alpha > 0, f"aug.alpha (Beta distribution of the mixing weight) must be > 0, got {a.alpha}")

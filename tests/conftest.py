@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from cvrun.config import TrainConfig
+from cvrun.config import AugConfig, TrainConfig
+from cvrun.paths import config_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
@@ -25,6 +26,12 @@ def make_cfg(**sections) -> object:
     """A validated TrainConfig with some sections' values replaced: make_cfg(trainer={"epochs": 2})."""
     cfg = OmegaConf.structured(TrainConfig)
     return OmegaConf.merge(cfg, sections)
+
+
+def aug_cfg(option: str, **values) -> object:
+    """The `aug` section as `aug=<option>` composes it (its YAML over the schema), with values replaced."""
+    return OmegaConf.merge(OmegaConf.structured(AugConfig), OmegaConf.load(config_dir() / "aug" / f"{option}.yaml"),
+                           values)
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

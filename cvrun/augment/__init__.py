@@ -1,9 +1,14 @@
-"""Augmentation: per-image ops on uint8 HWC arrays and the policies built from them.
+"""Augmentation: per-image ops on uint8 HWC arrays, the options built from them, batch mixers.
 
-A policy is a function (image, rng) -> image; `build_train_transform` picks
-one by `aug.name` from the POLICIES registry.
+    from cvrun.augment import OPS
+    out = OPS["rotate"](img, 15.0)   # img: uint8 HxWxC; same shape and dtype back
+
+A per-image transform is a function (image, rng) -> image that
+`build_train_transform` composes from `aug`; `build_batch_mixer` gives the
+batch-level CutMix/MixUp named by `aug.mix`.
 """
 
+from cvrun.augment.ops import OPS
 from cvrun.augment.policies import POLICIES, build_train_transform
 
-__all__ = ["POLICIES", "build_train_transform"]
+__all__ = ["OPS", "POLICIES", "build_train_transform"]

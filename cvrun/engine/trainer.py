@@ -59,6 +59,8 @@ class TrainingJob:
     loss_fn: LossFn | None = None
     # Optimiser parameter groups; by default every trainable parameter at optim.lr.
     param_groups: list[dict[str, Any]] | None = None
+    # (images, labels) -> (images, soft targets) on each normalised training batch: CutMix, MixUp.
+    batch_mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
     summary_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -193,6 +195,8 @@ class _Loop:
         for images, targets in bar:
             images = self.normalize(images)
             targets = targets.to(self.device, non_blocking=True)
+            if self.job.batch_mixer is not None:
+                images, targets = self.job.batch_mixer(images, targets)
             with autocast(self.device, self.dtype):
                 logits = self.model(images)
                 loss = self.loss_fn(logits.float(), targets)

@@ -4,7 +4,7 @@ import pytest
 from cvrun.augment import build_train_transform
 from cvrun.augment.ops import hflip, pad_crop
 from cvrun.errors import UserError
-from tests.conftest import make_cfg
+from tests.conftest import aug_cfg, make_cfg
 
 
 def test_pad_crop_shifts_the_image_and_fills_with_zero():
@@ -32,6 +32,6 @@ def test_basic_policy_keeps_size_and_is_seeded():
 
 
 def test_none_policy_and_unknown_policy():
-    assert build_train_transform(make_cfg(aug={"name": "none"}).aug, 32) is None
+    assert build_train_transform(aug_cfg("none"), 32) is None
     with pytest.raises(UserError, match="valid aug options"):
         build_train_transform(make_cfg(aug={"name": "sparkle"}).aug, 32)

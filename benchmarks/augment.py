@@ -1,0 +1,131 @@
+"""Per-op and per-policy augmentation cost: cvrun's OpenCV/NumPy ops against torchvision.transforms.v2.
+
+    python benchmarks/augment.py [--images 200] [--repeats 3]
+
+Both sides get the same images (CIFAR-10 from ../shared/data when present,
+else random pixels), as uint8 HWC arrays for cvrun and uint8 CHW tensors for
+torchvision, at 32 and 224 px, on one thread each. Times are microseconds per
+image, best of --repeats passes. The last line is one JSON object with the
+speedups (torchvision time / cvrun time); `randaug_speedup_32` and
+`randaug_speedup_224` are for RandAugment(n=2, m=9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from cvrun.augment.auto import STANDARD_SPACE, AutoAugment, RandAugment, TrivialAugmentWide
+from cvrun.augment.ops import OPS
+from cvrun.augment.policies import base_transform
+from cvrun.config import AugConfig
+
+CIFAR10_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "train"
+NEAREST = v2.InterpolationMode.NEAREST
+
+
+def load_images(count: int, size: int) -> list[np.ndarray]:
+    paths = sorted(CIFAR10_TRAIN.rglob("*.jpg"))[::97][:count] if CIFAR10_TRAIN.is_dir() else []
+    if len(paths) < count:
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    return [cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC) for im in images]
+
+
+def torchvision_op(name: str, value: float):
+    """The call torchvision's auto-augment code makes for the op (v2 _apply_image_or_video_transform)."""
+    shear = math.degrees(math.atan(value))
+    calls = {
+        "identity": lambda t: t,
+        "shear_x": lambda t: F.affine(t, angle=0.0, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
+                                      interpolation=NEAREST, center=[0, 0]),
+        "shear_y": lambda t: F.affine(t, angle=0.0, translate=[0, 0], scale=1.0, shear=[0.0, shear],
+                                      interpolation=NEAREST, center=[0, 0]),
+        "translate_x": lambda t: F.affine(t, angle=0.0, translate=[int(value), 0], scale=1.0, shear=[0.0, 0.0],
+                                          interpolation=NEAREST),
+        "translate_y": lambda t: F.affine(t, angle=0.0, translate=[0, int(value)], scale=1.0, shear=[0.0, 0.0],
+                                          interpolation=NEAREST),
+        "rotate": lambda t: F.rotate(t, angle=value, interpolation=NEAREST),
+        "brightness": lambda t: F.adjust_brightness(t, 1.0 + value),
+        "color": lambda t: F.adjust_saturation(t, 1.0 + value),
+        "contrast": lambda t: F.adjust_contrast(t, 1.0 + value),
+        "sharpness": lambda t: F.adjust_sharpness(t, 1.0 + value),
+        "posterize": lambda t: F.posterize(t, int(value)),
+        "solarize": lambda t: F.solarize(t, value),
+        "autocontrast": F.autocontrast,
+        "equalize": F.equalize,
+        "invert": F.invert,
+    }
+    return calls[name]
+
+
+def per_image_us(fn, inputs: list, repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for item in inputs:
+            fn(item)
+        best = min(best, time.perf_counter() - started)
+    return 1e6 * best / len(inputs)
+
+
+def measure(size: int, count: int, repeats: int) -> list[tuple[str, float, float]]:
+    """(name, cvrun us/image, torchvision us/image) for every op and policy at one size."""
+    arrays = load_images(count, size)
+    tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in arrays]
+    rows = []
+    for name in OPS:
+        # RandAugment's value at m=9, the op's positive direction.
+        value = STANDARD_SPACE.value(name, 9 / 30, size, size)
+        op = OPS[name]
+        rows.append((name, per_image_us(lambda a: op(a, value), arrays, repeats),
+                     per_image_us(torchvision_op(name, value), tensors, repeats)))
+
+    def seeded(policy):
+        rng = np.random.default_rng(0)
+        return lambda a: policy(a, rng)
+
+    torch.manual_seed(0)
+    aug_cfg = AugConfig()
+    policies = [
+        ("basic (pad-crop+flip)" if size <= 64 else "basic (resized crop+flip)", base_transform(aug_cfg, size),
+         v2.Compose([v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()]) if size <= 64 else
+         v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])),
+        ("randaug n=2 m=9", RandAugment(n=2, m=9), v2.RandAugment(num_ops=2, magnitude=9)),
+        ("autoaug cifar10", AutoAugment("cifar10"), v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)),
+        ("trivialaug", TrivialAugmentWide(), v2.TrivialAugmentWide()),
+    ]
+    for name, ours, theirs in policies:
+        rows.append((name, per_image_us(seeded(ours), arrays, repeats), per_image_us(theirs, tensors, repeats)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+    results = {}
+    print(f"{'op / policy':<28}{'size':>6}{'cvrun us':>11}{'torchvision us':>16}{'speedup':>9}")
+    for size in (32, 224):
+        for name, ours, theirs in measure(size, args.images, args.repeats):
+            print(f"{name:<28}{size:>6}{ours:>11.1f}{theirs:>16.1f}{theirs / ours:>8.1f}x")
+            results[f"{name.split(' ')[0]}_speedup_{size}"] = round(theirs / ours, 2)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
