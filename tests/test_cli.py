@@ -35,7 +35,10 @@ def test_positional_run_dir_becomes_an_override():
 @pytest.mark.parametrize("args, expected", [
     (["train", "model=no_such_model"], "unknown model 'no_such_model'; valid model options: alexnet, lenet5"),
     (["train", "-m", "model=lenet5,nope"], "unknown model 'nope'"),
-    (["train", "aug=nope"], "valid aug options: basic, none"),
+    (["train", "aug=nope"], "valid aug options: affine, autoaug, basic, brightness, crop, cutmix, flip, mixup, "
+                            "none, randaug, rotate, shear, trivialaug"),
+    (["train", "aug=randaug", "aug.m=31"], "aug.m (RandAugment magnitude) must be in [0, 30], got 31"),
+    (["train", "aug.mix=cutmax"], "aug.mix must be null or one of cutmix, mixup, got cutmax"),
     (["train", "trainer.epoch=3"], "did you mean 'trainer.epochs'?"),
     (["train", "trainer.epochs=abc"], "could not be converted to Integer"),
     (["train", "trainer.epochs=-1"], "trainer.epochs must be a positive integer"),

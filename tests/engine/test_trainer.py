@@ -15,7 +15,7 @@ from cvrun.regimes.common import standard_job
 from tests.conftest import make_cfg
 
 
-def shapes_run(tmp_path, name="run", lr=0.05, train_size=1000, **trainer):
+def shapes_run(tmp_path, name="run", lr=0.02, train_size=1000, **trainer):
     cfg = make_cfg(
         dataset={"name": "shapes", "image_size": 32, "train_size": train_size, "test_size": 200},
         model={"name": "lenet5"}, optim={"lr": lr},
