@@ -22,15 +22,14 @@ import cv2
 import numpy as np
 import torch
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
 from cvrun.augment.auto import STANDARD_SPACE, AutoAugment, RandAugment, TrivialAugmentWide
 from cvrun.augment.ops import OPS
 from cvrun.augment.policies import base_transform
+from cvrun.augment.reference import torchvision_op
 from cvrun.config import AugConfig
 
 CIFAR10_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "train"
-NEAREST = v2.InterpolationMode.NEAREST
 
 
 def load_images(count: int, size: int) -> list[np.ndarray]:
@@ -40,33 +39,6 @@ def load_images(count: int, size: int) -> list[np.ndarray]:
         return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
     return [cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC) for im in images]
-
-
-def torchvision_op(name: str, value: float):
-    """The call torchvision's auto-augment code makes for the op (v2 _apply_image_or_video_transform)."""
-    shear = math.degrees(math.atan(value))
-    calls = {
-        "identity": lambda t: t,
-        "shear_x": lambda t: F.affine(t, angle=0.0, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
-                                      interpolation=NEAREST, center=[0, 0]),
-        "shear_y": lambda t: F.affine(t, angle=0.0, translate=[0, 0], scale=1.0, shear=[0.0, shear],
-                                      interpolation=NEAREST, center=[0, 0]),
-        "translate_x": lambda t: F.affine(t, angle=0.0, translate=[int(value), 0], scale=1.0, shear=[0.0, 0.0],
-                                          interpolation=NEAREST),
-        "translate_y": lambda t: F.affine(t, angle=0.0, translate=[0, int(value)], scale=1.0, shear=[0.0, 0.0],
-                                          interpolation=NEAREST),
-        "rotate": lambda t: F.rotate(t, angle=value, interpolation=NEAREST),
-        "brightness": lambda t: F.adjust_brightness(t, 1.0 + value),
-        "color": lambda t: F.adjust_saturation(t, 1.0 + value),
-        "contrast": lambda t: F.adjust_contrast(t, 1.0 + value),
-        "sharpness": lambda t: F.adjust_sharpness(t, 1.0 + value),
-        "posterize": lambda t: F.posterize(t, int(value)),
-        "solarize": lambda t: F.solarize(t, value),
-        "autocontrast": F.autocontrast,
-        "equalize": F.equalize,
-        "invert": F.invert,
-    }
-    return calls[name]
 
 
 def per_image_us(fn, inputs: list, repeats: int) -> float:
@@ -89,7 +61,7 @@ def measure(size: int, count: int, repeats: int) -> list[tuple[str, float, float
         value = STANDARD_SPACE.value(name, 9 / 30, size, size)
         op = OPS[name]
         rows.append((name, per_image_us(lambda a: op(a, value), arrays, repeats),
-                     per_image_us(torchvision_op(name, value), tensors, repeats)))
+                     per_image_us(lambda t: torchvision_op(name, t, value), tensors, repeats)))
 
     def seeded(policy):
         rng = np.random.default_rng(0)

@@ -12,8 +12,9 @@ posterize, the 0-255 threshold for solarize). With nearest interpolation and
 fill 0 they reproduce torchvision.transforms.v2 up to rounding
 (tests/augment/test_ops.py states the tolerance per op). Most colour ops
 work through 256-entry lookup tables computed in float32 the way torchvision
-computes each pixel, so they agree exactly; color and sharpness blend whole
-images in one OpenCV call and may differ by 1 in rare pixels.
+computes each pixel, so they agree exactly; color, contrast and sharpness
+take the grayscale or the blend from one OpenCV call and may differ by 1 in
+rare pixels.
 
 The functions after OPS are the building blocks of the plain options (flip,
 rotate, crop, shear, affine, brightness, erasing).
