@@ -25,7 +25,7 @@ COMMANDS = {
     "info": ("parameters, multiply-accumulates, receptive field: cvrun info model=... [dataset=...]",
              None, "cvrun.commands.info"),
     "preview": ("PNG grid of augmented training images: cvrun preview [aug=...] [dataset=...]",
-                None, None),
+                None, "cvrun.commands.preview"),
 }
 
 # Hydra flags that take a value in the next argument.

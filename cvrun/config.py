@@ -144,7 +144,17 @@ class InfoConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "info": InfoConfig}
+@dataclass
+class PreviewConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    images: int = 8  # rows: training images, spread over the classes
+    draws: int = 7  # augmented draws per image, after the original
+    cell: int = 128  # smallest cell size in pixels; small images are enlarged (nearest) to at least this
+    seed: int = 0
+
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "info": InfoConfig, "preview": PreviewConfig}
 
 
 def schema_keys(schema: type) -> dict[str, Any]:
@@ -212,6 +222,9 @@ def check_values(cfg: Any) -> None:
         _require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
     if "aug" in cfg:
         _check_aug(cfg.aug)
+    if "draws" in cfg:
+        for key in ("images", "draws", "cell"):
+            _require(cfg[key] > 0, f"{key} must be a positive integer, got {cfg[key]}")
 
 
 def _check_aug(a: Any) -> None:

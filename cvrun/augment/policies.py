@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cvrun.augment import ops
-from cvrun.augment.auto import AutoAugment, RandAugment, TrivialAugmentWide
+from cvrun.augment.auto import AutoAugment, RandAugment, TrivialAugmentWide, apply_ops
 from cvrun.errors import UserError
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -47,6 +47,18 @@ class Pipeline:
         for step in self.steps:
             image = step(image, rng)
         return image
+
+    def explained(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, float]]]:
+        """The same result as calling the pipeline, plus the (op, value) pairs its auto-augment step drew."""
+        drawn: list[tuple[str, float]] = []
+        for step in self.steps:
+            if isinstance(step, (RandAugment, AutoAugment, TrivialAugmentWide)):
+                ops_drawn = step.sample(rng, *image.shape[:2])
+                image = apply_ops(image, ops_drawn)
+                drawn += ops_drawn
+            else:
+                image = step(image, rng)
+        return image, drawn
 
 
 def build_train_transform(cfg: Any, image_size: int, fill: Sequence[int] = (0, 0, 0)) -> Pipeline | None:
