@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -60,6 +61,11 @@ class SeededSampler(Sampler):
         return iter(zip(order.tolist(), seeds.tolist()))
 
 
+def _one_opencv_thread(worker_id: int) -> None:
+    """Workers already run in parallel; OpenCV's own threads on top would only contend for the cores."""
+    cv2.setNumThreads(1)
+
+
 def auto_workers(samples: Samples, requested: int | None) -> int:
     """Decoding files wants workers; images already in memory are cheaper without them."""
     if requested is not None:
@@ -79,6 +85,7 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         sampler=SeededSampler(len(samples), seed, shuffle=train),
         num_workers=workers,
         persistent_workers=workers > 0,
+        worker_init_fn=_one_opencv_thread if workers > 0 else None,
         pin_memory=pin_memory,
         # A last batch of one image breaks batch norm; drop the ragged tail in training.
         drop_last=train and len(samples) > batch_size,
