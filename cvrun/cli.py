@@ -21,7 +21,8 @@ COMMANDS = {
              "run_dir", "cvrun.commands.eval"),
     "reproduce": ("re-run a saved config and compare metrics: cvrun reproduce RUN_DIR [--check]",
                   "run_dir", None),
-    "summarize": ("table of all runs under DIR: cvrun summarize DIR", "dir", None),
+    "summarize": ("table of all runs under DIR: cvrun summarize DIR [--sort KEY] [--format table|csv|md]",
+                  None, "cvrun.commands.summarize"),
     "info": ("parameters, multiply-accumulates, receptive field: cvrun info model=... [dataset=...]",
              None, "cvrun.commands.info"),
     "preview": ("PNG grid of augmented training images: cvrun preview [aug=...] [dataset=...]",
@@ -92,7 +93,7 @@ def preflight(command: str, args: list[str]) -> None:
     from cvrun.paths import config_dir
 
     overrides = override_args(args)
-    if not overrides:
+    if not overrides or command not in SCHEMAS:  # commands without Hydra parse their own arguments
         return
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

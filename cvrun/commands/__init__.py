@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, Callable
 
 from cvrun.errors import UserError
+
+log = logging.getLogger("cvrun")
 
 
 def register_schemas() -> None:
@@ -25,6 +28,10 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     A UserError inside the task prints one line and exits 2. Hydra rejecting
     the command line or config (before the task starts) also exits 2: both
     are mistakes the user can fix. Anything else keeps Hydra's status.
+
+    In a sweep (-m) a failing job (user error, diverged loss, exception) is
+    reported and recorded, and the next job runs; the sweep exits 1 at the
+    end if any job failed. Ctrl-C still stops the whole sweep.
     """
     import hydra
 
@@ -32,15 +39,29 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
 
     register_schemas()
     started = False
+    failed_jobs: list[str] = []
 
     def guarded_task(cfg: Any) -> Any:
         nonlocal started
         started = True
+        in_sweep = _in_sweep()
         try:
             return task(cfg)
         except UserError as err:
             print(f"cvrun: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            if not in_sweep:
+                raise SystemExit(2) from None
+            failed_jobs.append(str(err))
+        except SystemExit as exit_:
+            if not in_sweep or exit_.code in (0, None, 130):
+                raise
+            failed_jobs.append(f"exit status {exit_.code}")
+        except Exception as err:
+            if not in_sweep:
+                raise
+            log.exception("job failed")
+            failed_jobs.append(f"{type(err).__name__}: {err}")
+        return None
 
     app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded_task)
     try:
@@ -48,4 +69,15 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         return 2 if code == 1 and not started else code
+    if failed_jobs:
+        print(f"cvrun: {len(failed_jobs)} sweep job(s) failed; their reasons are in the sweep's summary.csv",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN

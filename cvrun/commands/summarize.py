@@ -1,0 +1,96 @@
+"""`cvrun summarize DIR [--sort KEY] [--format table|csv|md]`: one table of every run under DIR.
+
+A run is a folder with a summary.json (running, failed and interrupted runs
+included). The columns are the config keys whose values differ between the
+runs, then the results. This command does not use Hydra: it only reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cvrun.errors import UserError
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}."  if isinstance(value, dict) else f"{prefix}{key}"))
+    return flat
+
+
+def find_runs(root: Path) -> list[Path]:
+    return sorted({p.parent for p in root.rglob("summary.json")})
+
+
+def differing_settings(runs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each run's resolved config (config.yaml, else its overrides), and the keys that differ between runs."""
+    from omegaconf import OmegaConf
+
+    from cvrun.report.table import read_overrides, split_override
+
+    settings = []
+    for run in runs:
+        config = run / "config.yaml"
+        if config.is_file():
+            settings.append({k: str(v) for k, v in flatten(OmegaConf.to_container(OmegaConf.load(config))).items()})
+        else:
+            settings.append(dict(split_override(o) for o in read_overrides(run)))
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    differing = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+    return settings, differing
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Numbers best-first (descending), text ascending; rows without the key last."""
+    present = [r for r in rows if r.get(key) not in (None, "")]
+    missing = [r for r in rows if r.get(key) in (None, "")]
+    numeric = all(isinstance(r[key], (int, float)) for r in present)
+    return sorted(present, key=lambda r: r[key] if numeric else str(r[key]), reverse=numeric) + missing
+
+
+def summarize(directory: Path, sort: str | None, output_format: str) -> str:
+    from cvrun.report.table import FORMATS, RESULT_COLUMNS, run_row
+
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a folder; give a run, a sweep or an outputs/ folder")
+    runs = find_runs(directory)
+    if not runs:
+        raise UserError(f"no runs under {directory} (a run folder holds a summary.json)")
+    settings, keys = differing_settings(runs)
+    rows = []
+    for run, setting in zip(runs, settings):
+        row = run_row(run, [])
+        row.update({k: setting.get(k) for k in keys})
+        row["run_dir"] = str(run.relative_to(directory)) if run != directory else "."
+        rows.append(row)
+    columns = [*keys, *RESULT_COLUMNS, "run_dir"]
+    if sort is not None:
+        if sort not in columns:
+            raise UserError(f"cannot sort by '{sort}'; columns: {', '.join(columns)}")
+        rows = sort_rows(rows, sort)
+    return FORMATS[output_format](rows, columns)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise UserError(f"summarize: {message}")
+
+
+def run_app() -> int:
+    parser = _OneLineParser(prog="cvrun summarize", description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path, help="a run, a sweep, or a whole outputs/ tree")
+    parser.add_argument("--sort", help="column to sort by (numbers best first)")
+    parser.add_argument("--format", dest="output_format", choices=["table", "csv", "md"], default="table")
+    try:
+        args = parser.parse_args(sys.argv[1:])
+        print(summarize(args.dir, args.sort, args.output_format), end="")
+    except UserError as err:
+        print(f"cvrun: error: {err}", file=sys.stderr)
+        return 2
+    return 0

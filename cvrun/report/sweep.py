@@ -1,0 +1,134 @@
+"""The sweep summary: summary.csv and summary.png at the root of a multirun, kept by a Hydra callback.
+
+configs/train.yaml registers SweepSummary under hydra.callbacks. After every
+job, on_job_end appends the job's number, overrides, folder and status to
+`<sweep>/jobs.jsonl` (one line, appended: safe with parallel launchers too)
+and rewrites summary.csv from it and the jobs' summary.json files. When the
+sweep ends, on_multirun_end writes the final summary.csv and summary.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.report.table import RESULT_COLUMNS, run_row, split_override, to_csv
+
+JOBS_FILE = "jobs.jsonl"
+
+
+def append_job(sweep_dir: Path, record: dict[str, Any]) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(sweep_dir / JOBS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent jobs' lines whole
+    finally:
+        os.close(fd)
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """The keys the sweep's command line gave several values (`a=1,2`, `range(...)`), from multirun.yaml."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    task_overrides = list(OmegaConf.load(path).hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]
+
+
+def sweep_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of the jobs recorded so far (the latest record per job number) and the swept keys."""
+    path = sweep_dir / JOBS_FILE
+    records = {}
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        record = json.loads(line)
+        records[record["num"]] = record
+    rows = [{"job": num, **run_row(Path(records[num]["run_dir"]), records[num]["overrides"], records[num]["status"])}
+            for num in sorted(records)]
+    keys = swept_keys(sweep_dir) or [split_override(o)[0] for r in records.values() for o in r["overrides"]]
+    return rows, list(dict.fromkeys(keys))
+
+
+def write_summary_csv(sweep_dir: Path) -> list[dict[str, Any]]:
+    rows, keys = sweep_rows(sweep_dir)
+    columns = ["job", *keys, *RESULT_COLUMNS, "run_dir"]
+    atomic_write_bytes(sweep_dir / "summary.csv", to_csv(rows, columns).encode())
+    return rows
+
+
+def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
+    """Test accuracy per job: bars grouped by the last swept key's values, one group per other combination."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    inner_key = keys[-1] if keys else None
+    inner_values = list(dict.fromkeys(str(r.get(inner_key)) for r in rows)) if inner_key else ["run"]
+    groups = list(dict.fromkeys(", ".join(f"{k}={r.get(k)}" for k in keys[:-1]) or "all" for r in rows))
+    width = 0.8 / len(inner_values)
+    figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(rows) + 2), 4.5))
+    for i, value in enumerate(inner_values):
+        for g, group in enumerate(groups):
+            for row in rows:
+                row_group = ", ".join(f"{k}={row.get(k)}" for k in keys[:-1]) or "all"
+                if row_group != group or (inner_key and str(row.get(inner_key)) != value):
+                    continue
+                x = g + (i - (len(inner_values) - 1) / 2) * width
+                accuracy = row.get("test_acc1")
+                if row["status"] == "completed" and accuracy is not None:
+                    axis.bar(x, accuracy, width, color=f"C{i}")
+                    axis.text(x, accuracy, f"{accuracy:.1f}", ha="center", va="bottom", fontsize=8)
+                else:
+                    axis.text(x, 1, row["status"], ha="center", va="bottom", rotation=90, color="red")
+    from matplotlib.patches import Patch
+
+    axis.legend(handles=[Patch(color=f"C{i}", label=f"{inner_key}={value}" if inner_key else value)
+                         for i, value in enumerate(inner_values)], fontsize=8)
+    axis.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
+    axis.set_ylabel("test top-1 accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+class SweepSummary(Callback):
+    """Keeps summary.csv current during a multirun; adds summary.png when it ends."""
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return
+        # A job's own summary.json, when it wrote one, has the last word on its status.
+        failed = job_return.status.name == "FAILED"
+        append_job(Path(hydra_cfg.sweep.dir), {
+            "num": hydra_cfg.job.num, "overrides": list(job_return.overrides or []),
+            "run_dir": str(Path(hydra_cfg.runtime.output_dir).absolute()),
+            "status": "failed" if failed else "completed"})
+        write_summary_csv(Path(hydra_cfg.sweep.dir))
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows, keys = sweep_rows(sweep_dir)
+        if not rows:
+            return
+        write_summary_csv(sweep_dir)
+        plot_sweep(rows, keys, sweep_dir / "summary.png")

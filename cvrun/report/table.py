@@ -1,0 +1,79 @@
+"""Tables of runs: one row per run folder, for sweeps' summary.csv and `cvrun summarize`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+RESULT_COLUMNS = ["status", "reason", "best_val_acc1", "test_acc1", "test_acc5", "epochs_run", "wall_seconds"]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The overrides the run was started with (Hydra's .hydra/overrides.yaml), [] when absent."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def run_row(run_dir: Path, overrides: list[str], status: str | None = None) -> dict[str, Any]:
+    """One run's row: its overrides as columns, then its results from summary.json."""
+    summary = read_json(run_dir / "summary.json")
+    row: dict[str, Any] = dict(split_override(o) for o in overrides)
+    row.update({column: summary.get(column) for column in RESULT_COLUMNS})
+    if row["status"] is None:
+        row["status"] = status or "unknown"
+    row["run_dir"] = str(run_dir)
+    return row
+
+
+def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buffer.getvalue()
+
+
+def _cells(rows: list[dict[str, Any]], columns: list[str]) -> list[list[str]]:
+    return [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+
+
+REASON_WIDTH = 60  # failure reasons are cut to this in the plain-text table (csv and md keep them whole)
+
+
+def to_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """An aligned plain-text table."""
+    cells = [[v[:REASON_WIDTH - 3] + "..." if c == "reason" and len(v) > REASON_WIDTH else v
+              for c, v in zip(columns, r)] for r in _cells(rows, columns)]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in _cells(rows, columns)]
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = {"table": to_text, "csv": to_csv, "md": to_markdown}

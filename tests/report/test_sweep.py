@@ -1,0 +1,103 @@
+"""Sweeps: the summary callback, failure isolation, and `cvrun summarize` over nested trees."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from cvrun.commands.summarize import sort_rows, summarize
+from cvrun.errors import UserError
+from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli
+
+
+def sweep_root(cwd: Path) -> Path:
+    roots = [p.parent for p in (cwd / "multirun").glob("*/*/multirun.yaml")]
+    assert len(roots) == 1, roots
+    return roots[0]
+
+
+@pytest.fixture(scope="module")
+def failing_sweep(tmp_path_factory):
+    """shapes at a good lr completes; at lr 1e6 it diverges; both jobs on a missing folder fail."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = run_cli("train", "-m", "dataset=shapes,imagefolder", "dataset.root=/no/such/folder", "model=lenet5",
+                     "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=2", "trainer.batch_size=32",
+                     "optim.lr=0.01,1e6", "trainer.progress=false", cwd=cwd)
+    return result, sweep_root(cwd)
+
+
+def test_failed_jobs_are_recorded_and_the_others_still_run(failing_sweep):
+    result, root = failing_sweep
+    assert result.returncode == 1
+    assert "3 sweep job(s) failed" in result.stderr and "Traceback" not in result.stderr
+    rows = list(csv.DictReader((root / "summary.csv").open()))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
+    assert [(r["dataset"], r["optim.lr"], r["status"]) for r in rows] == [
+        ("shapes", "0.01", "completed"), ("shapes", "1000000.0", "failed"),
+        ("imagefolder", "0.01", "failed"), ("imagefolder", "1000000.0", "failed")]
+    assert "training loss became" in rows[1]["reason"]
+    assert all("/no/such/folder" in r["reason"] for r in rows[2:])
+    assert float(rows[0]["test_acc1"]) >= 0 and rows[0]["epochs_run"] == "2"
+    assert all(Path(r["run_dir"]).is_dir() for r in rows)
+    assert (root / "summary.png").stat().st_size > 5000
+
+
+def test_summary_csv_columns_are_the_swept_keys_then_results(failing_sweep):
+    _, root = failing_sweep
+    header = (root / "summary.csv").read_text().splitlines()[0].split(",")
+    assert header == ["job", "dataset", "optim.lr", "status", "reason", "best_val_acc1", "test_acc1", "test_acc5",
+                      "epochs_run", "wall_seconds", "run_dir"]
+
+
+def test_summarize_shows_the_sweep_with_its_differing_settings(failing_sweep, tmp_path):
+    _, root = failing_sweep
+    shown = run_cli("summarize", str(root), "--sort", "test_acc1", "--format", "csv", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = list(csv.DictReader(shown.stdout.splitlines()))
+    assert len(rows) == 4
+    assert {"dataset.name", "optim.lr"} <= set(rows[0])
+    assert rows[0]["status"] == "completed" and {r["status"] for r in rows[1:]} == {"failed"}
+
+
+def write_run(folder: Path, config: str, **summary) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(config)
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_summarize_finds_nested_running_and_failed_runs(tmp_path):
+    write_run(tmp_path / "2026-11-20" / "10-00-00_scratch_lenet5", "model:\n  name: lenet5\noptim:\n  lr: 0.1\n",
+              status="completed", test_acc1=40.0)
+    write_run(tmp_path / "2026-11-21" / "sweep" / "0_x", "model:\n  name: vgg11\noptim:\n  lr: 0.1\n",
+              status="running")
+    write_run(tmp_path / "2026-11-21" / "sweep" / "1_x" / "round_1", "model:\n  name: wrn28_2\noptim:\n  lr: 0.1\n",
+              status="failed", reason="boom")
+    table = summarize(tmp_path, sort="test_acc1", output_format="table").splitlines()
+    assert table[0].split()[:3] == ["model.name", "status", "reason"]  # optim.lr is the same everywhere
+    assert [line.split()[0] for line in table[1:]] == ["lenet5", "vgg11", "wrn28_2"]
+    markdown = summarize(tmp_path, sort=None, output_format="md")
+    assert markdown.count("\n") == 5 and "| wrn28_2 | failed | boom |" in markdown
+
+
+def test_summarize_mistakes(tmp_path):
+    with pytest.raises(UserError, match="no runs under"):
+        summarize(tmp_path, None, "table")
+    with pytest.raises(UserError, match="is not a folder"):
+        summarize(tmp_path / "nope", None, "table")
+    result = run_cli("summarize", str(tmp_path), "--format", "xml", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sort_puts_numbers_best_first_and_missing_last():
+    rows = [{"a": 1.0}, {"a": None}, {"a": 3.0}]
+    assert [r["a"] for r in sort_rows(rows, "a")] == [3.0, 1.0, None]
+
+
+@needs_cifar10
+def test_cifar10_sweep_from_the_issue(tmp_path):
+    result = run_cli("train", "-m", "dataset=cifar10", f"dataset.root={SHARED_CIFAR10}", "model=lenet5",
+                     "dataset.subset=200", "trainer.epochs=1", "aug=none,basic", "trainer.progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((sweep_root(tmp_path) / "summary.csv").open()))
+    assert [(r["aug"], r["status"]) for r in rows] == [("none", "completed"), ("basic", "completed")]
