@@ -14,13 +14,13 @@ import sys
 
 from cvrun.errors import UserError
 
-# name -> (one-line description, positional argument it takes or None, module)
+# name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
 COMMANDS = {
     "train": ("train one run, or a sweep with -m", None, "cvrun.commands.train"),
     "eval": ("evaluate a finished run's best checkpoint: cvrun eval RUN_DIR [split=test|val]",
              "run_dir", "cvrun.commands.eval"),
-    "reproduce": ("re-run a saved config and compare metrics: cvrun reproduce RUN_DIR [--check]",
-                  "run_dir", None),
+    "reproduce": ("re-run a saved config and compare metrics: cvrun reproduce RUN_DIR [--check] [KEY=VALUE...]",
+                  None, "cvrun.commands.reproduce"),
     "summarize": ("table of all runs under DIR: cvrun summarize DIR [--sort KEY] [--format table|csv|md]",
                   None, "cvrun.commands.summarize"),
     "info": ("parameters, multiply-accumulates, receptive field: cvrun info model=... [dataset=...]",
@@ -38,9 +38,8 @@ def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: cvrun COMMAND [OVERRIDES...]", "",
              "Image-classification experiment runner. Commands:"]
-    for name, (text, _, module) in COMMANDS.items():
-        suffix = "" if module else "  (not yet available)"
-        lines.append(f"  {name:<{width}}  {text}{suffix}")
+    for name, (text, *_) in COMMANDS.items():
+        lines.append(f"  {name:<{width}}  {text}")
     lines += ["", "Overrides use Hydra's grammar (key=value, group=option, -m for sweeps).",
               "`cvrun COMMAND --help` lists every config group and option of a command."]
     return "\n".join(lines)
@@ -149,8 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return fail(f"unknown command '{command}'{hint}; commands: {', '.join(COMMANDS)}")
     _, positional, module_name = COMMANDS[command]
-    if module_name is None:
-        return fail(f"`cvrun {command}` is not yet available in this version")
     rest = split_positional(rest, positional)
     try:
         if "--help" not in rest and "-h" not in rest:

@@ -46,7 +46,8 @@ def test_positional_run_dir_becomes_an_override():
     (["train", "optim.lr=-0.1"], "optim.lr must be positive"),
     (["train", "dataset.val_fraction=1.5"], "dataset.val_fraction must be in [0, 1)"),
     (["frobnicate"], "unknown command 'frobnicate'"),
-    (["reproduce", "outputs/x"], "not yet available"),
+    (["reproduce", "outputs/x"], "outputs/x has no config.yaml"),
+    (["summarize", "outputs/x"], "is not a folder"),
 ])
 def test_user_mistakes_fail_before_any_work(args, expected, capsys):
     assert main(args) == 2

@@ -14,14 +14,20 @@ log = logging.getLogger("cvrun")
 
 def train(cfg: Any) -> dict:
     from hydra.core.hydra_config import HydraConfig
+
+    from cvrun.engine.rundir import RunFolder
+
+    return start_run(cfg, RunFolder(Path(HydraConfig.get().runtime.output_dir)))
+
+
+def start_run(cfg: Any, run: Any) -> dict:
+    """Validate, record the resolved config, seed, and hand the run to its regime; a failure is recorded."""
     from omegaconf import OmegaConf
 
     from cvrun.config import TrainConfig, validate
-    from cvrun.engine.rundir import RunFolder
     from cvrun.engine.runtime import seed_everything
     from cvrun.regimes import run_regime
 
-    run = RunFolder(Path(HydraConfig.get().runtime.output_dir))
     try:
         typed = validate(cfg, TrainConfig)
         if typed.trainer.resume is not None:

@@ -131,6 +131,7 @@ class Trainer:
         summary.update(status=status, reason=reason, epochs_run=len(loop.rows),
                        best_epoch=loop.best_epoch, best_val_acc1=loop.best_val_acc1,
                        final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
+                       final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
                        wall_seconds=round(time.time() - started, 2))
         self.run.write_summary(summary)
         if loop.rows:

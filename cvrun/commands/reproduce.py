@@ -1,0 +1,137 @@
+"""`cvrun reproduce RUN_DIR [--check] [KEY=VALUE...]`: run a saved config again and compare the results.
+
+The new run starts from RUN_DIR/config.yaml (the resolved config, seed
+included), with any overrides applied on top, in
+outputs/DATE/TIME_reproduce_<regime>_<model>/. Its summary.json names the run
+it reproduces and the overrides. The two runs' results are printed side by
+side. With --check the exit status says whether they agree: exactly when
+the original was deterministic on the CPU (DESIGN.md promises the same
+digits there), else within TOLERANCE; 0 when they agree, 1 when not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cvrun.errors import UserError
+
+log = logging.getLogger("cvrun")
+
+COMPARED = ["epochs_run", "final_train_loss", "best_epoch", "best_val_acc1", "final_val_acc1", "test_acc1", "test_acc5",
+            "test_loss"]
+# Agreement off the exact path (GPU kernels, non-deterministic algorithms): accuracy points, loss units.
+TOLERANCE = {"acc": 1.0, "loss": 0.05}
+
+
+def load_original(run_dir: Path) -> tuple[Any, dict[str, Any]]:
+    from omegaconf import OmegaConf
+
+    from cvrun.report.table import read_json
+
+    config, summary = run_dir / "config.yaml", read_json(run_dir / "summary.json")
+    if not config.is_file():
+        raise UserError(f"{run_dir} has no config.yaml; give a run folder made by `cvrun train`")
+    if summary.get("status") != "completed":
+        raise UserError(f"{run_dir} did not complete (status {summary.get('status', 'missing')}); "
+                        "only a completed run has results to reproduce")
+    return OmegaConf.load(config), summary
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    from omegaconf import OmegaConf
+
+    from cvrun.config import TrainConfig, validate
+
+    for override in overrides:
+        if "=" not in override or override.startswith("-"):
+            raise UserError(f"'{override}' is not an override; write key=value, e.g. trainer.epochs=2")
+    return validate(OmegaConf.merge(config, OmegaConf.from_dotlist(overrides)), TrainConfig)
+
+
+def new_run_folder(cfg: Any) -> Path:
+    stamp = time.strftime("%Y-%m-%d/%H-%M-%S")
+    path = Path("outputs") / f"{stamp}_reproduce_{cfg.regime.name}_{cfg.model.name}"
+    suffix = 1
+    while path.exists():  # two reproductions in one second
+        suffix += 1
+        path = Path("outputs") / f"{stamp}_reproduce_{cfg.regime.name}_{cfg.model.name}_{suffix}"
+    return path.absolute()
+
+
+def log_to(path: Path) -> None:
+    """What Hydra's job logging gives `cvrun train`: the console and the run's train.log."""
+    formatter = logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(path)):
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def agree(name: str, original: Any, new: Any, exact: bool) -> bool:
+    if exact or not isinstance(original, (int, float)) or not isinstance(new, (int, float)):
+        return original == new
+    if name.endswith("loss"):
+        return abs(original - new) <= TOLERANCE["loss"]
+    if "acc" in name:
+        return abs(original - new) <= TOLERANCE["acc"]
+    return original == new
+
+
+def comparison(original: dict[str, Any], new: dict[str, Any], exact: bool) -> tuple[str, bool]:
+    lines = [f"{'metric':<16}{'original':>12}{'reproduced':>12}  agrees"]
+    all_agree = True
+    for name in COMPARED:
+        same = agree(name, original.get(name), new.get(name), exact)
+        all_agree &= same
+        lines.append(f"{name:<16}{str(original.get(name)):>12}{str(new.get(name)):>12}  {'yes' if same else 'NO'}")
+    rule = ("exact (deterministic run on the CPU)" if exact else
+            f"within {TOLERANCE['acc']} accuracy points and {TOLERANCE['loss']} loss "
+            "(the original was not deterministic on the CPU, so digits may differ)")
+    lines.append(f"comparison: {rule}")
+    return "\n".join(lines), all_agree
+
+
+def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
+    from cvrun.commands.train import start_run
+    from cvrun.engine.rundir import RunFolder
+
+    run_dir = run_dir.absolute()
+    saved, original = load_original(run_dir)
+    cfg = apply_overrides(saved, overrides)
+    run = RunFolder(new_run_folder(cfg))
+    log_to(run.path / "train.log")
+    log.info("reproducing %s%s", run_dir, f" with {' '.join(overrides)}" if overrides else "")
+    run.update_summary(reproduces=str(run_dir), reproduce_overrides=overrides)
+    new = start_run(cfg, run)
+    exact = bool(saved.trainer.deterministic) and original.get("device") == "cpu" and new.get("device") == "cpu"
+    table, all_agree = comparison(original, new, exact)
+    print(table)
+    print(f"reproduced in {run.path}")
+    if not check:
+        return 0
+    print("check: the runs agree" if all_agree else "check: the runs DIFFER")
+    return 0 if all_agree else 1
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise UserError(f"reproduce: {message}")
+
+
+def run_app() -> int:
+    parser = _OneLineParser(prog="cvrun reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a finished run folder")
+    parser.add_argument("overrides", nargs="*", help="key=value changes, reported as such")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless the results agree")
+    try:
+        args = parser.parse_args(sys.argv[1:])
+        return reproduce(args.run_dir, args.overrides, args.check)
+    except UserError as err:
+        print(f"cvrun: error: {err}", file=sys.stderr)
+        return 2
