@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -61,11 +60,6 @@ class SeededSampler(Sampler):
         return iter(zip(order.tolist(), seeds.tolist()))
 
 
-def _one_opencv_thread(worker_id: int) -> None:
-    """Workers already run in parallel; OpenCV's own threads on top would only contend for the cores."""
-    cv2.setNumThreads(1)
-
-
 def auto_workers(samples: Samples, requested: int | None) -> int:
     """Decoding files wants workers; images already in memory are cheaper without them."""
     if requested is not None:
@@ -84,8 +78,9 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         batch_size=batch_size,
         sampler=SeededSampler(len(samples), seed, shuffle=train),
         num_workers=workers,
+        # No worker_init_fn calling cv2.setNumThreads: in a forked worker it deadlocks on the
+        # thread pool inherited from a parent that already ran OpenCV in parallel.
         persistent_workers=workers > 0,
-        worker_init_fn=_one_opencv_thread if workers > 0 else None,
         pin_memory=pin_memory,
         # A last batch of one image breaks batch norm; drop the ragged tail in training.
         drop_last=train and len(samples) > batch_size,

@@ -35,14 +35,3 @@ def test_each_epoch_has_its_own_order_and_evaluation_keeps_order():
     labels = torch.cat([y for _, y in plain])
     assert labels.tolist() == (np.arange(40) % 4).tolist()
 
-
-def _paint_opencv_threads(image, rng):
-    import cv2
-    return np.full_like(image, cv2.getNumThreads())
-
-
-def test_workers_run_opencv_on_one_thread():
-    loader = make_loader(_samples(8), image_size=16, batch_size=8, train=False, seed=0,
-                         transform=_paint_opencv_threads, num_workers=1)
-    images, _ = next(iter(loader))
-    assert (images == 1).all()
