@@ -69,11 +69,17 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         return 2 if code == 1 and not started else code
-    if failed_jobs:
-        print(f"cvrun: {len(failed_jobs)} sweep job(s) failed; their reasons are in the sweep's summary.csv",
-              file=sys.stderr)
+    failed = max(len(failed_jobs), _failed_in_sweep())
+    if failed:
+        print(f"cvrun: {failed} sweep job(s) failed; their reasons are in the sweep's summary.csv", file=sys.stderr)
         return 1
     return 0
+
+
+def _failed_in_sweep() -> int:
+    """Jobs of the sweep that just ended (on any launcher) that did not complete, as the summary callback saw them."""
+    sweep = sys.modules.get("cvrun.report.sweep")
+    return 0 if sweep is None else sweep.SweepSummary.failed_jobs
 
 
 def _in_sweep() -> bool:

@@ -4,7 +4,8 @@ configs/train.yaml registers SweepSummary under hydra.callbacks. After every
 job, on_job_end appends the job's number, overrides, folder and status to
 `<sweep>/jobs.jsonl` (one line, appended: safe with parallel launchers too)
 and rewrites summary.csv from it and the jobs' summary.json files. When the
-sweep ends, on_multirun_end writes the final summary.csv and summary.png.
+sweep ends, on_multirun_end writes the final summary.csv, summary.png, and
+best.json (the job with the best validation accuracy).
 """
 
 from __future__ import annotations
@@ -33,16 +34,18 @@ def append_job(sweep_dir: Path, record: dict[str, Any]) -> None:
 
 
 def swept_keys(sweep_dir: Path) -> list[str]:
-    """The keys the sweep's command line gave several values (`a=1,2`, `range(...)`), from multirun.yaml."""
+    """The keys swept with several values, from multirun.yaml: on the command line (`a=1,2`, `range(...)`)
+    or in the sweeper's params (an hparams_search config)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return []
-    task_overrides = list(OmegaConf.load(path).hydra.overrides.task)
-    parsed = OverridesParser.create().parse_overrides(task_overrides)
-    return [o.key_or_group for o in parsed if o.is_sweep_override()]
+    hydra_cfg = OmegaConf.load(path).hydra
+    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    return list(dict.fromkeys(keys + list(hydra_cfg.sweeper.get("params") or {})))
 
 
 def sweep_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -107,8 +110,25 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def pick_best(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:
+    """The completed job with the best validation accuracy (never chosen on the test split)."""
+    scored = [r for r in rows if r["status"] == "completed" and r.get("best_val_acc1") is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["best_val_acc1"])
+    return {"job": best["job"], "overrides": {k: best.get(k) for k in keys},
+            **{k: best.get(k) for k in ("best_val_acc1", "test_acc1", "test_acc5")}, "run_dir": best["run_dir"]}
+
+
 class SweepSummary(Callback):
-    """Keeps summary.csv current during a multirun; adds summary.png when it ends."""
+    """Keeps summary.csv current during a multirun; adds summary.png and best.json when it ends.
+
+    `failed_jobs` counts the last sweep's jobs that did not complete, read in the
+    main process: with submitit or joblib the jobs run elsewhere, so this is how
+    `cvrun train -m` learns that one failed.
+    """
+
+    failed_jobs = 0
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -131,4 +151,11 @@ class SweepSummary(Callback):
         if not rows:
             return
         write_summary_csv(sweep_dir)
+        SweepSummary.failed_jobs = sum(row["status"] != "completed" for row in rows)
         plot_sweep(rows, keys, sweep_dir / "summary.png")
+        best = pick_best(rows, keys)
+        if best is not None:
+            atomic_write_bytes(sweep_dir / "best.json", (json.dumps(best, indent=2) + "\n").encode())
+            chosen = " ".join(f"{k}={v}" for k, v in best["overrides"].items())
+            print(f"best of {len(rows)} jobs by validation accuracy: {chosen} "
+                  f"(val {best['best_val_acc1']}%, test {best['test_acc1']}%); see {sweep_dir / 'best.json'}")

@@ -101,3 +101,41 @@ def test_cifar10_sweep_from_the_issue(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((sweep_root(tmp_path) / "summary.csv").open()))
     assert [(r["aug"], r["status"]) for r in rows] == [("none", "completed"), ("basic", "completed")]
+
+
+def test_randaugment_grid_search_names_the_best_pair(tmp_path):
+    grid = run_cli("train", "hparams_search=randaug_grid", "--cfg", "hydra", cwd=tmp_path)
+    assert grid.returncode == 0, grid.stderr
+    assert "aug.n: 1,2,3" in grid.stdout and "aug.m: 5,9,14,19" in grid.stdout
+    # The same search on a smaller grid (command-line values take precedence over the sweeper's params).
+    result = run_cli("train", "-m", "hparams_search=randaug_grid", "aug.n=1,2", "aug.m=9", "dataset=shapes",
+                     "model=lenet5", "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=1",
+                     "trainer.progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    root = sweep_root(tmp_path)
+    rows = list(csv.DictReader((root / "summary.csv").open()))
+    assert [(r["aug.n"], r["aug.m"]) for r in rows] == [("1", "9"), ("2", "9")]
+    best = json.loads((root / "best.json").read_text())
+    best_row = max(rows, key=lambda r: float(r["best_val_acc1"]))
+    assert best["overrides"] == {"aug.n": best_row["aug.n"], "aug.m": "9"}
+    assert "best of 2 jobs by validation accuracy: aug.n=" in result.stdout
+
+
+@pytest.mark.parametrize("launcher, plugin", [("submitit_local", "hydra_plugins.hydra_submitit_launcher"),
+                                              ("local_parallel", "hydra_plugins.hydra_joblib_launcher")])
+def test_other_launchers_keep_the_summary_and_the_failure_status(launcher, plugin, tmp_path):
+    pytest.importorskip(plugin)
+    result = run_cli("train", "-m", f"hydra/launcher={launcher}", "dataset=shapes,imagefolder",
+                     "dataset.root=/no/such/folder", "model=lenet5", "dataset.train_size=200", "dataset.test_size=50",
+                     "trainer.epochs=1", "trainer.progress=false", cwd=tmp_path)
+    assert result.returncode == 1 and "1 sweep job(s) failed" in result.stderr, result.stderr
+    rows = list(csv.DictReader((sweep_root(tmp_path) / "summary.csv").open()))
+    assert [(r["dataset"], r["status"]) for r in rows] == [("shapes", "completed"), ("imagefolder", "failed")]
+
+
+def test_slurm_recipe_composes_onto_submitit(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    result = run_cli("train", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout and "gpus_per_node: 1" in result.stdout
