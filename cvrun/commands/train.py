@@ -12,12 +12,13 @@ from cvrun.errors import UserError
 log = logging.getLogger("cvrun")
 
 
-def train(cfg: Any) -> dict:
+def train(cfg: Any) -> float | None:
+    """One run; returns its best validation accuracy, the objective an optimising sweeper (Optuna) maximises."""
     from hydra.core.hydra_config import HydraConfig
 
     from cvrun.engine.rundir import RunFolder
 
-    return start_run(cfg, RunFolder(Path(HydraConfig.get().runtime.output_dir)))
+    return start_run(cfg, RunFolder(Path(HydraConfig.get().runtime.output_dir))).get("best_val_acc1")
 
 
 def start_run(cfg: Any, run: Any) -> dict:

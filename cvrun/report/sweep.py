@@ -33,13 +33,16 @@ def append_job(sweep_dir: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def swept_keys(sweep_dir: Path) -> list[str]:
-    """The keys swept with several values, from multirun.yaml: on the command line (`a=1,2`, `range(...)`)
-    or in the sweeper's params (an hparams_search config)."""
+def swept_keys(sweep_dir: Path, first_job: Path | None) -> list[str]:
+    """The keys swept with several values: on the command line (`a=1,2`, `range(...)`) or in the sweeper's
+    params (an hparams_search config). Read from multirun.yaml, or from the first job's .hydra/hydra.yaml
+    where the sweeper writes no multirun.yaml (Optuna)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     path = sweep_dir / "multirun.yaml"
+    if not path.is_file() and first_job is not None:
+        path = first_job / ".hydra" / "hydra.yaml"
     if not path.is_file():
         return []
     hydra_cfg = OmegaConf.load(path).hydra
@@ -57,7 +60,8 @@ def sweep_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         records[record["num"]] = record
     rows = [{"job": num, **run_row(Path(records[num]["run_dir"]), records[num]["overrides"], records[num]["status"])}
             for num in sorted(records)]
-    keys = swept_keys(sweep_dir) or [split_override(o)[0] for r in records.values() for o in r["overrides"]]
+    first_job = Path(records[min(records)]["run_dir"]) if records else None
+    keys = swept_keys(sweep_dir, first_job) or [split_override(o)[0] for r in records.values() for o in r["overrides"]]
     return rows, list(dict.fromkeys(keys))
 
 
@@ -103,9 +107,8 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     axis.set_ylabel("test top-1 accuracy (%)")
     axis.set_ylim(0, 100)
     axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
 

@@ -139,3 +139,15 @@ def test_slurm_recipe_composes_onto_submitit(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout and "gpus_per_node: 1" in result.stdout
+
+
+def test_optuna_search_reports_trials_like_any_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = run_cli("train", "-m", "hparams_search=randaug_optuna", "hydra.sweeper.n_trials=2", "dataset=shapes",
+                     "model=lenet5", "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=1",
+                     "trainer.progress=false", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["job", "aug.n", "aug.m"] and header[3] == "status"
+    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+    assert set(json.loads((tmp_path / "sweep" / "best.json").read_text())["overrides"]) == {"aug.n", "aug.m"}
