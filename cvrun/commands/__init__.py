@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Any, Callable
@@ -87,3 +88,19 @@ def _in_sweep() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the commands that do not use Hydra (summarize, reproduce): a mistake is one line, exit 2."""
+
+    def error(self, message: str) -> None:
+        raise UserError(f"{self.prog.split()[-1]}: {message}")
+
+
+def run_parsed(parser: OneLineParser, task: Callable[[argparse.Namespace], int]) -> int:
+    """Parse the command line and run `task`; a UserError prints one line and exits 2."""
+    try:
+        return task(parser.parse_args(sys.argv[1:]))
+    except UserError as err:
+        print(f"cvrun: error: {err}", file=sys.stderr)
+        return 2

@@ -11,13 +11,13 @@ digits there), else within TOLERANCE; 0 when they agree, 1 when not.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from cvrun.commands import OneLineParser, run_parsed
 from cvrun.errors import UserError
 
 log = logging.getLogger("cvrun")
@@ -119,19 +119,9 @@ def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
     return 0 if all_agree else 1
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(f"reproduce: {message}")
-
-
 def run_app() -> int:
-    parser = _OneLineParser(prog="cvrun reproduce", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="cvrun reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished run folder")
     parser.add_argument("overrides", nargs="*", help="key=value changes, reported as such")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the results agree")
-    try:
-        args = parser.parse_args(sys.argv[1:])
-        return reproduce(args.run_dir, args.overrides, args.check)
-    except UserError as err:
-        print(f"cvrun: error: {err}", file=sys.stderr)
-        return 2
+    return run_parsed(parser, lambda args: reproduce(args.run_dir, args.overrides, args.check))

@@ -7,11 +7,10 @@ runs, then the results. This command does not use Hydra: it only reads.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from cvrun.commands import OneLineParser, run_parsed
 from cvrun.errors import UserError
 
 
@@ -20,7 +19,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix: tree}
     flat: dict[str, Any] = {}
     for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}{key}."  if isinstance(value, dict) else f"{prefix}{key}"))
+        flat.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
     return flat
 
 
@@ -77,20 +76,13 @@ def summarize(directory: Path, sort: str | None, output_format: str) -> str:
     return FORMATS[output_format](rows, columns)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(f"summarize: {message}")
-
-
 def run_app() -> int:
-    parser = _OneLineParser(prog="cvrun summarize", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="cvrun summarize", description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="a run, a sweep, or a whole outputs/ tree")
     parser.add_argument("--sort", help="column to sort by (numbers best first)")
     parser.add_argument("--format", dest="output_format", choices=["table", "csv", "md"], default="table")
-    try:
-        args = parser.parse_args(sys.argv[1:])
+
+    def show(args) -> int:
         print(summarize(args.dir, args.sort, args.output_format), end="")
-    except UserError as err:
-        print(f"cvrun: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+    return run_parsed(parser, show)
