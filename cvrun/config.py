@@ -187,6 +187,14 @@ def validate(cfg: Any, schema: type) -> Any:
     return typed
 
 
+def absolute_root(dataset: Any) -> None:
+    """Make dataset.root absolute, so the config saved with a run finds the data from any folder."""
+    from pathlib import Path
+
+    if dataset.root is not None:
+        dataset.root = str(Path(dataset.root).expanduser().absolute())
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)

@@ -34,6 +34,13 @@ def aug_cfg(option: str, **values) -> object:
                            values)
 
 
+def single(paths) -> Path:
+    """The one path a glob found (a run folder, a sweep root); fails showing what was found otherwise."""
+    found = list(paths)
+    assert len(found) == 1, found
+    return found[0]
+
+
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "cvrun", *args], cwd=cwd, capture_output=True, text=True,

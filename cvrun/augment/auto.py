@@ -70,8 +70,18 @@ def _signed(op: str, value: float, rng: np.random.Generator) -> float:
     return -value if op in SIGNED and rng.random() <= 0.5 else value
 
 
+class SampledPolicy:
+    """A policy that draws (op, value) pairs with `sample` and applies them in order."""
+
+    def sample(self, rng: np.random.Generator, height: int, width: int) -> list[tuple[str, float]]:
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return apply_ops(image, self.sample(rng, *image.shape[:2]))
+
+
 @dataclass
-class RandAugment:
+class RandAugment(SampledPolicy):
     """`n` ops drawn uniformly (with replacement), all at magnitude `m` of 30."""
 
     n: int
@@ -82,21 +92,15 @@ class RandAugment:
         ops = [AUGMENT_OPS[randint(rng, 0, len(AUGMENT_OPS))] for _ in range(self.n)]
         return [(op, _signed(op, STANDARD_SPACE.value(op, level, height, width), rng)) for op in ops]
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_ops(image, self.sample(rng, *image.shape[:2]))
-
 
 @dataclass
-class TrivialAugmentWide:
+class TrivialAugmentWide(SampledPolicy):
     """One op, at a magnitude drawn uniformly from 31 levels of the wide space."""
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> list[tuple[str, float]]:
         op = AUGMENT_OPS[randint(rng, 0, len(AUGMENT_OPS))]
         level = randint(rng, 0, MAX_MAGNITUDE + 1) / MAX_MAGNITUDE
         return [(op, _signed(op, WIDE_SPACE.value(op, level, height, width), rng))]
-
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_ops(image, self.sample(rng, *image.shape[:2]))
 
 
 # AutoAugment's learned policies (Cubuk et al. 2019, as torchvision ships them): 25 sub-policies of two
@@ -152,7 +156,7 @@ AUTOAUGMENT_LEVELS = 9  # magnitude levels 0..9
 
 
 @dataclass
-class AutoAugment:
+class AutoAugment(SampledPolicy):
     """One of the 25 sub-policies, drawn uniformly; each of its steps applies with its probability."""
 
     policy: str
@@ -165,6 +169,3 @@ class AutoAugment:
                 value = 0.0 if level is None else STANDARD_SPACE.value(op, level / AUTOAUGMENT_LEVELS, height, width)
                 drawn.append((op, _signed(op, value, rng)))
         return drawn
-
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_ops(image, self.sample(rng, *image.shape[:2]))

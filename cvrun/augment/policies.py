@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cvrun.augment import ops
-from cvrun.augment.auto import AutoAugment, RandAugment, TrivialAugmentWide, apply_ops
+from cvrun.augment.auto import AutoAugment, RandAugment, SampledPolicy, TrivialAugmentWide, apply_ops
 from cvrun.errors import UserError
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -52,7 +52,7 @@ class Pipeline:
         """The same result as calling the pipeline, plus the (op, value) pairs its auto-augment step drew."""
         drawn: list[tuple[str, float]] = []
         for step in self.steps:
-            if isinstance(step, (RandAugment, AutoAugment, TrivialAugmentWide)):
+            if isinstance(step, SampledPolicy):
                 ops_drawn = step.sample(rng, *image.shape[:2])
                 image = apply_ops(image, ops_drawn)
                 drawn += ops_drawn
@@ -61,8 +61,8 @@ class Pipeline:
         return image, drawn
 
 
-def build_train_transform(cfg: Any, image_size: int, fill: Sequence[int] = (0, 0, 0)) -> Pipeline | None:
-    """The per-image training transform of `aug`; `fill` is the erasing colour (the dataset mean)."""
+def build_train_transform(cfg: Any, image_size: int, mean: Sequence[float] = (0.0, 0.0, 0.0)) -> Pipeline | None:
+    """The per-image training transform of `aug`; `mean` (dataset.mean, 0-1) is the erasing colour."""
     if cfg.name not in POLICIES:
         raise UserError(f"unknown aug '{cfg.name}'; valid aug options: {', '.join(sorted(POLICIES))}")
     steps = [base_transform(cfg, image_size)] if cfg.base else []
@@ -70,7 +70,7 @@ def build_train_transform(cfg: Any, image_size: int, fill: Sequence[int] = (0, 0
     if own_step is not None:
         steps.append(own_step)
     if cfg.erase > 0:
-        steps.append(random_erasing(cfg.erase, np.asarray(fill, dtype=np.uint8)))
+        steps.append(random_erasing(cfg.erase, np.array([round(255 * m) for m in mean], dtype=np.uint8)))
     return Pipeline(steps) if steps else None
 
 

@@ -62,19 +62,18 @@ def preview(cfg: Any) -> Path:
 
     from cvrun.augment import build_train_transform
     from cvrun.augment.mixers import build_batch_mixer
-    from cvrun.config import PreviewConfig, validate
+    from cvrun.config import PreviewConfig, absolute_root, validate
     from cvrun.data.splits import build_splits
     from cvrun.engine.rundir import RunFolder, atomic_write_bytes
     from cvrun.report.grid import image_grid
 
     cfg = validate(cfg, PreviewConfig)
-    if cfg.dataset.root is not None:
-        cfg.dataset.root = str(Path(cfg.dataset.root).expanduser().absolute())
+    absolute_root(cfg.dataset)
     run = RunFolder(Path(HydraConfig.get().runtime.output_dir))
     run.write_config(OmegaConf.to_yaml(cfg))
     data = build_splits(cfg.dataset)
     size = data.image_size
-    transform = build_train_transform(cfg.aug, size, [round(255 * m) for m in cfg.dataset.mean])
+    transform = build_train_transform(cfg.aug, size, cfg.dataset.mean)
     mixer = build_batch_mixer(cfg.aug, len(data.class_names))
     torch.manual_seed(cfg.seed)
 

@@ -54,12 +54,11 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
 
 
 def new_run_folder(cfg: Any) -> Path:
-    stamp = time.strftime("%Y-%m-%d/%H-%M-%S")
-    path = Path("outputs") / f"{stamp}_reproduce_{cfg.regime.name}_{cfg.model.name}"
-    suffix = 1
+    base = Path("outputs") / f"{time.strftime('%Y-%m-%d/%H-%M-%S')}_reproduce_{cfg.regime.name}_{cfg.model.name}"
+    path, suffix = base, 1
     while path.exists():  # two reproductions in one second
         suffix += 1
-        path = Path("outputs") / f"{stamp}_reproduce_{cfg.regime.name}_{cfg.model.name}_{suffix}"
+        path = base.with_name(f"{base.name}_{suffix}")
     return path.absolute()
 
 

@@ -20,9 +20,8 @@ def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.de
     eval_batch = tcfg.eval_batch_size or 2 * tcfg.batch_size
     common = {"image_size": data.image_size, "seed": tcfg.seed, "num_workers": tcfg.num_workers,
               "pin_memory": device.type == "cuda"}
-    mean_colour = [round(255 * channel) for channel in cfg.dataset.mean]
     train_loader = make_loader(data.train, batch_size=tcfg.batch_size, train=True,
-                               transform=build_train_transform(cfg.aug, data.image_size, mean_colour), **common)
+                               transform=build_train_transform(cfg.aug, data.image_size, cfg.dataset.mean), **common)
     val_loader = (make_loader(data.val, batch_size=eval_batch, train=False, **common)
                   if data.val is not None and len(data.val) else None)
     test_loader = make_loader(data.test, batch_size=eval_batch, train=False, **common)

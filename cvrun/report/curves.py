@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
-from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.report.figures import pyplot, save_png
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [row["epoch"] for row in rows]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric, label in ((loss_axis, "loss", "loss"), (acc_axis, "acc1", "top-1 accuracy (%)")):
@@ -27,7 +22,4 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    save_png(figure, path)

@@ -18,6 +18,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.report.figures import pyplot, save_png
 from cvrun.report.table import RESULT_COLUMNS, run_row, split_override, to_csv
 
 JOBS_FILE = "jobs.jsonl"
@@ -74,43 +75,37 @@ def write_summary_csv(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     """Test accuracy per job: bars grouped by the last swept key's values, one group per other combination."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    inner_key = keys[-1] if keys else None
-    inner_values = list(dict.fromkeys(str(r.get(inner_key)) for r in rows)) if inner_key else ["run"]
-    groups = list(dict.fromkeys(", ".join(f"{k}={r.get(k)}" for k in keys[:-1]) or "all" for r in rows))
-    width = 0.8 / len(inner_values)
-    figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(rows) + 2), 4.5))
-    for i, value in enumerate(inner_values):
-        for g, group in enumerate(groups):
-            for row in rows:
-                row_group = ", ".join(f"{k}={row.get(k)}" for k in keys[:-1]) or "all"
-                if row_group != group or (inner_key and str(row.get(inner_key)) != value):
-                    continue
-                x = g + (i - (len(inner_values) - 1) / 2) * width
-                accuracy = row.get("test_acc1")
-                if row["status"] == "completed" and accuracy is not None:
-                    axis.bar(x, accuracy, width, color=f"C{i}")
-                    axis.text(x, accuracy, f"{accuracy:.1f}", ha="center", va="bottom", fontsize=8)
-                else:
-                    axis.text(x, 1, row["status"], ha="center", va="bottom", rotation=90, color="red")
     from matplotlib.patches import Patch
 
+    plt = pyplot()
+    inner_key = keys[-1] if keys else None
+
+    def group_of(row: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={row.get(k)}" for k in keys[:-1]) or "all"
+
+    def inner_of(row: dict[str, Any]) -> str:
+        return str(row.get(inner_key)) if inner_key else "run"
+
+    inner_values = list(dict.fromkeys(map(inner_of, rows)))
+    groups = list(dict.fromkeys(map(group_of, rows)))
+    width = 0.8 / len(inner_values)
+    figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(rows) + 2), 4.5))
+    for row in rows:
+        i = inner_values.index(inner_of(row))
+        x = groups.index(group_of(row)) + (i - (len(inner_values) - 1) / 2) * width
+        accuracy = row.get("test_acc1")
+        if row["status"] == "completed" and accuracy is not None:
+            axis.bar(x, accuracy, width, color=f"C{i}")
+            axis.text(x, accuracy, f"{accuracy:.1f}", ha="center", va="bottom", fontsize=8)
+        else:
+            axis.text(x, 1, row["status"], ha="center", va="bottom", rotation=90, color="red")
     axis.legend(handles=[Patch(color=f"C{i}", label=f"{inner_key}={value}" if inner_key else value)
                          for i, value in enumerate(inner_values)], fontsize=8)
     axis.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
     axis.set_ylabel("test top-1 accuracy (%)")
     axis.set_ylim(0, 100)
     axis.grid(axis="y", alpha=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(figure, path, bbox_inches="tight")
 
 
 def pick_best(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:

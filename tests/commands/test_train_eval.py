@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli
+from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli, single
 
 
 def only_run(tmp_path: Path) -> Path:
-    runs = list((tmp_path / "outputs").glob("*/*"))
-    assert len(runs) == 1, runs
-    return runs[0]
+    return single((tmp_path / "outputs").glob("*/*"))
 
 
 @pytest.fixture(scope="module")

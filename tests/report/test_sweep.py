@@ -8,13 +8,11 @@ import pytest
 
 from cvrun.commands.summarize import sort_rows, summarize
 from cvrun.errors import UserError
-from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli
+from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli, single
 
 
 def sweep_root(cwd: Path) -> Path:
-    roots = [p.parent for p in (cwd / "multirun").glob("*/*/multirun.yaml")]
-    assert len(roots) == 1, roots
-    return roots[0]
+    return single(p.parent for p in (cwd / "multirun").glob("*/*/multirun.yaml"))
 
 
 @pytest.fixture(scope="module")
