@@ -75,9 +75,26 @@ class AugConfig:
     prob: float = 1.0
 
 
+KNN_FEATURE_NAMES = ("backbone", "pixels")
+
+
 @dataclass
 class RegimeConfig:
+    """Every regime's keys in one schema; each configs/regime/*.yaml sets the ones its regime reads."""
+
     name: str = "scratch"
+    # feature_extract: train the head on features computed once by the frozen backbone
+    cache_features: bool = False
+    # finetune, lwf: backbone learning rate = optim.lr x this; train the head alone for the first epochs
+    backbone_lr_mult: float = 0.1
+    freeze_epochs: int = 0
+    # lwf: weight of the old-task distillation term and its softmax temperature
+    lambda_old: float = 1.0
+    temperature: float = 2.0
+    # knn: neighbours that vote, what is compared (backbone features or raw pixels), similarity-weighted votes
+    k: int = 20
+    features: str = "backbone"
+    weighted: bool = False
 
 
 @dataclass
@@ -195,6 +212,15 @@ def absolute_root(dataset: Any) -> None:
         dataset.root = str(Path(dataset.root).expanduser().absolute())
 
 
+def absolute_paths(cfg: Any) -> None:
+    """dataset.root and a model.pretrained path made absolute, for the config saved with a run."""
+    from pathlib import Path
+
+    absolute_root(cfg.dataset)
+    if cfg.model.pretrained not in (None, "imagenet"):
+        cfg.model.pretrained = str(Path(cfg.model.pretrained).expanduser().absolute())
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
@@ -230,6 +256,8 @@ def check_values(cfg: Any) -> None:
         _require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
     if "aug" in cfg:
         _check_aug(cfg.aug)
+    if "regime" in cfg:
+        _check_regime(cfg.regime)
     if "draws" in cfg:
         for key in ("images", "draws", "cell"):
             _require(cfg[key] > 0, f"{key} must be a positive integer, got {cfg[key]}")
@@ -252,3 +280,13 @@ def _check_aug(a: Any) -> None:
     _require(a.mix is None or a.mix in MIX_NAMES,
              f"aug.mix must be null or one of {', '.join(MIX_NAMES)}, got {a.mix}")
     _require(a.alpha > 0, f"aug.alpha (Beta distribution of the mixing weight) must be > 0, got {a.alpha}")
+
+
+def _check_regime(r: Any) -> None:
+    _require(r.backbone_lr_mult >= 0, f"regime.backbone_lr_mult must be >= 0, got {r.backbone_lr_mult}")
+    _require(r.freeze_epochs >= 0, f"regime.freeze_epochs must be >= 0, got {r.freeze_epochs}")
+    _require(r.lambda_old >= 0, f"regime.lambda_old must be >= 0, got {r.lambda_old}")
+    _require(r.temperature > 0, f"regime.temperature must be > 0, got {r.temperature}")
+    _require(r.k >= 1, f"regime.k (neighbours that vote) must be >= 1, got {r.k}")
+    _require(r.features in KNN_FEATURE_NAMES,
+             f"regime.features must be one of {', '.join(KNN_FEATURE_NAMES)}, got {r.features}")

@@ -65,3 +65,28 @@ def write_image_tree(root: Path, classes: dict[str, int], test_per_class: int = 
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     return write_image_tree(tmp_path / "tree", {"cat": 10, "dog": 10, "frog": 10})
+
+
+SHAPES = {"name": "shapes", "image_size": 32, "train_size": 1000, "test_size": 200, "std": [0.25, 0.25, 0.25]}
+
+
+def train_run(path: Path, **sections) -> dict:
+    """One run through `cvrun train`'s in-process path (validation, config.yaml, seeding, regime)."""
+    from cvrun.commands.train import start_run
+    from cvrun.engine.rundir import RunFolder
+
+    trainer = {"epochs": 3, "batch_size": 32, "progress": False, "deterministic": True,
+               **sections.pop("trainer", {})}
+    cfg = make_cfg(dataset={**SHAPES, **sections.pop("dataset", {})}, model={"name": "lenet5", **sections.pop("model", {})},
+                   aug={"name": "none", "base": False}, trainer=trainer, **sections)
+    return start_run(cfg, RunFolder(path))
+
+
+@pytest.fixture(scope="session")
+def source_run(tmp_path_factory) -> Path:
+    """A lenet5 run folder trained on three of the five shapes: the pretrained source of transfer tests."""
+    path = tmp_path_factory.mktemp("source") / "run"
+    summary = train_run(path, dataset={"classes": ["circle", "ring", "square"]}, optim={"lr": 0.05},
+                        trainer={"epochs": 10})
+    assert summary["status"] == "completed" and summary["test_acc1"] > 50, summary  # chance 33
+    return path

@@ -25,7 +25,7 @@ def start_run(cfg: Any, run: Any) -> dict:
     """Validate, record the resolved config, seed, and hand the run to its regime; a failure is recorded."""
     from omegaconf import OmegaConf
 
-    from cvrun.config import TrainConfig, absolute_root, validate
+    from cvrun.config import TrainConfig, absolute_paths, validate
     from cvrun.engine.runtime import seed_everything
     from cvrun.regimes import run_regime
 
@@ -33,7 +33,7 @@ def start_run(cfg: Any, run: Any) -> dict:
         typed = validate(cfg, TrainConfig)
         if typed.trainer.resume is not None:
             raise UserError("trainer.resume is not available in this version yet; start a new run")
-        absolute_root(typed.dataset)
+        absolute_paths(typed)
         run.write_config(OmegaConf.to_yaml(typed))
         log.info("run folder: %s", run.path)
         seed_everything(typed.trainer.seed, typed.trainer.deterministic)

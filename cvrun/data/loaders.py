@@ -21,12 +21,18 @@ Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 class ImageDataset(Dataset):
-    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, label)."""
+    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, target).
 
-    def __init__(self, samples: Samples, image_size: int, transform: Transform | None = None):
+    The target is the label, or the row of `targets` when a regime gives one per image
+    (soft labels; LwF's recorded old-task outputs after the class columns).
+    """
+
+    def __init__(self, samples: Samples, image_size: int, transform: Transform | None = None,
+                 targets: torch.Tensor | None = None):
         self.samples = samples
         self.image_size = image_size
         self.transform = transform
+        self.targets = targets
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -37,7 +43,7 @@ class ImageDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image, np.random.default_rng(seed))
         chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return chw, int(self.samples.labels[index])
+        return chw, int(self.samples.labels[index]) if self.targets is None else self.targets[index]
 
 
 class SeededSampler(Sampler):
@@ -71,10 +77,10 @@ def auto_workers(samples: Samples, requested: int | None) -> int:
 
 def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
                 transform: Transform | None = None, num_workers: int | None = None,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, targets: torch.Tensor | None = None) -> DataLoader:
     workers = auto_workers(samples, num_workers)
     return DataLoader(
-        ImageDataset(samples, image_size, transform),
+        ImageDataset(samples, image_size, transform, targets),
         batch_size=batch_size,
         sampler=SeededSampler(len(samples), seed, shuffle=train),
         num_workers=workers,
@@ -82,6 +88,27 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         # thread pool inherited from a parent that already ran OpenCV in parallel.
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
-        # A last batch of one image breaks batch norm; drop the ragged tail in training.
-        drop_last=train and len(samples) > batch_size,
+        # A last batch of one image breaks batch norm: drop the tail in training when it is one
+        # image. Any larger tail trains; with few labels, dropping it would waste a real share.
+        drop_last=train and len(samples) % batch_size == 1,
     )
+
+
+class FeatureDataset(Dataset):
+    """Precomputed feature vectors (cached feature extraction); items are SeededSampler's (index, seed)."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[item[0]], self.labels[item[0]]
+
+
+def make_feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
+                        seed: int) -> DataLoader:
+    """Batches of cached features, in the same seeded order an image loader would use."""
+    return DataLoader(FeatureDataset(features, labels), batch_size=batch_size,
+                      sampler=SeededSampler(len(labels), seed, shuffle=train))

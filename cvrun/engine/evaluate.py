@@ -30,6 +30,31 @@ class Normalize:
         return torch.addcmul(self.shift, images, self.scale).contiguous(memory_format=self.memory_format)
 
 
+class ToDevice:
+    """Inputs that need no normalisation (cached features): moved to the device as they are."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.to(self.device, non_blocking=True)
+
+
+@torch.inference_mode()
+def predict(module: nn.Module, loader: DataLoader, prepare: Normalize | ToDevice,
+            dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`module`'s outputs (float32, on the CPU) for every batch of `loader`, and the loader's targets."""
+    was_training = module.training
+    module.eval()
+    outputs, targets = [], []
+    for inputs, batch_targets in loader:
+        with autocast(prepare.device, dtype):
+            outputs.append(module(prepare(inputs)).float().cpu())
+        targets.append(batch_targets)
+    module.train(was_training)
+    return torch.cat(outputs), torch.cat(targets)
+
+
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """How many rows have their label among the k highest logits (stays on the device)."""
     k = min(k, logits.shape[1])
@@ -38,7 +63,7 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize,
+def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevice,
              dtype: torch.dtype | None = None) -> dict[str, float]:
     """Loss, top-1 and top-5 accuracy (percent) and the number of images, each counted once."""
     was_training = model.training

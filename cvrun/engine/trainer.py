@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -61,11 +62,18 @@ class TrainingJob:
     param_groups: list[dict[str, Any]] | None = None
     # (images, labels) -> (images, soft targets) on each normalised training batch: CutMix, MixUp.
     batch_mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    # Loader batch -> model input on the device; by default uint8 images normalised with mean and std.
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Called with the 0-based epoch before it trains (finetune: unfreeze the backbone).
+    epoch_start: Callable[[int], None] | None = None
+    # Modules trained beside the model (LwF's old head): checkpointed with it and restored with the best.
+    extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     summary_extra: dict[str, Any] = field(default_factory=dict)
 
 
-def hard_labels(targets: torch.Tensor) -> torch.Tensor:
-    return targets.argmax(dim=1) if targets.ndim == 2 else targets
+def hard_labels(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices of a batch of targets: labels, or rows whose first num_classes columns are a distribution."""
+    return targets[:, :num_classes].argmax(dim=1) if targets.ndim == 2 else targets
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
@@ -91,7 +99,9 @@ class Trainer:
             status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
             world_size=1, device=str(self.device), versions=versions(), class_names=job.class_names,
             **job.summary_extra)
-        normalize = Normalize(job.mean, job.std, self.device, tcfg.channels_last)
+        normalize = job.prepare or Normalize(job.mean, job.std, self.device, tcfg.channels_last)
+        for module in job.extra_modules.values():
+            module.to(self.device)
         groups = job.param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
         optimizer = build_optimizer(groups, self.cfg.optim, self.device)
         scheduler = build_scheduler(optimizer, self.cfg.sched, self.cfg.optim.lr, tcfg.epochs, len(job.train_loader))
@@ -193,6 +203,9 @@ class _Loop:
         lr = self.optimizer.param_groups[-1]["lr"]
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tcfg.epochs}", leave=False,
                    disable=not tcfg.progress, mininterval=1.0, dynamic_ncols=True)
+        if self.job.epoch_start is not None:
+            self.job.epoch_start(self.epoch)
+        num_classes = len(self.job.class_names)
         for images, targets in bar:
             images = self.normalize(images)
             targets = targets.to(self.device, non_blocking=True)
@@ -213,7 +226,7 @@ class _Loop:
                 self.ema.update_parameters(self.model)
             batch = targets.shape[0]
             loss_sum += loss.detach() * batch
-            correct += (logits.argmax(dim=1) == hard_labels(targets)).sum()
+            correct += (logits.argmax(dim=1) == hard_labels(targets, num_classes)).sum()
             seen += batch
         seconds = time.perf_counter() - started
         mean_loss = loss_sum.item() / max(seen, 1)
@@ -226,6 +239,7 @@ class _Loop:
     def best_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(),
                 "ema": None if self.ema is None else self.ema.module.state_dict(),
+                "extra": {name: module.state_dict() for name, module in self.job.extra_modules.items()},
                 "epoch": self.epoch + 1, "val_acc1": self.best_val_acc1,
                 "class_names": self.job.class_names, "image_size": self.job.image_size,
                 "config": OmegaConf.to_container(self.cfg)}
@@ -242,4 +256,6 @@ class _Loop:
         self.model.load_state_dict(best["model"])
         if self.ema is not None:
             self.ema.module.load_state_dict(best["ema"])
+        for name, module in self.job.extra_modules.items():
+            module.load_state_dict(best["extra"][name])
         return evaluate(self.eval_model, self.job.test_loader, self.normalize, self.dtype)

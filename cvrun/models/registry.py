@@ -30,12 +30,26 @@ class Classifier(nn.Module):
         self.num_features = num_features
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_features, num_classes)
+        self.backbone_frozen = False
+        # True while the inputs are features the backbone computed beforehand (cached feature
+        # extraction): the state_dict stays the whole model's, so checkpoints load like any other.
+        self.takes_features = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.backbone(images)))
+        features = images if self.takes_features else self.backbone(images)
+        return self.head(self.dropout(features))
 
-    def replace_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes)
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """No gradients for the backbone and its batch-norm statistics held, or both released."""
+        self.backbone_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -76,7 +90,10 @@ def create_model(name: str, num_classes: int, image_size: int, small_input: Any 
 
 
 def build_model(cfg: Any, num_classes: int, image_size: int) -> Classifier:
-    """The model of a `model` config group entry."""
+    """The model of a `model` config group entry, with the weights of `model.pretrained` when set."""
+    model = create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
     if cfg.pretrained is not None:
-        raise UserError("model.pretrained is not available in this version yet; leave it null")
-    return create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
+        from cvrun.models.pretrained import load_pretrained
+
+        load_pretrained(model, cfg.name, cfg.pretrained)
+    return model

@@ -28,4 +28,4 @@ def run_regime(cfg: Any, run: Any) -> dict:
     return REGIMES[cfg.regime.name](cfg, run)
 
 
-from cvrun.regimes import scratch  # noqa: E402,F401  (registers the regime)
+from cvrun.regimes import feature_extract, finetune, knn, lwf, scratch  # noqa: E402,F401  (register the regimes)

@@ -1,33 +1,85 @@
-"""What most regimes share: loaders for the splits and a standard training job."""
+"""What most regimes share: loaders for the splits, a standard training job, transfer helpers."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Callable
 
 import torch
+from torch.utils.data import DataLoader
 
 from cvrun.augment import build_train_transform
 from cvrun.augment.mixers import build_batch_mixer
 from cvrun.data.loaders import make_loader
+from cvrun.data.samples import Samples
 from cvrun.data.splits import DataSplits
 from cvrun.engine.trainer import TrainingJob
+from cvrun.errors import UserError
 from cvrun.models.registry import Classifier
 
+log = logging.getLogger("cvrun")
 
-def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.device) -> TrainingJob:
-    """Augmented labeled training set, plain validation and test sets, cross-entropy."""
+
+def eval_batch_size(cfg: Any) -> int:
+    return cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size
+
+
+def plain_loader(cfg: Any, samples: Samples, image_size: int, device: torch.device) -> DataLoader:
+    """Un-augmented images in their stored order: evaluation, recorded outputs, cached features."""
+    return make_loader(samples, image_size, eval_batch_size(cfg), train=False, seed=cfg.trainer.seed,
+                       num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda")
+
+
+def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.device,
+                 train_targets: torch.Tensor | None = None) -> TrainingJob:
+    """Augmented labeled training set, plain validation and test sets, cross-entropy.
+
+    `train_targets`: one target row per training image instead of its label.
+    """
     tcfg = cfg.trainer
-    eval_batch = tcfg.eval_batch_size or 2 * tcfg.batch_size
-    common = {"image_size": data.image_size, "seed": tcfg.seed, "num_workers": tcfg.num_workers,
-              "pin_memory": device.type == "cuda"}
-    train_loader = make_loader(data.train, batch_size=tcfg.batch_size, train=True,
-                               transform=build_train_transform(cfg.aug, data.image_size, cfg.dataset.mean), **common)
-    val_loader = (make_loader(data.val, batch_size=eval_batch, train=False, **common)
+    train_loader = make_loader(data.train, data.image_size, tcfg.batch_size, train=True, seed=tcfg.seed,
+                               transform=build_train_transform(cfg.aug, data.image_size, cfg.dataset.mean),
+                               num_workers=tcfg.num_workers, pin_memory=device.type == "cuda",
+                               targets=train_targets)
+    val_loader = (plain_loader(cfg, data.val, data.image_size, device)
                   if data.val is not None and len(data.val) else None)
-    test_loader = make_loader(data.test, batch_size=eval_batch, train=False, **common)
-    return TrainingJob(model=model, train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
+    return TrainingJob(model=model, train_loader=train_loader, val_loader=val_loader,
+                       test_loader=plain_loader(cfg, data.test, data.image_size, device),
                        class_names=data.class_names, image_size=data.image_size,
                        mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
                        batch_mixer=build_batch_mixer(cfg.aug, len(data.class_names)),
-                       summary_extra={"train_samples": len(data.train),
-                                      "val_samples": 0 if data.val is None else len(data.val)})
+                       summary_extra=split_sizes(data))
+
+
+def split_sizes(data: DataSplits) -> dict[str, int]:
+    return {"train_samples": len(data.train), "val_samples": 0 if data.val is None else len(data.val)}
+
+
+def require_pretrained(cfg: Any, runs_only: bool = False) -> str:
+    """model.pretrained of a transfer regime; a missing one is a user error."""
+    source = cfg.model.pretrained
+    kinds = "a run folder or checkpoint" if runs_only else "a run folder, a checkpoint or imagenet"
+    if source is None or (runs_only and source == "imagenet"):
+        raise UserError(f"regime={cfg.regime.name} needs model.pretrained ({kinds}) to start from, got {source}; "
+                        f"e.g. model.pretrained=outputs/DATE/TIME_scratch_{cfg.model.name}")
+    return source
+
+
+def backbone_and_head_groups(model: Classifier, cfg: Any, head_extra: list[torch.nn.Module] = ()) -> list[dict]:
+    """Two optimiser groups: the backbone at optim.lr x regime.backbone_lr_mult, the head(s) at optim.lr."""
+    head_params = [p for module in (model.head, *head_extra) for p in module.parameters()]
+    return [{"params": list(model.backbone.parameters()), "lr": cfg.optim.lr * cfg.regime.backbone_lr_mult},
+            {"params": head_params, "lr": cfg.optim.lr}]
+
+
+def head_first(model: Classifier, freeze_epochs: int) -> Callable[[int], None] | None:
+    """regime.freeze_epochs: an epoch hook that trains the head alone for the first epochs."""
+    if freeze_epochs == 0:
+        return None
+
+    def epoch_start(epoch: int) -> None:
+        frozen = epoch < freeze_epochs
+        if frozen != model.backbone_frozen:
+            log.info("epoch %d: backbone %s", epoch + 1, "frozen, head alone trains" if frozen else "unfrozen")
+        model.freeze_backbone(frozen)
+    return epoch_start

@@ -1,0 +1,53 @@
+"""`regime=feature_extract`: a pretrained backbone frozen, a new head trained on its features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cvrun.data.loaders import make_feature_loader
+from cvrun.data.splits import DataSplits, build_splits
+from cvrun.engine.evaluate import Normalize, ToDevice, predict
+from cvrun.engine.rundir import RunFolder
+from cvrun.engine.trainer import Trainer, TrainingJob
+from cvrun.models import build_model
+from cvrun.models.registry import Classifier
+from cvrun.regimes import register_regime
+from cvrun.regimes.common import eval_batch_size, log, plain_loader, require_pretrained, split_sizes, standard_job
+
+
+@register_regime("feature_extract")
+def feature_extract(cfg: Any, run: RunFolder) -> dict:
+    require_pretrained(cfg)
+    trainer = Trainer(cfg, run)
+    data = build_splits(cfg.dataset)
+    model = build_model(cfg.model, data.num_classes, data.image_size)
+    model.freeze_backbone()
+    if cfg.regime.cache_features:
+        return trainer.fit(cached_feature_job(cfg, data, model, trainer))
+    return trainer.fit(standard_job(cfg, data, model, trainer.device))
+
+
+def cached_feature_job(cfg: Any, data: DataSplits, model: Classifier, trainer: Trainer) -> TrainingJob:
+    """Run the frozen backbone once over every split; the head then trains on the stored features."""
+    if cfg.aug.name != "none" or cfg.aug.mix:
+        log.warning("regime.cache_features=true: aug=%s is not applied, the features are computed once "
+                    "from un-augmented images", cfg.aug.name)
+    normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
+    backbone = model.backbone.to(trainer.device)
+    batch = {"train": cfg.trainer.batch_size, "eval": eval_batch_size(cfg)}
+
+    def cached(samples, train: bool):
+        features, labels = predict(backbone, plain_loader(cfg, samples, data.image_size, trainer.device),
+                                   normalize, trainer.dtype)
+        return make_feature_loader(features, labels, batch["train" if train else "eval"], train=train,
+                                   seed=cfg.trainer.seed)
+
+    train_loader = cached(data.train, True)
+    val_loader = cached(data.val, False) if data.val is not None and len(data.val) else None
+    test_loader = cached(data.test, False)
+    log.info("cached %d-wide backbone features of %d training images", model.num_features, len(data.train))
+    model.takes_features = True
+    return TrainingJob(model=model, train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
+                       class_names=data.class_names, image_size=data.image_size,
+                       mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
+                       prepare=ToDevice(trainer.device), summary_extra=split_sizes(data))

@@ -1,0 +1,53 @@
+"""regime=lwf: the old head kept, its recorded outputs distilled, the old task scored at the end."""
+
+import torch
+import torch.nn.functional as F
+
+from cvrun.engine.checkpoint import load_checkpoint
+from cvrun.models import create_model
+from cvrun.models.pretrained import load_source_run
+from cvrun.regimes.lwf import lwf_loss
+from tests.conftest import make_cfg, train_run
+
+TARGET = {"classes": ["triangle", "cross"]}
+
+
+def test_the_loss_is_cross_entropy_plus_lambda_times_the_old_head_term():
+    torch.manual_seed(0)
+    model = create_model("lenet5", 2, 32)
+    old_head = torch.nn.Linear(84, 3)
+    images = torch.randn(4, 3, 32, 32)
+    labels = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        recorded = old_head(model.backbone(images))
+    targets = torch.cat([F.one_hot(labels, 2).float(), recorded + torch.tensor([1.0, 0.0, -1.0])], dim=1)
+    for lambda_old in (0.0, 2.0):
+        cfg = make_cfg(regime={"name": "lwf", "lambda_old": lambda_old, "temperature": 2.0})
+        loss = lwf_loss(model, old_head, 2, cfg)(model(images), targets)
+        shifted = F.kl_div(F.log_softmax(recorded / 2, 1), F.log_softmax(targets[:, 2:] / 2, 1),
+                           log_target=True, reduction="batchmean")
+        expected = F.cross_entropy(model(images), labels) + lambda_old * shifted
+        assert torch.isclose(loss, expected, atol=1e-5), (lambda_old, loss, expected)
+
+
+def test_lwf_keeps_the_old_head_and_scores_the_old_task(source_run, tmp_path):
+    source = load_source_run(str(source_run))
+    kept = {}
+    for lambda_old in (0.0, 1.0):
+        summary = train_run(tmp_path / str(lambda_old), dataset=TARGET, model={"pretrained": str(source_run)},
+                            regime={"name": "lwf", "lambda_old": lambda_old}, optim={"lr": 0.05},
+                            trainer={"epochs": 3})
+        assert summary["status"] == "completed" and summary["test_acc1"] >= 75, summary
+        assert summary["old_task_classes"] == ["circle", "ring", "square"]
+        assert summary["old_task_acc1_before"] == source_summary_acc(source_run)
+        assert 0 <= summary["old_task_acc1"] <= 100
+        kept[lambda_old] = load_checkpoint(tmp_path / str(lambda_old) / "checkpoints" / "best.pt")["extra"]["old_head"]
+    # lambda_old=0 is fine-tuning with the old head kept as it was; lambda_old=1 trains it too.
+    assert torch.equal(kept[0.0]["weight"], source.model.head.weight)
+    assert not torch.equal(kept[1.0]["weight"], source.model.head.weight)
+
+
+def source_summary_acc(run):
+    import json
+
+    return json.loads((run / "summary.json").read_text())["test_acc1"]
