@@ -20,9 +20,13 @@ def load_run(run_dir: Path) -> tuple[Any, dict]:
         raise UserError(f"{run_dir} is not a cvrun run folder (no config.yaml); "
                         "pass a folder such as outputs/YYYY-MM-DD/HH-MM-SS_scratch_resnet18")
     best = run_dir / "checkpoints" / "best.pt"
+    cfg = validate(OmegaConf.load(run_dir / "config.yaml"), TrainConfig)
+    if cfg.regime.name == "knn":
+        raise UserError(f"{run_dir} is a regime=knn run: it trains no weights to evaluate; its val and test "
+                        "accuracies are in its summary.json")
     if not best.is_file():
         raise UserError(f"{run_dir} has no checkpoints/best.pt: the run ended before its first epoch")
-    return validate(OmegaConf.load(run_dir / "config.yaml"), TrainConfig), load_checkpoint(best)
+    return cfg, load_checkpoint(best)
 
 
 def evaluate_run(cfg: Any) -> dict:

@@ -12,12 +12,20 @@ from cvrun.augment import build_train_transform
 from cvrun.augment.mixers import build_batch_mixer
 from cvrun.data.loaders import make_loader
 from cvrun.data.samples import Samples
-from cvrun.data.splits import DataSplits
-from cvrun.engine.trainer import TrainingJob
+from cvrun.data.splits import DataSplits, build_splits
+from cvrun.engine.trainer import Trainer, TrainingJob
 from cvrun.errors import UserError
+from cvrun.models import build_model
 from cvrun.models.registry import Classifier
 
 log = logging.getLogger("cvrun")
+
+
+def trainer_data_model(cfg: Any, run: Any) -> tuple[Trainer, DataSplits, Classifier]:
+    """The trainer, the data splits and the model (with model.pretrained's weights) of a run."""
+    trainer = Trainer(cfg, run)
+    data = build_splits(cfg.dataset)
+    return trainer, data, build_model(cfg.model, data.num_classes, data.image_size)
 
 
 def eval_batch_size(cfg: Any) -> int:

@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from cvrun.data.loaders import make_feature_loader
-from cvrun.data.splits import DataSplits, build_splits
+from cvrun.data.splits import DataSplits
 from cvrun.engine.evaluate import Normalize, ToDevice, predict
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.trainer import Trainer, TrainingJob
-from cvrun.models import build_model
 from cvrun.models.registry import Classifier
 from cvrun.regimes import register_regime
-from cvrun.regimes.common import eval_batch_size, log, plain_loader, require_pretrained, split_sizes, standard_job
+from cvrun.regimes.common import (eval_batch_size, log, plain_loader, require_pretrained, split_sizes, standard_job,
+                                  trainer_data_model)
 
 
 @register_regime("feature_extract")
 def feature_extract(cfg: Any, run: RunFolder) -> dict:
     require_pretrained(cfg)
-    trainer = Trainer(cfg, run)
-    data = build_splits(cfg.dataset)
-    model = build_model(cfg.model, data.num_classes, data.image_size)
+    trainer, data, model = trainer_data_model(cfg, run)
     model.freeze_backbone()
     if cfg.regime.cache_features:
         return trainer.fit(cached_feature_job(cfg, data, model, trainer))

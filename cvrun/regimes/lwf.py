@@ -22,12 +22,11 @@ from cvrun.engine.losses import soft_kl
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.trainer import Trainer
 from cvrun.errors import UserError
-from cvrun.models import build_model
 from cvrun.models.pretrained import SourceRun, load_source_run
 from cvrun.models.registry import Classifier
 from cvrun.regimes import register_regime
 from cvrun.regimes.common import (backbone_and_head_groups, head_first, log, plain_loader, require_pretrained,
-                                  standard_job)
+                                  standard_job, trainer_data_model)
 
 
 @register_regime("lwf")
@@ -36,9 +35,7 @@ def lwf(cfg: Any, run: RunFolder) -> dict:
     if cfg.aug.mix:
         raise UserError(f"regime=lwf cannot mix images (aug.mix={cfg.aug.mix}): the recorded old-task "
                         "outputs belong to single images; use aug.mix=null")
-    trainer = Trainer(cfg, run)
-    data = build_splits(cfg.dataset)
-    model = build_model(cfg.model, data.num_classes, data.image_size)
+    trainer, data, model = trainer_data_model(cfg, run)
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
     old_model = source.model.to(trainer.device)
     recorded, labels = predict(old_model, plain_loader(cfg, data.train, data.image_size, trainer.device),

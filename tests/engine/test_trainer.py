@@ -87,10 +87,23 @@ def test_ema_weights_are_evaluated_and_checkpointed(tmp_path):
 
 def test_diverging_loss_fails_the_run(tmp_path):
     with pytest.raises(SystemExit) as exit_:
-        shapes_run(tmp_path, name="diverge", lr=1e6, train_size=100, epochs=2)
+        shapes_run(tmp_path, name="diverge", lr=1e6, train_size=70, epochs=2)  # two batches an epoch
     assert exit_.value.code == 1
     summary = json.loads((tmp_path / "diverge" / "summary.json").read_text())
     assert summary["status"] == "failed" and "training loss became" in summary["reason"]
     # Epoch 1 finished with a finite loss: its checkpoint is the last good one and stays.
     assert summary["epochs_run"] == 1 and (tmp_path / "diverge" / "checkpoints" / "last.pt").is_file()
 
+
+
+def test_best_epoch_is_higher_top1_and_on_a_tie_lower_loss():
+    from types import SimpleNamespace
+
+    from cvrun.engine.trainer import _Loop
+
+    best = SimpleNamespace(best_val_acc1=45.0, best_val_loss=1.2)
+    assert _Loop.improves(best, {"acc1": 45.004, "loss": 1.1})
+    assert not _Loop.improves(best, {"acc1": 45.0, "loss": 1.3})
+    assert _Loop.improves(best, {"acc1": 50.0, "loss": 9.0})
+    assert not _Loop.improves(best, {"acc1": 40.0, "loss": 0.1})
+    assert _Loop.improves(SimpleNamespace(best_val_acc1=None, best_val_loss=None), None)

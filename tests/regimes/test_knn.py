@@ -39,3 +39,11 @@ def test_raw_pixel_knn_on_cifar10_is_far_above_chance(tmp_path):
                         regime={"name": "knn", "features": "pixels", "k": 20})
     assert summary["test_samples"] == 10000 and summary["feature_dim"] == 3072
     assert 25 <= summary["test_acc1"] <= 45, summary  # chance 10; 5,000 images in memory
+
+
+def test_eval_of_a_knn_run_says_there_is_nothing_to_evaluate(tmp_path):
+    from cvrun.commands.eval import load_run
+
+    train_run(tmp_path / "run", dataset={"classes": ["triangle", "cross"]}, regime={"name": "knn", "features": "pixels"})
+    with pytest.raises(UserError, match="regime=knn run: it trains no weights"):
+        load_run(tmp_path / "run")
