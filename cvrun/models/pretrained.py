@@ -9,8 +9,6 @@ skipped and new.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +79,8 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
         raise UserError(f"model.pretrained=imagenet: torchvision has no ImageNet weights for {name}; "
                         f"use one of {', '.join(with_weights)}, or a cvrun run folder") from None
     cached = Path(get_dir()) / "checkpoints" / Path(weights.url).name
-    if not cached.is_file():
-        log.info("downloading ImageNet weights for %s to %s", name, cached)
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # torch.hub's own "Downloading" line
-            return weights.get_state_dict(progress=False)
+        return weights.get_state_dict(progress=False)
     except OSError as err:  # URLError, timeouts, no route: all OSErrors
         raise UserError(f"model.pretrained=imagenet: cannot download {weights.url} ({err}); without "
                         f"internet, copy that file to {cached}") from None

@@ -68,7 +68,8 @@ def require_pretrained(cfg: Any, runs_only: bool = False) -> str:
     source = cfg.model.pretrained
     kinds = "a run folder or checkpoint" if runs_only else "a run folder, a checkpoint or imagenet"
     if source is None or (runs_only and source == "imagenet"):
-        raise UserError(f"regime={cfg.regime.name} needs model.pretrained ({kinds}) to start from, got {source}; "
+        got = "" if source is None else f", not {source}"
+        raise UserError(f"regime={cfg.regime.name} needs model.pretrained ({kinds}) to start from{got}; "
                         f"e.g. model.pretrained=outputs/DATE/TIME_scratch_{cfg.model.name}")
     return source
 
