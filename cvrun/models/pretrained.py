@@ -21,7 +21,9 @@ from cvrun.models.registry import MODELS, Classifier, create_model
 
 log = logging.getLogger("cvrun")
 
-HEAD_KEYS = ("head.weight", "head.bias")
+
+def is_head(key: str) -> bool:
+    return key.startswith("head.")
 
 
 @dataclass
@@ -102,12 +104,14 @@ def transfer(model: Classifier, state: dict[str, torch.Tensor], source: str, str
     architecture must fit); ImageNet weights instead skip what a small-input stem changed.
     """
     own = model.state_dict()
+    # The head moves only as a whole: with another class count all of it starts anew.
+    head_fits = all(key in own and own[key].shape == tensor.shape for key, tensor in state.items() if is_head(key))
     loaded, skipped = [], []
     for key, tensor in state.items():
-        if key in own and own[key].shape == tensor.shape:
+        if key in own and own[key].shape == tensor.shape and (head_fits or not is_head(key)):
             own[key] = tensor
             loaded.append(key)
-        elif key in own and strict_backbone and key not in HEAD_KEYS:
+        elif key in own and strict_backbone and not is_head(key):
             raise UserError(f"model.pretrained={source}: {key} has shape {tuple(tensor.shape)} there and "
                             f"{tuple(own[key].shape)} here; set model.small_input and dataset.image_size "
                             "as the source run had them")

@@ -22,14 +22,23 @@ SMALL_INPUT_MAX = 32
 
 
 class Classifier(nn.Module):
-    """backbone (images -> features) + dropout + linear head (features -> logits)."""
+    """backbone (images -> features) + dropout + head (features -> logits).
 
-    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float = 0.0):
+    The head is one linear layer, or with `hidden` widths an MLP (LeNet-5's F6 + output):
+    what a transfer regime trains anew.
+    """
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float = 0.0,
+                 hidden: tuple[int, ...] = ()):
         super().__init__()
         self.backbone = backbone
         self.num_features = num_features
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(num_features, num_classes)
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip((num_features, *hidden), hidden):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU(inplace=True)]
+        last = nn.Linear(hidden[-1] if hidden else num_features, num_classes)
+        self.head = nn.Sequential(*layers, last) if hidden else last
         self.backbone_frozen = False
         # True while the inputs are features the backbone computed beforehand (cached feature
         # extraction): the state_dict stays the whole model's, so checkpoints load like any other.

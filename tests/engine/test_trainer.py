@@ -82,7 +82,7 @@ def test_ema_weights_are_evaluated_and_checkpointed(tmp_path):
     summary, run = shapes_run(tmp_path, epochs=2, ema_decay=0.9)
     best = torch.load(run.path / "checkpoints/best.pt", weights_only=True)
     assert best["ema"] is not None and summary["status"] == "completed"
-    assert not torch.equal(best["ema"]["head.weight"], best["model"]["head.weight"])
+    assert not torch.equal(best["ema"]["head.2.weight"], best["model"]["head.2.weight"])
 
 
 def test_diverging_loss_fails_the_run(tmp_path):

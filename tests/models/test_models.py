@@ -26,11 +26,14 @@ def test_forward_at_32px_and_head_backbone_split(name):
         logits = model(images)
     assert features.shape == (2, model.num_features)
     assert logits.shape == (2, 7)
-    assert isinstance(model.head, nn.Linear) and model.head.out_features == 7
+    last = model.head[-1] if isinstance(model.head, nn.Sequential) else model.head
+    assert isinstance(last, nn.Linear) and last.out_features == 7
     with torch.no_grad():
         assert torch.allclose(model.head(features), logits, atol=1e-5)
     backbone_params = sum(p.numel() for p in model.backbone.parameters())
-    assert count_parameters(model)[0] == backbone_params + model.num_features * 7 + 7
+    head_params = sum(p.numel() for p in model.head.parameters())
+    assert count_parameters(model)[0] == backbone_params + head_params
+    assert head_params == (model.num_features * 7 + 7 if name != "lenet5" else 120 * 84 + 84 + 84 * 7 + 7)
 
 
 def test_small_input_auto_follows_image_size():

@@ -67,10 +67,12 @@ def test_a_run_folder_and_its_checkpoint_fill_the_backbone(source_run, caplog):
             model = build_model(model_cfg(name="lenet5", pretrained=str(reference)), num_classes=2, image_size=32)
         for key, tensor in source.model.backbone.state_dict().items():
             assert torch.equal(model.backbone.state_dict()[key], tensor), key
-        assert model.head.out_features == 2
-        assert "loaded 8 tensors; skipped 2 (head.weight, head.bias)" in caplog.text
+        assert model.head[-1].out_features == 2
+        assert ("loaded 6 tensors; skipped 4 (head.0.weight, head.0.bias, head.2.weight, head.2.bias)"
+                in caplog.text), caplog.text
     same_classes = build_model(model_cfg(name="lenet5", pretrained=str(source_run)), num_classes=3, image_size=32)
-    assert torch.equal(same_classes.head.weight, source.model.head.weight)
+    assert torch.equal(same_classes.head[0].weight, source.model.head[0].weight)  # same classes: the head moves too
+    assert torch.equal(same_classes.head[2].weight, source.model.head[2].weight)
 
 
 def test_pretrained_mistakes_are_user_errors(source_run, tmp_path):

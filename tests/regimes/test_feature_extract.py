@@ -17,7 +17,7 @@ def test_only_the_head_trains_and_the_backbone_stays_the_source(source_run, tmp_
                         regime={"name": "feature_extract", "cache_features": cache}, optim={"lr": 0.05},
                         trainer={"epochs": 4})
     assert summary["status"] == "completed" and summary["test_acc1"] >= 75, summary  # chance 50
-    assert summary["trainable_params"] == 84 * 2 + 2  # lenet5's head alone
+    assert summary["trainable_params"] == (120 * 84 + 84) + (84 * 2 + 2)  # lenet5's head alone: F6 + output
     trained = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
     for key, tensor in load_source_run(str(source_run)).model.backbone.state_dict().items():
         assert torch.equal(trained[f"backbone.{key}"], tensor), key

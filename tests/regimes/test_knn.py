@@ -27,7 +27,7 @@ def test_knn_on_a_pretrained_backbone_writes_a_run_without_training(source_run, 
                         model={"pretrained": str(source_run)}, regime={"name": "knn", "k": 5})
     assert summary["status"] == "completed" and summary["test_acc1"] >= 70, summary
     assert summary["trainable_params"] == 0 and summary["test_samples"] == 80 and summary["epochs_run"] == 0
-    assert summary["best_val_acc1"] is not None and summary["feature_dim"] == 84
+    assert summary["best_val_acc1"] is not None and summary["feature_dim"] == 120
     with pytest.raises(UserError, match="regime=knn needs model.pretrained"):
         train_run(tmp_path / "bare", regime={"name": "knn"})
 

@@ -15,7 +15,7 @@ TARGET = {"classes": ["triangle", "cross"]}
 def test_the_loss_is_cross_entropy_plus_lambda_times_the_old_head_term():
     torch.manual_seed(0)
     model = create_model("lenet5", 2, 32)
-    old_head = torch.nn.Linear(84, 3)
+    old_head = torch.nn.Linear(120, 3)
     images = torch.randn(4, 3, 32, 32)
     labels = torch.tensor([0, 1, 1, 0])
     with torch.no_grad():
@@ -43,8 +43,8 @@ def test_lwf_keeps_the_old_head_and_scores_the_old_task(source_run, tmp_path):
         assert 0 <= summary["old_task_acc1"] <= 100
         kept[lambda_old] = load_checkpoint(tmp_path / str(lambda_old) / "checkpoints" / "best.pt")["extra"]["old_head"]
     # lambda_old=0 is fine-tuning with the old head kept as it was; lambda_old=1 trains it too.
-    assert torch.equal(kept[0.0]["weight"], source.model.head.weight)
-    assert not torch.equal(kept[1.0]["weight"], source.model.head.weight)
+    assert torch.equal(kept[0.0]["2.weight"], source.model.head[2].weight)
+    assert not torch.equal(kept[1.0]["2.weight"], source.model.head[2].weight)
 
 
 def source_summary_acc(run):
