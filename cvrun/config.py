@@ -95,6 +95,20 @@ class RegimeConfig:
     k: int = 20
     features: str = "backbone"
     weighted: bool = False
+    # distill, pseudo_label, noisy_student: the teacher (a run folder or checkpoint)
+    teacher: Optional[str] = None
+    # distill: loss = (1 - alpha) x CE(hard label) + alpha x T^2 x KL(teacher || student); unlabeled pool: KD alone
+    alpha: float = 0.9
+    use_unlabeled: bool = True
+    # pseudo_label, noisy_student: keep predictions with confidence >= threshold, as hard or soft labels
+    threshold: float = 0.0
+    soft: bool = False
+    unlabeled_weight: float = 1.0
+    balance: bool = False  # noisy_student: at most as many pseudo-labels per class as the rarest class has
+    # noisy_student: rounds, the student model of each round, the augmentation option used as input noise
+    rounds: int = 1
+    students: List[str] = field(default_factory=list)
+    noise_aug: str = "randaug"
 
 
 @dataclass
@@ -213,12 +227,16 @@ def absolute_root(dataset: Any) -> None:
 
 
 def absolute_paths(cfg: Any) -> None:
-    """dataset.root and a model.pretrained path made absolute, for the config saved with a run."""
+    """Every path of a train config made absolute, for the config saved with a run."""
     from pathlib import Path
 
     absolute_root(cfg.dataset)
+    if cfg.dataset.unlabeled_root is not None:
+        cfg.dataset.unlabeled_root = str(Path(cfg.dataset.unlabeled_root).expanduser().absolute())
     if cfg.model.pretrained not in (None, "imagenet"):
         cfg.model.pretrained = str(Path(cfg.model.pretrained).expanduser().absolute())
+    if cfg.regime.teacher is not None:
+        cfg.regime.teacher = str(Path(cfg.regime.teacher).expanduser().absolute())
 
 
 def _require(ok: bool, message: str) -> None:
@@ -290,3 +308,7 @@ def _check_regime(r: Any) -> None:
     _require(r.k >= 1, f"regime.k (neighbours that vote) must be >= 1, got {r.k}")
     _require(r.features in KNN_FEATURE_NAMES,
              f"regime.features must be one of {', '.join(KNN_FEATURE_NAMES)}, got {r.features}")
+    _require(0 <= r.alpha <= 1, f"regime.alpha (weight of the distillation term) must be in [0, 1], got {r.alpha}")
+    _require(0 <= r.threshold <= 1, f"regime.threshold (confidence cut) must be in [0, 1], got {r.threshold}")
+    _require(r.unlabeled_weight >= 0, f"regime.unlabeled_weight must be >= 0, got {r.unlabeled_weight}")
+    _require(r.rounds >= 1, f"regime.rounds must be >= 1, got {r.rounds}")

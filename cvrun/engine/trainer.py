@@ -211,6 +211,7 @@ class _Loop:
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
+        labeled = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         started = time.perf_counter()
         lr = self.optimizer.param_groups[-1]["lr"]
@@ -239,14 +240,18 @@ class _Loop:
                 self.ema.update_parameters(self.model)
             batch = targets.shape[0]
             loss_sum += loss.detach() * batch
-            correct += (logits.argmax(dim=1) == hard_labels(targets, num_classes)).sum()
+            labels = hard_labels(targets, num_classes)
+            # Train accuracy counts the images whose label training may see (not a hidden pool's).
+            known = labels >= 0
+            correct += ((logits.argmax(dim=1) == labels) & known).sum()
+            labeled += known.sum()
             seen += batch
         seconds = time.perf_counter() - started
         mean_loss = loss_sum.item() / max(seen, 1)
         if not torch.isfinite(torch.tensor(mean_loss)):
             raise Diverged(f"training loss became {mean_loss} in epoch {self.epoch + 1}; "
                            "lower optim.lr or set trainer.grad_clip")
-        return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(seen, 1), "lr": lr,
+        return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(labeled.item(), 1), "lr": lr,
                 "images_per_second": seen / max(seconds, 1e-9)}
 
     def best_state(self) -> dict[str, Any]:

@@ -28,4 +28,5 @@ def run_regime(cfg: Any, run: Any) -> dict:
     return REGIMES[cfg.regime.name](cfg, run)
 
 
-from cvrun.regimes import feature_extract, finetune, knn, lwf, scratch  # noqa: E402,F401  (register the regimes)
+from cvrun.regimes import (distill, feature_extract, finetune, knn, lwf, noisy_student,  # noqa: E402,F401
+                           pseudo_label, scratch)  # (importing them registers the regimes)

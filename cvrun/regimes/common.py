@@ -92,3 +92,10 @@ def head_first(model: Classifier, freeze_epochs: int) -> Callable[[int], None] |
             log.info("epoch %d: backbone %s", epoch + 1, "frozen, head alone trains" if frozen else "unfrozen")
         model.freeze_backbone(frozen)
     return epoch_start
+
+
+def refuse_mixing(cfg: Any) -> None:
+    """Regimes whose targets are per-image rows (recorded outputs, pseudo-labels) cannot mix images."""
+    if cfg.aug.mix:
+        raise UserError(f"regime={cfg.regime.name} cannot mix images (aug.mix={cfg.aug.mix}): its targets "
+                        "belong to single images; use aug.mix=null")

@@ -21,20 +21,17 @@ from cvrun.engine.evaluate import Normalize, evaluate, predict
 from cvrun.engine.losses import soft_kl
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.trainer import Trainer
-from cvrun.errors import UserError
 from cvrun.models.pretrained import SourceRun, load_source_run
 from cvrun.models.registry import Classifier
 from cvrun.regimes import register_regime
-from cvrun.regimes.common import (backbone_and_head_groups, head_first, log, plain_loader, require_pretrained,
-                                  standard_job, trainer_data_model)
+from cvrun.regimes.common import (backbone_and_head_groups, head_first, log, plain_loader, refuse_mixing,
+                                  require_pretrained, standard_job, trainer_data_model)
 
 
 @register_regime("lwf")
 def lwf(cfg: Any, run: RunFolder) -> dict:
     source = load_source_run(require_pretrained(cfg, runs_only=True))
-    if cfg.aug.mix:
-        raise UserError(f"regime=lwf cannot mix images (aug.mix={cfg.aug.mix}): the recorded old-task "
-                        "outputs belong to single images; use aug.mix=null")
+    refuse_mixing(cfg)
     trainer, data, model = trainer_data_model(cfg, run)
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
     old_model = source.model.to(trainer.device)

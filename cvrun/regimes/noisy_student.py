@@ -1,0 +1,114 @@
+"""`regime=noisy_student` (Xie et al. 2020): rounds of teacher -> pseudo-labels -> noised, equal-or-larger student.
+
+Round 0 trains the first teacher on the labeled set, unless regime.teacher is given. Each round
+k = 1..regime.rounds labels the unlabeled pool with the teacher (eval mode, no augmentation; soft
+labels by default), trains student regime.students[k-1] on labeled + pseudo-labeled images with
+noise (the aug option regime.noise_aug, model.dropout, model.drop_path), and hands the student on
+as the next teacher. Each round is a complete run folder round_k/ inside the run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from omegaconf import OmegaConf
+
+from cvrun.config import AugConfig
+from cvrun.engine.rundir import RunFolder
+from cvrun.errors import UserError
+from cvrun.models import MODELS
+from cvrun.paths import config_dir
+from cvrun.regimes import register_regime
+from cvrun.regimes.common import log, refuse_mixing, standard_job, trainer_data_model
+from cvrun.regimes.teacher import load_teacher, pseudo_labeled_job
+
+
+@register_regime("noisy_student")
+def noisy_student(cfg: Any, run: RunFolder) -> dict:
+    r = cfg.regime
+    refuse_mixing(cfg)
+    students = student_models(cfg)
+    noise = noise_aug(r.noise_aug)
+    rounds: list[dict] = []
+    teacher = r.teacher
+    if teacher is None:
+        summary = run_round(cfg, run.path / "round_0", train_first_teacher)
+        rounds.append(round_entry(0, cfg.model.name, summary))
+        teacher = str(run.path / "round_0")
+    for k, student in enumerate(students, start=1):
+        round_cfg = copy.deepcopy(cfg)
+        round_cfg.model.name, round_cfg.aug, round_cfg.regime.teacher = student, noise, teacher
+        summary = run_round(round_cfg, run.path / f"round_{k}", train_student)
+        rounds.append(round_entry(k, student, summary))
+        log.info("noisy_student round %d: %s student, test top-1 %.2f%%", k, student, summary["test_acc1"])
+        teacher = str(run.path / f"round_{k}")
+    last = rounds[-1]
+    return run.update_summary(status="completed", reason=None, rounds=rounds, test_acc1=last["test_acc1"],
+                              best_val_acc1=last["best_val_acc1"], model=last["model"],
+                              pseudo_labels_kept=last["pseudo_labels_kept"],
+                              pseudo_label_acc1=last["pseudo_label_acc1"])
+
+
+def student_models(cfg: Any) -> list[str]:
+    """regime.students, one per round; empty means model.name in every round."""
+    r = cfg.regime
+    students = [str(name) for name in r.students] or [cfg.model.name] * r.rounds
+    if len(students) != r.rounds:
+        raise UserError(f"regime.students lists {len(students)} models but regime.rounds={r.rounds}; "
+                        "give one student per round")
+    unknown = [name for name in students if name not in MODELS]
+    if unknown:
+        raise UserError(f"regime.students: unknown model {', '.join(unknown)}; valid models: {', '.join(sorted(MODELS))}")
+    return students
+
+
+def noise_aug(name: str) -> Any:
+    """The aug option regime.noise_aug, composed as `aug=<name>` would compose it."""
+    options = sorted(p.stem for p in (config_dir() / "aug").glob("*.yaml"))
+    if name not in options:
+        raise UserError(f"regime.noise_aug: unknown aug option '{name}'; valid options: {', '.join(options)}")
+    return OmegaConf.merge(OmegaConf.structured(AugConfig), OmegaConf.load(config_dir() / "aug" / f"{name}.yaml"))
+
+
+def train_first_teacher(cfg: Any, run: RunFolder) -> dict:
+    trainer, data, model = trainer_data_model(cfg, run)
+    return trainer.fit(standard_job(cfg, data, model, trainer.device))
+
+
+def train_student(cfg: Any, run: RunFolder) -> dict:
+    trainer, data, model = trainer_data_model(cfg, run)
+    teacher = load_teacher(cfg, data, trainer.device)
+    return trainer.fit(pseudo_labeled_job(cfg, data, model, teacher, trainer.device, trainer.dtype))
+
+
+def run_round(cfg: Any, path: Path, train: Callable[[Any, RunFolder], dict]) -> dict:
+    """One round as a complete run folder: config.yaml, train.log, metrics, checkpoints, summary."""
+    stage = RunFolder(path)
+    stage.write_config(OmegaConf.to_yaml(cfg))
+    with log_to(path / "train.log"):
+        log.info("run folder: %s", path)
+        return train(cfg, stage)
+
+
+@contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Also write cvrun's log lines to `path` (they still reach the run's own train.log)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S"))
+    logging.getLogger("cvrun").addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger("cvrun").removeHandler(handler)
+        handler.close()
+
+
+def round_entry(k: int, model: str, summary: dict) -> dict:
+    return {"round": k, "model": model, "test_acc1": summary.get("test_acc1"),
+            "best_val_acc1": summary.get("best_val_acc1"),
+            "pseudo_labels_kept": summary.get("pseudo_labels_kept"),
+            "pseudo_label_acc1": summary.get("pseudo_label_acc1")}
