@@ -94,7 +94,9 @@ class Trainer:
         model = job.model.to(self.device)
         if tcfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        params, trainable = count_parameters(model)
+        # Modules trained beside the model (LwF's old head) count as the run's parameters too.
+        counts = [count_parameters(m) for m in (model, *job.extra_modules.values())]
+        params, trainable = sum(c[0] for c in counts), sum(c[1] for c in counts)
         summary = self.run.update_summary(
             status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
             world_size=1, device=str(self.device), versions=versions(), class_names=job.class_names,
