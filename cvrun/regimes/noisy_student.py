@@ -13,7 +13,7 @@ import copy
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
@@ -22,9 +22,8 @@ from cvrun.engine.rundir import RunFolder
 from cvrun.errors import UserError
 from cvrun.models import MODELS
 from cvrun.paths import config_dir
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import log, refuse_mixing, standard_job, trainer_data_model
-from cvrun.regimes.teacher import load_teacher, pseudo_labeled_job
+from cvrun.regimes import register_regime, run_regime
+from cvrun.regimes.common import log, refuse_mixing
 
 
 @register_regime("noisy_student")
@@ -36,13 +35,18 @@ def noisy_student(cfg: Any, run: RunFolder) -> dict:
     rounds: list[dict] = []
     teacher = r.teacher
     if teacher is None:
-        summary = run_round(cfg, run.path / "round_0", train_first_teacher)
+        first_teacher_cfg = copy.deepcopy(cfg)
+        first_teacher_cfg.regime.name = "scratch"
+        summary = run_round(first_teacher_cfg, run.path / "round_0")
         rounds.append(round_entry(0, cfg.model.name, summary))
         teacher = str(run.path / "round_0")
     for k, student in enumerate(students, start=1):
+        # A round is a pseudo_label run of the student, with the noise as its aug: its config.yaml
+        # reproduces that round alone.
         round_cfg = copy.deepcopy(cfg)
-        round_cfg.model.name, round_cfg.aug, round_cfg.regime.teacher = student, noise, teacher
-        summary = run_round(round_cfg, run.path / f"round_{k}", train_student)
+        round_cfg.regime.name, round_cfg.regime.teacher = "pseudo_label", teacher
+        round_cfg.model.name, round_cfg.aug = student, noise
+        summary = run_round(round_cfg, run.path / f"round_{k}")
         rounds.append(round_entry(k, student, summary))
         log.info("noisy_student round %d: %s student, test top-1 %.2f%%", k, student, summary["test_acc1"])
         teacher = str(run.path / f"round_{k}")
@@ -74,24 +78,13 @@ def noise_aug(name: str) -> Any:
     return OmegaConf.merge(OmegaConf.structured(AugConfig), OmegaConf.load(config_dir() / "aug" / f"{name}.yaml"))
 
 
-def train_first_teacher(cfg: Any, run: RunFolder) -> dict:
-    trainer, data, model = trainer_data_model(cfg, run)
-    return trainer.fit(standard_job(cfg, data, model, trainer.device))
-
-
-def train_student(cfg: Any, run: RunFolder) -> dict:
-    trainer, data, model = trainer_data_model(cfg, run)
-    teacher = load_teacher(cfg, data, trainer.device)
-    return trainer.fit(pseudo_labeled_job(cfg, data, model, teacher, trainer.device, trainer.dtype))
-
-
-def run_round(cfg: Any, path: Path, train: Callable[[Any, RunFolder], dict]) -> dict:
+def run_round(cfg: Any, path: Path) -> dict:
     """One round as a complete run folder: config.yaml, train.log, metrics, checkpoints, summary."""
     stage = RunFolder(path)
     stage.write_config(OmegaConf.to_yaml(cfg))
     with log_to(path / "train.log"):
         log.info("run folder: %s", path)
-        return train(cfg, stage)
+        return run_regime(cfg, stage)
 
 
 @contextmanager

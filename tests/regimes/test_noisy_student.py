@@ -23,6 +23,8 @@ def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path):
         cfg = yaml.safe_load((run / f"round_{k}" / "config.yaml").read_text())
         assert cfg["regime"]["teacher"] == str(run / f"round_{k - 1}")
         assert cfg["aug"]["name"] == "randaug" and cfg["model"]["name"] == "lenet5"
+        assert cfg["regime"]["name"] == "pseudo_label" and cfg["regime"]["soft"] is True
+    assert yaml.safe_load((run / "round_0" / "config.yaml").read_text())["regime"]["name"] == "scratch"
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     assert summary["rounds"][0]["pseudo_labels_kept"] is None and summary["rounds"][1]["pseudo_labels_kept"] == 510
     assert summary["test_acc1"] == summary["rounds"][-1]["test_acc1"]
