@@ -50,6 +50,7 @@ def noisy_student(cfg: Any, run: RunFolder) -> dict:
         rounds.append(round_entry(k, student, summary))
         log.info("noisy_student round %d: %s student, test top-1 %.2f%%", k, student, summary["test_acc1"])
         teacher = str(run.path / f"round_{k}")
+    log_round_table(rounds)
     last = rounds[-1]
     return run.update_summary(status="completed", reason=None, rounds=rounds, test_acc1=last["test_acc1"],
                               best_val_acc1=last["best_val_acc1"], model=last["model"],
@@ -98,6 +99,16 @@ def log_to(path: Path) -> Iterator[None]:
     finally:
         logging.getLogger("cvrun").removeHandler(handler)
         handler.close()
+
+
+def log_round_table(rounds: list[dict]) -> None:
+    """The per-round table, as train.log's last lines."""
+    log.info("noisy_student rounds:")
+    log.info("%5s  %-20s  %8s  %11s  %9s", "round", "model", "kept", "pseudo acc1", "test acc1")
+    for r in rounds:
+        log.info("%5d  %-20s  %8s  %11s  %9.2f", r["round"], r["model"],
+                 "-" if r["pseudo_labels_kept"] is None else r["pseudo_labels_kept"],
+                 "-" if r["pseudo_label_acc1"] is None else f"{r['pseudo_label_acc1']:.2f}", r["test_acc1"])
 
 
 def round_entry(k: int, model: str, summary: dict) -> dict:

@@ -1,6 +1,7 @@
 """regime=noisy_student: round folders, each student handed on as the next teacher."""
 
 import json
+import logging
 
 import pytest
 import yaml
@@ -11,10 +12,11 @@ from tests.conftest import train_run
 THREE = {"classes": ["circle", "ring", "square"], "labeled_per_class": 30}
 
 
-def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path):
-    summary = train_run(tmp_path / "run", dataset=THREE, optim={"lr": 0.05}, trainer={"epochs": 2},
-                        regime={"name": "noisy_student", "rounds": 2, "students": ["lenet5", "lenet5"],
-                                "soft": True, "noise_aug": "randaug"})
+def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="cvrun"):
+        summary = train_run(tmp_path / "run", dataset=THREE, optim={"lr": 0.05}, trainer={"epochs": 2},
+                            regime={"name": "noisy_student", "rounds": 2, "students": ["lenet5", "lenet5"],
+                                    "soft": True, "noise_aug": "randaug"})
     run = tmp_path / "run"
     for k in (0, 1, 2):
         for name in ("config.yaml", "summary.json", "train.log", "metrics.csv", "checkpoints/best.pt"):
@@ -29,6 +31,7 @@ def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path):
     assert summary["rounds"][0]["pseudo_labels_kept"] is None and summary["rounds"][1]["pseudo_labels_kept"] == 510
     assert summary["test_acc1"] == summary["rounds"][-1]["test_acc1"]
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert "noisy_student rounds:" in caplog.text and caplog.text.count("lenet5") >= 3
 
 
 def test_noisy_student_mistakes_are_user_errors(tmp_path):
