@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +29,7 @@ from cvrun.regimes.common import log, refuse_mixing
 
 @register_regime("noisy_student")
 def noisy_student(cfg: Any, run: RunFolder) -> dict:
+    started = time.time()
     r = cfg.regime
     refuse_mixing(cfg)
     students = student_models(cfg)
@@ -55,7 +57,8 @@ def noisy_student(cfg: Any, run: RunFolder) -> dict:
     return run.update_summary(status="completed", reason=None, rounds=rounds, test_acc1=last["test_acc1"],
                               best_val_acc1=last["best_val_acc1"], model=last["model"],
                               pseudo_labels_kept=last["pseudo_labels_kept"],
-                              pseudo_label_acc1=last["pseudo_label_acc1"])
+                              pseudo_label_acc1=last["pseudo_label_acc1"],
+                              wall_seconds=round(time.time() - started, 2))
 
 
 def student_models(cfg: Any) -> list[str]:
