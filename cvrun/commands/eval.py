@@ -24,6 +24,9 @@ def load_run(run_dir: Path) -> tuple[Any, dict]:
     if cfg.regime.name == "knn":
         raise UserError(f"{run_dir} is a regime=knn run: it trains no weights to evaluate; its val and test "
                         "accuracies are in its summary.json")
+    if cfg.regime.name == "noisy_student":
+        raise UserError(f"{run_dir} is a regime=noisy_student run: its weights are in its rounds; "
+                        f"evaluate one of them, e.g. cvrun eval {run_dir / 'round_1'}")
     if not best.is_file():
         raise UserError(f"{run_dir} has no checkpoints/best.pt: the run ended before its first epoch")
     return cfg, load_checkpoint(best)

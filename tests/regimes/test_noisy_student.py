@@ -6,6 +6,7 @@ import logging
 import pytest
 import yaml
 
+from cvrun.commands.eval import load_run
 from cvrun.errors import UserError
 from tests.conftest import train_run
 
@@ -32,6 +33,9 @@ def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path, caplog):
     assert summary["test_acc1"] == summary["rounds"][-1]["test_acc1"] and summary["wall_seconds"] > 0
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
     assert "noisy_student rounds:" in caplog.text and caplog.text.count("lenet5") >= 3
+    with pytest.raises(UserError, match="evaluate one of them, e.g. cvrun eval .*round_1"):
+        load_run(run)
+    assert load_run(run / "round_2")[0].regime.name == "pseudo_label"
 
 
 def test_noisy_student_mistakes_are_user_errors(tmp_path):
