@@ -38,7 +38,7 @@ def evaluate_run(cfg: Any) -> dict:
     from cvrun.data.splits import build_splits
     from cvrun.engine.evaluate import Normalize, evaluate
     from cvrun.engine.runtime import autocast_dtype, select_device
-    from cvrun.models import create_model
+    from cvrun.models.pretrained import rebuild_model
 
     cfg = validate(cfg, EvalConfig)
     if cfg.split not in ("test", "val"):
@@ -52,9 +52,7 @@ def evaluate_run(cfg: Any) -> dict:
     samples = data.test if cfg.split == "test" else data.val
     if samples is None:
         raise UserError(f"{run_dir} was trained with dataset.val_fraction=0: it has no val split; use split=test")
-    m = train_cfg.model
-    model = create_model(m.name, len(state["class_names"]), data.image_size, m.small_input, m.dropout, m.drop_path)
-    model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
+    model = rebuild_model(train_cfg, state)
     device = select_device(cfg.device)
     precision = train_cfg.trainer.precision
     dtype = None if device.type == "cpu" and str(precision) == "16" else autocast_dtype(precision, device)

@@ -64,7 +64,9 @@ def new_run_folder(cfg: Any) -> Path:
 
 def log_to(path: Path) -> None:
     """What Hydra's job logging gives `cvrun train`: the console and the run's train.log."""
-    formatter = logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S")
+    from cvrun.engine.rundir import log_formatter
+
+    formatter = log_formatter()
     path.parent.mkdir(parents=True, exist_ok=True)
     for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(path)):
         handler.setFormatter(formatter)

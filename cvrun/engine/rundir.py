@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -41,6 +42,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def log_formatter() -> logging.Formatter:
+    """train.log's line format, as configs/train.yaml has Hydra write it; for logs cvrun opens itself."""
+    return logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S")
 
 
 def versions() -> dict[str, str]:

@@ -62,11 +62,16 @@ def load_source_run(reference: str, key: str = "model.pretrained") -> SourceRun:
         raise UserError(f"{key}={reference} does not exist; pass a run folder, a checkpoint file"
                         + (" or imagenet" if key == "model.pretrained" else ""))
     cfg = validate(saved_cfg, TrainConfig)
-    class_names = [str(name) for name in state["class_names"]]
+    return SourceRun(str(path), cfg, rebuild_model(cfg, state), [str(name) for name in state["class_names"]])
+
+
+def rebuild_model(cfg: Any, state: dict[str, Any]) -> Classifier:
+    """The model a checkpoint was trained as (its config's model group), holding its evaluated weights (EMA if kept)."""
     m = cfg.model
-    model = create_model(m.name, len(class_names), int(state["image_size"]), m.small_input, m.dropout, m.drop_path)
+    model = create_model(m.name, len(state["class_names"]), int(state["image_size"]), m.small_input, m.dropout,
+                         m.drop_path)
     model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
-    return SourceRun(str(path), cfg, model, class_names)
+    return model
 
 
 def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ scored on the old task's test split (`old_task_acc1`).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,8 @@ def lwf(cfg: Any, run: RunFolder) -> dict:
     old_model = source.model.to(trainer.device)
     recorded, labels = predict(old_model, plain_loader(cfg, data.train, data.image_size, trainer.device),
                                normalize, trainer.dtype)
-    old_task_before = score_old_task(old_model, source, cfg, trainer)
+    score_old_task = old_task_scorer(source, cfg, trainer)
+    old_task_before = score_old_task(old_model)
     log.info("lwf: recorded the old head's outputs on %d images; old task (%s) top-1 before: %.2f%%",
              len(labels), ", ".join(source.class_names), old_task_before)
     # Each target row: the new task's one-hot label, then the recorded old-task logits.
@@ -51,7 +52,7 @@ def lwf(cfg: Any, run: RunFolder) -> dict:
     summary = trainer.fit(job)
     old_task_model = Classifier(model.backbone, model.num_features, len(source.class_names))
     old_task_model.head = old_head  # the trained backbone under the trained old head
-    summary.update(old_task_acc1=round(score_old_task(old_task_model, source, cfg, trainer), 2),
+    summary.update(old_task_acc1=round(score_old_task(old_task_model), 2),
                    old_task_acc1_before=round(old_task_before, 2), old_task_classes=source.class_names)
     run.write_summary(summary)
     log.info("lwf: old task top-1 %.2f%% after training (%.2f%% before)", summary["old_task_acc1"], old_task_before)
@@ -76,9 +77,12 @@ def lwf_loss(model: Classifier, old_head: torch.nn.Module, num_classes: int, cfg
     return loss
 
 
-def score_old_task(model: Classifier, source: SourceRun, cfg: Any, trainer: Trainer) -> float:
-    """Top-1 of `model` on the test split of the task the source run was trained on."""
+def old_task_scorer(source: SourceRun, cfg: Any, trainer: Trainer) -> Callable[[Classifier], float]:
+    """Top-1 of a model on the test split of the task the source run was trained on (split read once)."""
     old = build_splits(source.cfg.dataset)
     normalize = Normalize(list(source.cfg.dataset.mean), list(source.cfg.dataset.std), trainer.device)
-    model.to(trainer.device)
-    return evaluate(model, plain_loader(cfg, old.test, old.image_size, trainer.device), normalize, trainer.dtype)["acc1"]
+    loader = plain_loader(cfg, old.test, old.image_size, trainer.device)
+
+    def score(model: Classifier) -> float:
+        return evaluate(model.to(trainer.device), loader, normalize, trainer.dtype)["acc1"]
+    return score

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from omegaconf import OmegaConf
 
 from cvrun.config import AugConfig
-from cvrun.engine.rundir import RunFolder
+from cvrun.engine.rundir import RunFolder, log_formatter
 from cvrun.errors import UserError
 from cvrun.models import MODELS
 from cvrun.paths import config_dir
@@ -95,7 +95,7 @@ def run_round(cfg: Any, path: Path) -> dict:
 def log_to(path: Path) -> Iterator[None]:
     """Also write cvrun's log lines to `path` (they still reach the run's own train.log)."""
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S"))
+    handler.setFormatter(log_formatter())
     logging.getLogger("cvrun").addHandler(handler)
     try:
         yield
