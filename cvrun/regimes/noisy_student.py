@@ -53,12 +53,9 @@ def noisy_student(cfg: Any, run: RunFolder) -> dict:
         log.info("noisy_student round %d: %s student, test top-1 %.2f%%", k, student, summary["test_acc1"])
         teacher = str(run.path / f"round_{k}")
     log_round_table(rounds)
-    last = rounds[-1]
-    return run.update_summary(status="completed", reason=None, rounds=rounds, test_acc1=last["test_acc1"],
-                              best_val_acc1=last["best_val_acc1"], model=last["model"],
-                              pseudo_labels_kept=last["pseudo_labels_kept"],
-                              pseudo_label_acc1=last["pseudo_label_acc1"],
-                              wall_seconds=round(time.time() - started, 2))
+    # The run's result is the last student's (every summary key of a single run), plus the rounds.
+    return run.update_summary(**{**summary, "rounds": rounds, "model": rounds[-1]["model"],
+                                 "wall_seconds": round(time.time() - started, 2)})
 
 
 def student_models(cfg: Any) -> list[str]:

@@ -31,7 +31,12 @@ def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path, caplog):
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     assert summary["rounds"][0]["pseudo_labels_kept"] is None and summary["rounds"][1]["pseudo_labels_kept"] == 510
     assert summary["test_acc1"] == summary["rounds"][-1]["test_acc1"] and summary["wall_seconds"] > 0
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk["status"] == "completed"
+    for key in ("reason", "best_epoch", "best_val_acc1", "test_acc1", "test_acc5", "test_samples", "epochs_run",
+                "seed", "params", "trainable_params", "world_size", "device", "versions", "pseudo_labels_kept",
+                "pseudo_label_acc1"):
+        assert key in on_disk, key
     assert "noisy_student rounds:" in caplog.text and caplog.text.count("lenet5") >= 3
     with pytest.raises(UserError, match="evaluate one of them, e.g. cvrun eval .*round_1"):
         load_run(run)
