@@ -50,7 +50,7 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _hydra_quote(value: str) -> str:
+def hydra_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -60,7 +60,7 @@ def split_positional(args: list[str], positional: str | None) -> list[str]:
         return args
     for i, arg in enumerate(args):
         if not arg.startswith("-") and "=" not in arg:
-            return args[:i] + [f"{positional}={_hydra_quote(arg)}"] + args[i + 1:]
+            return args[:i] + [f"{positional}={hydra_quote(arg)}"] + args[i + 1:]
     return args
 
 
@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "--help" not in rest and "-h" not in rest:
             preflight(command, rest)
+            if command == "train":
+                from cvrun.commands.train import resume_args
+
+                rest = resume_args(rest)
     except UserError as err:
         return fail(str(err))
     module = importlib.import_module(module_name)

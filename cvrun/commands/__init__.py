@@ -13,14 +13,19 @@ log = logging.getLogger("cvrun")
 
 
 def register_schemas() -> None:
-    """Put the dataclass schemas where the primary configs' defaults find them."""
+    """Put the dataclass schemas where the primary configs' defaults find them, and the
+    `unique` resolver the run and sweep folders go through."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     from cvrun.config import SCHEMAS
+    from cvrun.engine.rundir import claim_folder, forget_claims
 
     store = ConfigStore.instance()
     for command, schema in SCHEMAS.items():
         store.store(name=f"{command}_schema", node=schema)
+    forget_claims()
+    OmegaConf.register_new_resolver("unique", lambda path: str(claim_folder(path)), use_cache=True, replace=True)
 
 
 def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:

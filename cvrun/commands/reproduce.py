@@ -54,12 +54,10 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
 
 
 def new_run_folder(cfg: Any) -> Path:
-    base = Path("outputs") / f"{time.strftime('%Y-%m-%d/%H-%M-%S')}_reproduce_{cfg.regime.name}_{cfg.model.name}"
-    path, suffix = base, 1
-    while path.exists():  # two reproductions in one second
-        suffix += 1
-        path = base.with_name(f"{base.name}_{suffix}")
-    return path.absolute()
+    from cvrun.engine.rundir import claim_folder
+
+    name = f"outputs/{time.strftime('%Y-%m-%d/%H-%M-%S')}_reproduce_{cfg.regime.name}_{cfg.model.name}"
+    return claim_folder(name).absolute()
 
 
 def log_to(path: Path) -> None:

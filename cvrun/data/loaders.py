@@ -91,6 +91,9 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         # A last batch of one image breaks batch norm: drop the tail in training when it is one
         # image. Any larger tail trains; with few labels, dropping it would waste a real share.
         drop_last=train and len(samples) % batch_size == 1,
+        # Its own generator for the workers' base seed: iterating a loader leaves the global
+        # random state (dropout, mixing) alone, so a resumed run draws what an uninterrupted one did.
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
@@ -111,4 +114,5 @@ def make_feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size
                         seed: int) -> DataLoader:
     """Batches of cached features, in the same seeded order an image loader would use."""
     return DataLoader(FeatureDataset(features, labels), batch_size=batch_size,
-                      sampler=SeededSampler(len(labels), seed, shuffle=train))
+                      sampler=SeededSampler(len(labels), seed, shuffle=train),
+                      generator=torch.Generator().manual_seed(seed))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
@@ -44,6 +45,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+# Folders claimed in this launch: Hydra reads its run and sweep dir more than once.
+_claimed: dict[str, Path] = {}
+
+
+def claim_folder(path: str) -> Path:
+    """A new folder for one run: `path`, or `path_2`, `path_3`, ... when another run already has it.
+
+    Hydra's timestamped names collide for runs launched in the same second. os.mkdir
+    either creates a folder or fails, so two processes never claim the same one.
+    """
+    if path not in _claimed:
+        base = Path(path)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for number in itertools.count(1):
+            candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
+            try:
+                candidate.mkdir()
+                break
+            except FileExistsError:
+                continue
+        _claimed[path] = candidate
+    return _claimed[path]
+
+
+def forget_claims() -> None:
+    """A new launch (one run or one sweep) claims new folders."""
+    _claimed.clear()
+
+
 def log_formatter() -> logging.Formatter:
     """train.log's line format, as configs/train.yaml has Hydra write it; for logs cvrun opens itself."""
     return logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S")
@@ -70,6 +100,12 @@ class RunFolder:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def remove_partial_writes(self) -> None:
+        """Delete the temporary files of writes a kill -9 cut short (their targets kept the previous version)."""
+        for folder in (self.path, self.checkpoints):
+            for partial in folder.glob(".*.tmp"):
+                partial.unlink(missing_ok=True)
 
     def write_config(self, yaml_text: str) -> None:
         atomic_write_bytes(self.path / "config.yaml", yaml_text.encode())

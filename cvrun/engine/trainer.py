@@ -12,9 +12,11 @@ import logging
 import random
 import signal
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
@@ -32,6 +34,9 @@ from cvrun.models.registry import Classifier, count_parameters
 from cvrun.report.curves import plot_curves
 
 log = logging.getLogger("cvrun")
+
+# Steps between reads of the divergence flag: one host-device sync per interval, not per step.
+CHECK_EVERY = 50
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -76,6 +81,27 @@ def hard_labels(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return targets[:, :num_classes].argmax(dim=1) if targets.ndim == 2 else targets
 
 
+def rng_states() -> dict[str, Any]:
+    """Every global random state training draws from (the data order and augmentation seeds come from
+    (trainer.seed, epoch) and need none)."""
+    kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    # NumPy's key array travels as a tensor: weights_only loading accepts tensors, not arrays.
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gauss)}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    kind, keys, position, has_gauss, cached_gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
@@ -113,22 +139,36 @@ class Trainer:
         loss_fn = job.loss_fn or (lambda logits, targets: F.cross_entropy(
             logits, targets, label_smoothing=tcfg.label_smoothing))
         loop = _Loop(self, model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job)
+        if tcfg.resume is not None:
+            loop.resume_from(self.run.checkpoints / "last.pt")
+        else:
+            # An interrupt in the first epoch leaves a last.pt to carry on from, like any other.
+            loop.save_last()
 
-        previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
+        # Both handlers are set here, as a shell's background job starts with SIGINT ignored.
+        previous_handlers = {sig: signal.signal(sig, handler) for sig, handler in
+                             ((signal.SIGTERM, _raise_interrupted), (signal.SIGINT, signal.default_int_handler))}
         try:
             loop.run_epochs()
         except (KeyboardInterrupt, Interrupted) as err:
+            # A second Ctrl-C while the summary is written ends the process at once; every
+            # file write is atomic, so it leaves the previous good version behind.
             signal_name = "SIGINT" if isinstance(err, KeyboardInterrupt) else str(err)
-            reason = f"interrupted by {signal_name} during epoch {loop.epoch + 1}"
-            self._finish(summary, loop, started, "interrupted", reason)
-            log.warning(reason)
+            reason = (f"interrupted by {signal_name} during epoch {loop.epoch + 1}; checkpoints/last.pt holds the "
+                      f"last completed epoch: carry on with trainer.resume={self.run.path}")
+            try:
+                self._finish(summary, loop, started, "interrupted", reason)
+                log.warning(reason)
+            except KeyboardInterrupt:
+                pass
             raise SystemExit(130) from None
         except Diverged as err:
             self._finish(summary, loop, started, "failed", str(err))
             log.error(str(err))
             raise SystemExit(1) from None
         finally:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
 
         test = loop.test_best()
         summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
@@ -144,7 +184,7 @@ class Trainer:
                        best_epoch=loop.best_epoch, best_val_acc1=loop.best_val_acc1,
                        final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
-                       wall_seconds=round(time.time() - started, 2))
+                       wall_seconds=round(loop.earlier_seconds + time.time() - started, 2))
         self.run.write_summary(summary)
         if loop.rows:
             plot_curves(loop.rows, self.run.path / "curves.png")
@@ -163,6 +203,9 @@ class _Loop:
         self.best_epoch: int | None = None
         self.best_val_acc1: float | None = None
         self.best_val_loss: float | None = None
+        # Time spent before a resume, so wall_seconds counts the whole run.
+        self.earlier_seconds = 0.0
+        self.started = time.time()
 
     @property
     def eval_model(self):
@@ -189,7 +232,7 @@ class _Loop:
                 self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
                 self.best_val_loss = None if val is None else val["loss"]
                 save_checkpoint(self.run.checkpoints / "best.pt", self.best_state())
-            save_checkpoint(self.run.checkpoints / "last.pt", self.last_state())
+            self.save_last()
             val_text = f"val loss {val['loss']:.4f} acc1 {val['acc1']:.2f}%" if val else "no validation split"
             log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s  (%.1fs, %.0f img/s)%s", self.epoch + 1, epochs,
                      train["loss"], train["acc1"], val_text, row["epoch_seconds"], train["images_per_second"],
@@ -222,7 +265,11 @@ class _Loop:
         if self.job.epoch_start is not None:
             self.job.epoch_start(self.epoch)
         num_classes = len(self.job.class_names)
-        for images, targets in bar:
+        # The first non-finite step, tracked on the device and read once per CHECK_EVERY steps.
+        bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
+        bad_loss = torch.zeros((), device=self.device)
+        first_step = self.epoch * len(loader) + 1
+        for step_in_epoch, (images, targets) in enumerate(bar):
             images = self.normalize(images)
             targets = targets.to(self.device, non_blocking=True)
             if self.job.batch_mixer is not None:
@@ -240,6 +287,12 @@ class _Loop:
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
+            step = first_step + step_in_epoch
+            first_bad = (bad_step < 0) & ~torch.isfinite(loss.detach())
+            bad_step = torch.where(first_bad, step, bad_step)
+            bad_loss = torch.where(first_bad, loss.detach(), bad_loss)
+            if (step_in_epoch + 1) % CHECK_EVERY == 0 or step_in_epoch + 1 == len(loader):
+                self.stop_if_diverged(bad_step, bad_loss)
             batch = targets.shape[0]
             loss_sum += loss.detach() * batch
             labels = hard_labels(targets, num_classes)
@@ -250,11 +303,13 @@ class _Loop:
             seen += batch
         seconds = time.perf_counter() - started
         mean_loss = loss_sum.item() / max(seen, 1)
-        if not torch.isfinite(torch.tensor(mean_loss)):
-            raise Diverged(f"training loss became {mean_loss} in epoch {self.epoch + 1}; "
-                           "lower optim.lr or set trainer.grad_clip")
         return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(labeled.item(), 1), "lr": lr,
                 "images_per_second": seen / max(seconds, 1e-9)}
+
+    def stop_if_diverged(self, bad_step: torch.Tensor, bad_loss: torch.Tensor) -> None:
+        if bad_step.item() >= 0:
+            raise Diverged(f"training loss became {bad_loss.item()} at step {bad_step.item()} (epoch {self.epoch + 1}); "
+                           f"checkpoints/last.pt keeps epoch {self.epoch_done}; lower optim.lr or set trainer.grad_clip")
 
     def best_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(),
@@ -264,12 +319,37 @@ class _Loop:
                 "class_names": self.job.class_names, "image_size": self.job.image_size,
                 "config": OmegaConf.to_container(self.cfg)}
 
-    def last_state(self) -> dict[str, Any]:
-        return {**self.best_state(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1,
-                "best_val_loss": self.best_val_loss, "metrics": self.rows,
-                "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
+    def save_last(self) -> None:
+        """checkpoints/last.pt: everything an uninterrupted run would carry into the next epoch."""
+        save_checkpoint(self.run.checkpoints / "last.pt", {
+            **self.best_state(), "epoch": self.epoch_done, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1,
+            "best_val_loss": self.best_val_loss, "metrics": self.rows,
+            "wall_seconds": self.earlier_seconds + time.time() - self.started, "rng": rng_states()})
+
+    @property
+    def epoch_done(self) -> int:
+        return len(self.rows)
+
+    def resume_from(self, path: Path) -> None:
+        """Load last.pt's weights, optimiser, schedule, scaler, EMA, metrics and random states."""
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        for name, module in self.job.extra_modules.items():
+            module.load_state_dict(state["extra"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.rows = list(state["metrics"])
+        self.epoch = len(self.rows)
+        self.best_epoch, self.best_val_acc1 = state["best_epoch"], state["best_val_acc1"]
+        self.best_val_loss = state["best_val_loss"]
+        self.earlier_seconds = state["wall_seconds"]
+        restore_rng_states(state["rng"])
+        log.info("resumed from %s after epoch %d of %d", path, self.epoch, self.cfg.trainer.epochs)
 
     def test_best(self) -> dict[str, float]:
         """Load best.pt into the evaluated weights and score them on the test split."""
