@@ -58,12 +58,19 @@ def image_tree_source(root: Path) -> Source:
     if not root.exists():
         raise UserError(f"dataset root {root} does not exist; set dataset.root to a folder with "
                         "train/<class>/ and test/<class>/ image folders")
+    if root.is_file():
+        raise UserError(f"dataset root {root} is a file, not a folder; unpack it and set dataset.root to the "
+                        "folder holding train/ and test/")
     if not is_image_tree(root):
         raise UserError(f"dataset root {root} has no train/ and test/ folders; expected "
                         "train/<class>/*.jpg and test/<class>/*.jpg")
-    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    train = _scan_split(root / "train", class_names)
-    test = _scan_split(root / "test", class_names)
+    try:
+        class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        train = _scan_split(root / "train", class_names)
+        test = _scan_split(root / "test", class_names)
+    except PermissionError as err:
+        raise UserError(f"dataset root {root} cannot be read ({err.strerror}: {err.filename}); "
+                        "give this user read access to it") from None
     if len(train) == 0 or len(test) == 0:
         empty = "train" if len(train) == 0 else "test"
         raise UserError(f"no images found under {root / empty}; expected {empty}/<class>/<image> files "

@@ -109,3 +109,13 @@ def test_shapes_are_generated_balanced_and_reproducible():
     source = load_source(make_cfg(dataset={"name": "shapes", "train_size": 20, "test_size": 10,
                                            "image_size": 32}).dataset)
     assert len(source.train) == 20 and source.class_names == shapes.CLASSES
+
+
+def test_unreadable_image_tree_is_a_user_error(image_tree, monkeypatch):
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)  # as a folder without read access does (root reads every folder)
+    cfg = make_cfg(dataset={"name": "imagefolder", "root": str(image_tree)}).dataset
+    with pytest.raises(UserError, match=r"cannot be read \(Permission denied: .*train\); give this user read"):
+        load_source(cfg)
