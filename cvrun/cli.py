@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             preflight(command, rest)
             if command == "train":
                 from cvrun.commands.train import resume_args
+                from cvrun.engine.distributed import hydra_args
 
-                rest = resume_args(rest)
+                rest = hydra_args(resume_args(rest))
     except UserError as err:
         return fail(str(err))
     module = importlib.import_module(module_name)

@@ -147,6 +147,8 @@ class TrainerConfig:
     grad_clip: Optional[float] = None
     ema_decay: Optional[float] = None
     channels_last: bool = True
+    # Under torchrun on GPUs: batch-norm statistics over the whole batch, not each process's share.
+    sync_bn: bool = False
 
 
 @dataclass

@@ -16,9 +16,14 @@ def train(cfg: Any) -> float | None:
     """One run; returns its best validation accuracy, the objective an optimising sweeper (Optuna) maximises."""
     from hydra.core.hydra_config import HydraConfig
 
+    from cvrun.engine import distributed
     from cvrun.engine.rundir import RunFolder
 
-    return start_run(cfg, RunFolder(Path(HydraConfig.get().runtime.output_dir))).get("best_val_acc1")
+    run_path = distributed.start(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        return start_run(cfg, RunFolder(Path(run_path), writes=distributed.is_main())).get("best_val_acc1")
+    finally:
+        distributed.finish()
 
 
 def start_run(cfg: Any, run: Any) -> dict:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cvrun.data.samples import Samples
+from cvrun.engine import distributed
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -47,23 +48,30 @@ class ImageDataset(Dataset):
 
 
 class SeededSampler(Sampler):
-    """Yields (index, augmentation seed); the order is shuffled per epoch when asked."""
+    """Yields (index, augmentation seed); the order is shuffled per epoch when asked.
 
-    def __init__(self, size: int, seed: int, shuffle: bool):
-        self.size, self.seed, self.shuffle = size, seed, shuffle
+    shard: under torchrun, this process's share of the order (see distributed.shard);
+    every rank draws the same order and seeds, so a run's images do not depend on N.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool, shard: bool = False):
+        self.size, self.seed, self.shuffle, self.shard = size, seed, shuffle, shard
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        if not self.shard:
+            return self.size
+        return len(distributed.shard(list(range(self.size)), pad=self.shuffle))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         seeds = rng.integers(0, 2**63 - 1, self.size)
-        return iter(zip(order.tolist(), seeds.tolist()))
+        pairs = list(zip(order.tolist(), seeds.tolist()))
+        return iter(distributed.shard(pairs, pad=self.shuffle) if self.shard else pairs)
 
 
 def auto_workers(samples: Samples, requested: int | None) -> int:
@@ -77,12 +85,14 @@ def auto_workers(samples: Samples, requested: int | None) -> int:
 
 def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
                 transform: Transform | None = None, num_workers: int | None = None,
-                pin_memory: bool = False, targets: torch.Tensor | None = None) -> DataLoader:
+                pin_memory: bool = False, targets: torch.Tensor | None = None, shard: bool = False) -> DataLoader:
+    """shard: under torchrun, this process's share of the images, in batches of batch_size / N."""
     workers = auto_workers(samples, num_workers)
+    batch_size = batch_size // distributed.world_size() if shard else batch_size
     return DataLoader(
         ImageDataset(samples, image_size, transform, targets),
         batch_size=batch_size,
-        sampler=SeededSampler(len(samples), seed, shuffle=train),
+        sampler=SeededSampler(len(samples), seed, shuffle=train, shard=shard),
         num_workers=workers,
         # No worker_init_fn calling cv2.setNumThreads: in a forked worker it deadlocks on the
         # thread pool inherited from a parent that already ran OpenCV in parallel.
@@ -90,7 +100,7 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         pin_memory=pin_memory,
         # A last batch of one image breaks batch norm: drop the tail in training when it is one
         # image. Any larger tail trains; with few labels, dropping it would waste a real share.
-        drop_last=train and len(samples) % batch_size == 1,
+        drop_last=train and len(SeededSampler(len(samples), seed, train, shard)) % batch_size == 1,
         # Its own generator for the workers' base seed: iterating a loader leaves the global
         # random state (dropout, mixing) alone, so a resumed run draws what an uninterrupted one did.
         generator=torch.Generator().manual_seed(seed),
@@ -112,7 +122,7 @@ class FeatureDataset(Dataset):
 
 def make_feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
                         seed: int) -> DataLoader:
-    """Batches of cached features, in the same seeded order an image loader would use."""
-    return DataLoader(FeatureDataset(features, labels), batch_size=batch_size,
-                      sampler=SeededSampler(len(labels), seed, shuffle=train),
+    """Batches of cached features, in the same seeded order an image loader would use (sharded as it would be)."""
+    return DataLoader(FeatureDataset(features, labels), batch_size=batch_size // distributed.world_size(),
+                      sampler=SeededSampler(len(labels), seed, shuffle=train, shard=True),
                       generator=torch.Generator().manual_seed(seed))

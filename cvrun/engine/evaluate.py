@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cvrun.engine import distributed
 from cvrun.engine.runtime import autocast
 
 
@@ -72,7 +73,7 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct1 = torch.zeros((), device=device, dtype=torch.long)
     correct5 = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    seen = torch.zeros((), device=device, dtype=torch.long)
     for images, labels in loader:
         labels = labels.to(device, non_blocking=True)
         with autocast(device, dtype):
@@ -82,6 +83,8 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
         correct5 += topk_correct(logits, labels, 5)
         seen += labels.shape[0]
     model.train(was_training)
-    seen_or_one = max(seen, 1)
+    # Under torchrun each process scored its own share; the sums make the whole set, each image once.
+    distributed.sum_over_ranks(loss_sum, correct1, correct5, seen)
+    seen_or_one = max(seen.item(), 1)
     return {"loss": loss_sum.item() / seen_or_one, "acc1": 100.0 * correct1.item() / seen_or_one,
-            "acc5": 100.0 * correct5.item() / seen_or_one, "samples": seen}
+            "acc5": 100.0 * correct5.item() / seen_or_one, "samples": seen.item()}

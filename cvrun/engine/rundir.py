@@ -94,12 +94,21 @@ def round_metrics(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunFolder:
-    """Writes the files of one run into `path`."""
+    """Writes the files of one run into `path`.
 
-    def __init__(self, path: Path):
+    writes=False: a torchrun process other than rank 0, which shares the folder and writes nothing.
+    """
+
+    def __init__(self, path: Path, writes: bool = True):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.writes = writes
+        if writes:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        if self.writes:
+            atomic_write_bytes(path, data)
 
     def remove_partial_writes(self) -> None:
         """Delete the temporary files of writes a kill -9 cut short (their targets kept the previous version)."""
@@ -108,10 +117,10 @@ class RunFolder:
                 partial.unlink(missing_ok=True)
 
     def write_config(self, yaml_text: str) -> None:
-        atomic_write_bytes(self.path / "config.yaml", yaml_text.encode())
+        self.write_bytes(self.path / "config.yaml", yaml_text.encode())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_bytes(self.path / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        self.write_bytes(self.path / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
 
     def read_summary(self) -> dict[str, Any]:
         path = self.path / "summary.json"
@@ -130,4 +139,4 @@ class RunFolder:
         writer.writeheader()
         for row in rows:
             writer.writerow(round_metrics(row))
-        atomic_write_bytes(self.path / "metrics.csv", buffer.getvalue().encode())
+        self.write_bytes(self.path / "metrics.csv", buffer.getvalue().encode())

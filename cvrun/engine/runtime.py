@@ -9,13 +9,16 @@ import random
 import numpy as np
 import torch
 
+from cvrun.engine.distributed import local_rank
 from cvrun.errors import UserError
 
 
 def select_device(name: str) -> torch.device:
     """auto: CUDA when present, else CPU; cuda / cuda:N fail clearly without CUDA."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and local_rank() > 0:  # under torchrun each process has its own GPU
+        name = f"cuda:{local_rank()}"
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -25,6 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from cvrun.engine import distributed
 from cvrun.engine.checkpoint import load_checkpoint, save_checkpoint
 from cvrun.engine.evaluate import Normalize, evaluate
 from cvrun.engine.optim import build_optimizer, build_scheduler
@@ -120,12 +121,13 @@ class Trainer:
         model = job.model.to(self.device)
         if tcfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        train_model = self._distributed(model, job)
         # Modules trained beside the model (LwF's old head) count as the run's parameters too.
         counts = [count_parameters(m) for m in (model, *job.extra_modules.values())]
         params, trainable = sum(c[0] for c in counts), sum(c[1] for c in counts)
         summary = self.run.update_summary(
             status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
-            world_size=1, device=str(self.device), versions=versions(), class_names=job.class_names,
+            world_size=distributed.world_size(), device=str(self.device), versions=versions(), class_names=job.class_names,
             **job.summary_extra)
         normalize = job.prepare or Normalize(job.mean, job.std, self.device, tcfg.channels_last)
         for module in job.extra_modules.values():
@@ -138,7 +140,7 @@ class Trainer:
                if tcfg.ema_decay else None)
         loss_fn = job.loss_fn or (lambda logits, targets: F.cross_entropy(
             logits, targets, label_smoothing=tcfg.label_smoothing))
-        loop = _Loop(self, model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job)
+        loop = _Loop(self, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job)
         if tcfg.resume is not None:
             loop.resume_from(self.run.checkpoints / "last.pt")
         else:
@@ -186,16 +188,31 @@ class Trainer:
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
                        wall_seconds=round(loop.earlier_seconds + time.time() - started, 2))
         self.run.write_summary(summary)
-        if loop.rows:
+        if loop.rows and self.run.writes:
             plot_curves(loop.rows, self.run.path / "curves.png")
+
+    def _distributed(self, model: Classifier, job: TrainingJob) -> nn.Module:
+        """The module training steps call: under torchrun, model wrapped in DistributedDataParallel."""
+        if not distributed.active():
+            return model
+        if self.cfg.trainer.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # An epoch hook may freeze parameters for a while (finetune's freeze_epochs); DDP must then
+        # look for parameters without gradients.
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=job.epoch_start is not None)
 
 
 class _Loop:
     """The state of one fit(): epochs, checkpoints, best weights."""
 
-    def __init__(self, trainer: Trainer, model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job):
+    def __init__(self, trainer: Trainer, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize,
+                 job):
         self.trainer, self.cfg, self.run = trainer, trainer.cfg, trainer.run
         self.device, self.dtype = trainer.device, trainer.dtype
+        # model: the Classifier (checkpoints, evaluation, EMA); train_model: what steps call (DDP under torchrun).
+        self.train_model = train_model
         self.model, self.ema, self.optimizer, self.scheduler, self.scaler = model, ema, optimizer, scheduler, scaler
         self.loss_fn, self.normalize, self.job = loss_fn, normalize, job
         self.rows: list[dict[str, Any]] = []
@@ -231,7 +248,8 @@ class _Loop:
                 self.best_epoch = self.epoch + 1
                 self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
                 self.best_val_loss = None if val is None else val["loss"]
-                save_checkpoint(self.run.checkpoints / "best.pt", self.best_state())
+                if self.run.writes:
+                    save_checkpoint(self.run.checkpoints / "best.pt", self.best_state())
             self.save_last()
             val_text = f"val loss {val['loss']:.4f} acc1 {val['acc1']:.2f}%" if val else "no validation split"
             log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s  (%.1fs, %.0f img/s)%s", self.epoch + 1, epochs,
@@ -253,15 +271,15 @@ class _Loop:
         tcfg = self.cfg.trainer
         loader = self.job.train_loader
         loader.sampler.set_epoch(self.epoch)
-        self.model.train()
+        self.train_model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         labeled = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        seen = torch.zeros((), device=self.device, dtype=torch.long)
         started = time.perf_counter()
         lr = self.optimizer.param_groups[-1]["lr"]
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tcfg.epochs}", leave=False,
-                   disable=not tcfg.progress, mininterval=1.0, dynamic_ncols=True)
+                   disable=not tcfg.progress or not distributed.is_main(), mininterval=1.0, dynamic_ncols=True)
         if self.job.epoch_start is not None:
             self.job.epoch_start(self.epoch)
         num_classes = len(self.job.class_names)
@@ -275,7 +293,7 @@ class _Loop:
             if self.job.batch_mixer is not None:
                 images, targets = self.job.batch_mixer(images, targets)
             with autocast(self.device, self.dtype):
-                logits = self.model(images)
+                logits = self.train_model(images)
                 loss = self.loss_fn(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -301,12 +319,14 @@ class _Loop:
             correct += ((logits.argmax(dim=1) == labels) & known).sum()
             labeled += known.sum()
             seen += batch
+        distributed.sum_over_ranks(loss_sum, correct, labeled, seen)
         seconds = time.perf_counter() - started
-        mean_loss = loss_sum.item() / max(seen, 1)
+        mean_loss = loss_sum.item() / max(seen.item(), 1)
         return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(labeled.item(), 1), "lr": lr,
-                "images_per_second": seen / max(seconds, 1e-9)}
+                "images_per_second": seen.item() / max(seconds, 1e-9)}
 
     def stop_if_diverged(self, bad_step: torch.Tensor, bad_loss: torch.Tensor) -> None:
+        distributed.max_over_ranks(bad_step)  # every process stops at the same check
         if bad_step.item() >= 0:
             raise Diverged(f"training loss became {bad_loss.item()} at step {bad_step.item()} (epoch {self.epoch + 1}); "
                            f"checkpoints/last.pt keeps epoch {self.epoch_done}; lower optim.lr or set trainer.grad_clip")
@@ -321,6 +341,8 @@ class _Loop:
 
     def save_last(self) -> None:
         """checkpoints/last.pt: everything an uninterrupted run would carry into the next epoch."""
+        if not self.run.writes:
+            return
         save_checkpoint(self.run.checkpoints / "last.pt", {
             **self.best_state(), "epoch": self.epoch_done, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
@@ -353,6 +375,7 @@ class _Loop:
 
     def test_best(self) -> dict[str, float]:
         """Load best.pt into the evaluated weights and score them on the test split."""
+        distributed.barrier()  # rank 0 has written it
         best = load_checkpoint(self.run.checkpoints / "best.pt")
         self.model.load_state_dict(best["model"])
         if self.ema is not None:

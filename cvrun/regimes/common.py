@@ -32,10 +32,14 @@ def eval_batch_size(cfg: Any) -> int:
     return cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size
 
 
-def plain_loader(cfg: Any, samples: Samples, image_size: int, device: torch.device) -> DataLoader:
-    """Un-augmented images in their stored order: evaluation, recorded outputs, cached features."""
+def plain_loader(cfg: Any, samples: Samples, image_size: int, device: torch.device,
+                 shard: bool = False) -> DataLoader:
+    """Un-augmented images in their stored order: evaluation, recorded outputs, cached features.
+
+    shard: the trainer's validation and test sets, which each torchrun process scores a share of.
+    """
     return make_loader(samples, image_size, eval_batch_size(cfg), train=False, seed=cfg.trainer.seed,
-                       num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda")
+                       num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda", shard=shard)
 
 
 def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.device,
@@ -48,11 +52,11 @@ def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.de
     train_loader = make_loader(data.train, data.image_size, tcfg.batch_size, train=True, seed=tcfg.seed,
                                transform=build_train_transform(cfg.aug, data.image_size, cfg.dataset.mean),
                                num_workers=tcfg.num_workers, pin_memory=device.type == "cuda",
-                               targets=train_targets)
-    val_loader = (plain_loader(cfg, data.val, data.image_size, device)
+                               targets=train_targets, shard=True)
+    val_loader = (plain_loader(cfg, data.val, data.image_size, device, shard=True)
                   if data.val is not None and len(data.val) else None)
     return TrainingJob(model=model, train_loader=train_loader, val_loader=val_loader,
-                       test_loader=plain_loader(cfg, data.test, data.image_size, device),
+                       test_loader=plain_loader(cfg, data.test, data.image_size, device, shard=True),
                        class_names=data.class_names, image_size=data.image_size,
                        mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
                        batch_mixer=build_batch_mixer(cfg.aug, len(data.class_names)),
