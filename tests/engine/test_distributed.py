@@ -1,0 +1,74 @@
+"""torchrun: one run folder from rank 0, per-rank shards, every evaluation image counted once."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cvrun.data.loaders import SeededSampler
+from cvrun.engine import distributed
+from cvrun.errors import UserError
+from tests.conftest import make_cfg
+
+
+def as_rank(monkeypatch, rank, world=2):
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_shards_cover_the_order_and_evaluation_counts_each_image_once(monkeypatch, shuffle):
+    shards = []
+    for rank in range(3):
+        as_rank(monkeypatch, rank, world=3)
+        sampler = SeededSampler(10, seed=4, shuffle=shuffle, shard=True)
+        shards.append([index for index, _ in sampler])
+        assert len(shards[-1]) == len(sampler)
+    everything = sorted(i for shard in shards for i in shard)
+    if shuffle:  # training: equal shards (padded with repeats) so every rank takes as many steps
+        assert [len(s) for s in shards] == [4, 4, 4] and set(everything) == set(range(10))
+    else:  # evaluation: uneven shards, each image exactly once
+        assert everything == list(range(10))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    whole = [index for index, _ in SeededSampler(10, seed=4, shuffle=shuffle, shard=True)]
+    assert sorted(whole) == list(range(10))  # one process: the whole order, as before
+
+
+def test_only_rank_0_gives_hydra_a_run_folder(monkeypatch):
+    args = ["dataset=shapes", "hydra.run.dir=outputs/x"]
+    as_rank(monkeypatch, 0)
+    assert distributed.hydra_args(args) == args
+    as_rank(monkeypatch, 1)
+    assert distributed.hydra_args(args) == ["dataset=shapes", "hydra.run.dir=.", "hydra.output_subdir=null",
+                                            "hydra/job_logging=disabled"]
+    with pytest.raises(UserError, match="drop -m"):
+        distributed.hydra_args(["-m", "model=lenet5,resnet18"])
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"regime": {"name": "knn"}}, "regime=knn does not run under torchrun"),
+    ({"trainer": {"batch_size": 33}}, "trainer.batch_size=33 does not split over 2 processes"),
+    ({"trainer": {"sync_bn": True, "device": "cpu"}}, "trainer.sync_bn=true needs CUDA"),
+])
+def test_what_cannot_run_under_torchrun_is_refused_before_joining(monkeypatch, sections, message):
+    as_rank(monkeypatch, 0)
+    with pytest.raises(UserError, match=message):
+        distributed.start(make_cfg(**sections), "outputs/x")
+
+
+def test_torchrun_two_processes_one_folder_every_test_image_once(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cvrun", "train",
+         "dataset=shapes", "dataset.train_size=1000", "dataset.test_size=201", "model=lenet5", "trainer.epochs=4",
+         "trainer.batch_size=32", "optim.lr=0.05", "trainer.progress=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert summary["test_samples"] == 201  # 101 + 100: DistributedSampler-style padding would make 202
+    assert summary["test_acc1"] > 45, summary  # chance is 20
+    assert (runs[0] / "train.log").read_text().count("run folder:") == 1  # one log, from rank 0
