@@ -29,6 +29,10 @@ class DatasetConfig:
     # Splits (subset, validation, labeled pool) use their own seed, so that
     # runs with different trainer.seed values see the same data.
     split_seed: int = 0
+    # Decoded-image cache for datasets held as files: auto, none, ram, disk (cvrun/data/cache.py).
+    cache: str = "auto"
+    # Where dataset.cache=disk keeps its arrays; null: $CVRUN_CACHE_DIR or ~/.cache/cvrun.
+    cache_dir: Optional[str] = None
     # shapes only: how many images to generate.
     train_size: int = 1200
     test_size: int = 500
@@ -42,6 +46,9 @@ class ModelConfig:
     dropout: float = 0.0
     drop_path: float = 0.0
 
+
+# dataset.cache's modes (cvrun/data/cache.py says what each does).
+CACHE_MODES = ("auto", "none", "ram", "disk")
 
 # Names aug.mix and aug.policy accept (tests check them against cvrun.augment's registries).
 MIX_NAMES = ("cutmix", "mixup")
@@ -233,6 +240,8 @@ def absolute_paths(cfg: Any) -> None:
     from pathlib import Path
 
     absolute_root(cfg.dataset)
+    if cfg.dataset.cache_dir is not None:
+        cfg.dataset.cache_dir = str(Path(cfg.dataset.cache_dir).expanduser().absolute())
     if cfg.dataset.unlabeled_root is not None:
         cfg.dataset.unlabeled_root = str(Path(cfg.dataset.unlabeled_root).expanduser().absolute())
     if cfg.model.pretrained not in (None, "imagenet"):
@@ -268,6 +277,7 @@ def check_values(cfg: Any) -> None:
         _require(d.labeled_per_class is None or d.labeled_per_class > 0,
                  f"dataset.labeled_per_class must be positive, got {d.labeled_per_class}")
         _require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
+        _require(d.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {d.cache}")
     if "model" in cfg:
         m = cfg.model
         _require(str(m.small_input).lower() in ("auto", "true", "false"),

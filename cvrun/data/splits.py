@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from cvrun.data import cache
 from cvrun.data.samples import HIDDEN, Samples, list_images
-from cvrun.data.sources import load_source
+from cvrun.data.sources import Source, load_source
 from cvrun.errors import UserError
 
 
@@ -70,6 +71,11 @@ def _complement(n: int, indices: np.ndarray) -> np.ndarray:
 
 def build_splits(cfg: Any) -> DataSplits:
     source = load_source(cfg)
+    if cfg.cache == "disk":
+        folder = Path(cfg.cache_dir) if cfg.cache_dir else cache.default_cache_dir()
+        source = Source(source.class_names,
+                        cache.on_disk(source.train, cfg.image_size, folder, f"{cfg.name}-train"),
+                        cache.on_disk(source.test, cfg.image_size, folder, f"{cfg.name}-test"))
     class_names, train, test = source.class_names, source.train, source.test
     rng = np.random.default_rng(cfg.split_seed)
     if cfg.classes:
@@ -97,6 +103,9 @@ def build_splits(cfg: Any) -> DataSplits:
     if len(train) == 0:
         raise UserError(f"no training images left after the split settings of dataset {cfg.name}; "
                         "raise dataset.subset or dataset.labeled_per_class, or lower dataset.val_fraction")
+    splits = [train, val, test, unlabeled]
+    if cfg.cache == "ram" or (cfg.cache == "auto" and cache.fits_in_ram(splits, cfg.image_size)):
+        train, val, test, unlabeled = (cache.in_ram(samples, cfg.image_size) for samples in splits)
     return DataSplits(class_names, cfg.image_size, train, val, test, unlabeled)
 
 

@@ -1,0 +1,98 @@
+"""One epoch of CIFAR-10 training images: cvrun's loader against torchvision's ImageFolder + transforms.v2.
+
+    python benchmarks/data.py [--workers N] [--batch-size 128] [--images N]
+
+Both sides read the image-folder tree at $CVRUN_CIFAR10 (default ../shared/data/cifar10),
+apply pad-4 random crop + horizontal flip, and hand over normalised float batches:
+- baseline: torchvision.datasets.ImageFolder with v2.Compose([ToImage, RandomCrop(32, padding=4),
+  RandomHorizontalFlip, ToDtype(float32, scale=True), Normalize]) in a DataLoader;
+- cvrun: build_splits (dataset.cache=auto, so decoded once into memory), the `basic` policy's
+  OpenCV/NumPy ops in make_loader, and the trainer's Normalize on each uint8 batch.
+Same workers (cvrun's automatic choice for files on this machine unless --workers), same batch
+size, shuffled; two epochs each, the second timed, so caches count. The cvrun row's start-up
+(listing and decoding the files once) is shown apart. The last line is one JSON object with
+`data_speedup` = baseline seconds / cvrun seconds for the timed epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from cvrun.augment import build_train_transform
+from cvrun.config import AugConfig, DatasetConfig
+from cvrun.data.loaders import auto_workers, make_loader
+from cvrun.data.splits import build_splits
+from cvrun.engine.evaluate import Normalize
+
+ROOT = Path(os.environ.get("CVRUN_CIFAR10", Path(__file__).resolve().parents[1].parent / "shared/data/cifar10"))
+MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+def timed_second_epoch(loader, finish_batch) -> float:
+    for epoch in range(2):
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        for images, _ in loader:
+            finish_batch(images)
+    return time.perf_counter() - started
+
+
+def torchvision_epoch(workers: int, batch_size: int, images: int | None) -> float:
+    transform = v2.Compose([v2.ToImage(), v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
+                            v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+    dataset = datasets.ImageFolder(str(ROOT / "train"), transform=transform)
+    if images:
+        dataset = Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:images])
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0)
+    return timed_second_epoch(loader, lambda batch: None)
+
+
+def cvrun_epoch(workers: int | None, batch_size: int, images: int | None) -> tuple[float, float, int]:
+    """(seconds of the timed epoch, seconds to list and decode the files, workers used)."""
+    started = time.perf_counter()
+    data = build_splits(DatasetConfig(name="imagefolder", root=str(ROOT), val_fraction=0.0, subset=images,
+                                      mean=MEAN, std=STD))
+    setup = time.perf_counter() - started
+    transform = build_train_transform(AugConfig(name="basic", base=True, padding=4, hflip=0.5), 32, MEAN)
+    loader = make_loader(data.train, 32, batch_size, train=True, seed=0, transform=transform, num_workers=workers)
+    normalize = Normalize(MEAN, STD, torch.device("cpu"))
+    return timed_second_epoch(loader, normalize), setup, loader.num_workers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=None, help="default: cvrun's choice for image files")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=None, help="a random subset (default: all 50,000)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as in a DataLoader worker; the loaders' own workers supply the parallelism
+    workers = args.workers if args.workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+    baseline = torchvision_epoch(workers, args.batch_size, args.images)
+    ours, setup, _ = cvrun_epoch(workers, args.batch_size, args.images)
+    ours_auto, _, auto_count = cvrun_epoch(None, args.batch_size, args.images)
+    count = args.images or 50_000
+    print(f"{count} CIFAR-10 training images, batch {args.batch_size}, second epoch, {os.cpu_count()} CPU cores")
+    print(f"{'loader':<52} {'workers':>7} {'seconds':>8} {'images/s':>9}")
+    for name, used, seconds in [("torchvision ImageFolder + transforms.v2 (baseline)", workers, baseline),
+                                ("cvrun make_loader, basic policy, cache=auto", workers, ours),
+                                ("cvrun make_loader, automatic workers", auto_count, ours_auto)]:
+        print(f"{name:<52} {used:>7} {seconds:>8.2f} {count / seconds:>9.0f}")
+    print(f"cvrun start-up, listing and decoding the files once: {setup:.2f} s")
+    print(json.dumps({"data_speedup": round(baseline / ours, 2), "baseline_seconds": round(baseline, 3),
+                      "cvrun_seconds": round(ours, 3), "cvrun_auto_workers_seconds": round(ours_auto, 3),
+                      "cvrun_setup_seconds": round(setup, 3), "workers": workers, "images": count}))
+
+
+if __name__ == "__main__":
+    main()
