@@ -36,7 +36,7 @@ from cvrun.report.curves import plot_curves
 
 log = logging.getLogger("cvrun")
 
-# Steps between reads of the divergence flag: one host-device sync per interval, not per step.
+# Steps between checks of the training loss: one host-device sync per interval, not per step.
 CHECK_EVERY = 50
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -275,7 +275,7 @@ class _Loop:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         labeled = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
         started = time.perf_counter()
         lr = self.optimizer.param_groups[-1]["lr"]
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tcfg.epochs}", leave=False,
@@ -283,9 +283,9 @@ class _Loop:
         if self.job.epoch_start is not None:
             self.job.epoch_start(self.epoch)
         num_classes = len(self.job.class_names)
-        # The first non-finite step, tracked on the device and read once per CHECK_EVERY steps.
-        bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
-        bad_loss = torch.zeros((), device=self.device)
+        # Step losses stay on the device; every CHECK_EVERY steps they are checked and summed at once.
+        losses: list[torch.Tensor] = []
+        sizes: list[int] = []
         first_step = self.epoch * len(loader) + 1
         for step_in_epoch, (images, targets) in enumerate(bar):
             images = self.normalize(images)
@@ -305,31 +305,36 @@ class _Loop:
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
-            step = first_step + step_in_epoch
-            first_bad = (bad_step < 0) & ~torch.isfinite(loss.detach())
-            bad_step = torch.where(first_bad, step, bad_step)
-            bad_loss = torch.where(first_bad, loss.detach(), bad_loss)
-            if (step_in_epoch + 1) % CHECK_EVERY == 0 or step_in_epoch + 1 == len(loader):
-                self.stop_if_diverged(bad_step, bad_loss)
-            batch = targets.shape[0]
-            loss_sum += loss.detach() * batch
+            losses.append(loss.detach())
+            sizes.append(targets.shape[0])
             labels = hard_labels(targets, num_classes)
-            # Train accuracy counts the images whose label training may see (not a hidden pool's).
-            known = labels >= 0
-            correct += ((logits.argmax(dim=1) == labels) & known).sum()
-            labeled += known.sum()
-            seen += batch
-        distributed.sum_over_ranks(loss_sum, correct, labeled, seen)
+            # Train accuracy counts the images whose label training may see: a hidden label (-1) never
+            # matches the argmax, and is not counted as labeled.
+            correct += (logits.argmax(dim=1) == labels).sum()
+            labeled += (labels >= 0).sum()
+            if len(losses) == CHECK_EVERY or step_in_epoch + 1 == len(loader):
+                loss_sum += self.checked_loss_sum(losses, sizes, first_step + step_in_epoch + 1 - len(losses))
+                seen += sum(sizes)
+                losses, sizes = [], []
+        seen_total = torch.tensor(seen, device=self.device)
+        distributed.sum_over_ranks(loss_sum, correct, labeled, seen_total)
         seconds = time.perf_counter() - started
-        mean_loss = loss_sum.item() / max(seen.item(), 1)
+        mean_loss = loss_sum.item() / max(seen_total.item(), 1)
         return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(labeled.item(), 1), "lr": lr,
-                "images_per_second": seen.item() / max(seconds, 1e-9)}
+                "images_per_second": seen_total.item() / max(seconds, 1e-9)}
 
-    def stop_if_diverged(self, bad_step: torch.Tensor, bad_loss: torch.Tensor) -> None:
-        distributed.max_over_ranks(bad_step)  # every process stops at the same check
-        if bad_step.item() >= 0:
-            raise Diverged(f"training loss became {bad_loss.item()} at step {bad_step.item()} (epoch {self.epoch + 1}); "
-                           f"checkpoints/last.pt keeps epoch {self.epoch_done}; lower optim.lr or set trainer.grad_clip")
+    def checked_loss_sum(self, losses: list[torch.Tensor], sizes: list[int], first_step: int) -> torch.Tensor:
+        """The image-weighted sum of some steps' losses; a non-finite one stops the run (one host sync)."""
+        stacked = torch.stack(losses)
+        finite = torch.isfinite(stacked)
+        any_bad = (~finite).any().to(torch.int32)
+        distributed.max_over_ranks(any_bad)  # every process stops at the same check
+        if any_bad.item():
+            index = int((~finite).nonzero()[0]) if not finite.all() else 0
+            raise Diverged(f"training loss became {stacked[index].item()} at step {first_step + index} "
+                           f"(epoch {self.epoch + 1}); checkpoints/last.pt keeps epoch {self.epoch_done}; "
+                           "lower optim.lr or set trainer.grad_clip")
+        return (stacked * torch.tensor(sizes, device=stacked.device, dtype=stacked.dtype)).sum()
 
     def best_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(),

@@ -1,0 +1,124 @@
+"""cvrun's trainer against a bare PyTorch training loop, on the CPU.
+
+    python benchmarks/loop.py [--repeats 3]
+
+Same model (lenet5, resnet18 with the CIFAR stem), same in-memory images (generated
+shapes at 32 px), same DataLoader (cvrun's make_loader, no augmentation), same
+optimiser (SGD, nesterov, as optim=sgd builds it). The bare loop is what one writes
+by hand: normalise, forward, cross-entropy, zero_grad, backward, step, nothing else.
+cvrun's side is Trainer.fit with its defaults (schedule, metrics on the device,
+divergence check, EMA off, progress bar off), without a validation split.
+
+Throughput is training images per second over the training steps of an epoch (the
+trainer's `train_images_per_second`; the same span timed around the bare loop), best
+epoch after the first, best of --repeats alternating runs: this machine's speed drifts
+by 10-20% from run to run, and the best rate is the one least disturbed. The last line is one JSON
+object; `loop_ratio` = the smaller of cvrun / bare over the two models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cvrun.config import TrainConfig
+from cvrun.data.loaders import make_loader
+from cvrun.data.splits import build_splits
+from cvrun.engine.optim import build_optimizer
+from cvrun.engine.rundir import RunFolder
+from cvrun.engine.trainer import Trainer, TrainingJob
+from cvrun.models import build_model
+
+# (images per epoch, epochs): enough steps for a stable rate, few enough for minutes on 2 cores
+# (resnet18 trains about 30 images a second there). The first epoch of each run is not counted.
+SIZES = {"lenet5": (12_800, 3), "resnet18": (512, 2)}
+MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+
+
+def config(model: str, epochs: int, images: int):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(TrainConfig)
+    return OmegaConf.merge(cfg, {
+        "dataset": {"name": "shapes", "image_size": 32, "train_size": images, "test_size": 128, "val_fraction": 0.0,
+                    "mean": MEAN, "std": STD},
+        "model": {"name": model}, "aug": {"name": "none", "base": False},
+        "trainer": {"epochs": epochs, "batch_size": 128, "progress": False, "device": "cpu", "num_workers": 0}})
+
+
+def build(cfg):
+    torch.manual_seed(0)
+    data = build_splits(cfg.dataset)
+    model = build_model(cfg.model, data.num_classes, data.image_size)
+    loader = make_loader(data.train, 32, cfg.trainer.batch_size, train=True, seed=0, num_workers=0)
+    return data, model, loader
+
+
+def bare_rate(cfg) -> float:
+    """Images per second of the hand-written loop, best epoch after the first."""
+    _, model, loader = build(cfg)
+    optimizer = build_optimizer([{"params": list(model.parameters())}], cfg.optim, torch.device("cpu"))
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    model.train()
+    rates = []
+    for epoch in range(cfg.trainer.epochs):
+        loader.sampler.set_epoch(epoch)
+        seen, started = 0, time.perf_counter()
+        for images, labels in loader:
+            logits = model((images.float() - mean) / std)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += labels.shape[0]
+        rates.append(seen / (time.perf_counter() - started))
+    return max(rates[1:])
+
+
+def cvrun_rate(cfg) -> float:
+    data, model, loader = build(cfg)
+    test_loader = make_loader(data.test, 32, 256, train=False, seed=0, num_workers=0)
+    job = TrainingJob(model=model, train_loader=loader, val_loader=None, test_loader=test_loader,
+                      class_names=data.class_names, image_size=32, mean=MEAN, std=STD)
+    with tempfile.TemporaryDirectory() as folder:
+        import logging
+
+        logging.getLogger("cvrun").setLevel(logging.WARNING)
+        Trainer(cfg, RunFolder(Path(folder))).fit(job)
+        rows = (Path(folder) / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    column = header.index("train_images_per_second")
+    return max(float(row.split(",")[column]) for row in rows[2:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    results = {}
+    for name, (images, epochs) in SIZES.items():
+        cfg = config(name, epochs, images)
+        bare, ours = [], []
+        for _ in range(args.repeats):  # alternate, so drifting machine load hits both sides alike
+            bare.append(bare_rate(cfg))
+            ours.append(cvrun_rate(cfg))
+        results[name] = (max(bare), max(ours))
+    print(f"CPU, {torch.get_num_threads()} threads, batch 128, 32 px, images per second (training steps)")
+    print(f"{'model':<10} {'bare loop':>10} {'cvrun':>10} {'ratio':>7}")
+    for name, (bare, ours) in results.items():
+        print(f"{name:<10} {bare:>10.0f} {ours:>10.0f} {ours / bare:>7.3f}")
+    ratios = {name: round(ours / bare, 3) for name, (bare, ours) in results.items()}
+    print(json.dumps({"loop_ratio": min(ratios.values()), **{f"{k}_ratio": v for k, v in ratios.items()},
+                      **{f"{k}_bare_images_per_second": round(v[0]) for k, v in results.items()},
+                      **{f"{k}_cvrun_images_per_second": round(v[1]) for k, v in results.items()}}))
+
+
+if __name__ == "__main__":
+    main()
