@@ -29,7 +29,7 @@ from torchvision.transforms import v2
 
 from cvrun.augment import build_train_transform
 from cvrun.config import AugConfig, DatasetConfig
-from cvrun.data.loaders import auto_workers, make_loader
+from cvrun.data.loaders import make_loader
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize
 

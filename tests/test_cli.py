@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -17,6 +18,21 @@ def test_help_lists_every_command_without_importing_torch():
     for command in ("train", "eval", "reproduce", "summarize", "info", "preview"):
         assert f"  {command} " in result.stdout
     assert set(COMMANDS) == {"train", "eval", "reproduce", "summarize", "info", "preview"}
+
+
+def best_seconds(command: list[str], runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_help_costs_under_half_of_importing_torch():
+    help_seconds = best_seconds([sys.executable, "-m", "cvrun", "--help"])
+    torch_seconds = best_seconds([sys.executable, "-c", "import torch"])
+    assert help_seconds < 0.5 * torch_seconds, (help_seconds, torch_seconds)
 
 
 def test_train_help_is_hydras_with_every_group(tmp_path):

@@ -59,7 +59,7 @@ def evaluate_run(cfg: Any) -> dict:
     model.to(device)
     batch_size = cfg.batch_size or train_cfg.trainer.eval_batch_size or 2 * train_cfg.trainer.batch_size
     loader = make_loader(samples, data.image_size, batch_size, train=False, seed=train_cfg.trainer.seed,
-                         num_workers=train_cfg.trainer.num_workers, pin_memory=device.type == "cuda")
+                         num_workers=train_cfg.trainer.num_workers, cuda=device.type == "cuda")
     normalize = Normalize(list(train_cfg.dataset.mean), list(train_cfg.dataset.std), device,
                           train_cfg.trainer.channels_last)
     result = evaluate(model, loader, normalize, dtype)

@@ -74,20 +74,27 @@ class SeededSampler(Sampler):
         return iter(distributed.shard(pairs, pad=self.shuffle) if self.shard else pairs)
 
 
-def auto_workers(samples: Samples, requested: int | None) -> int:
-    """Decoding files wants workers; images already in memory are cheaper without them."""
+def auto_workers(samples: Samples, requested: int | None, augmented: bool, cuda: bool) -> int:
+    """trainer.num_workers=null: worker processes where they pay.
+
+    Decoding files wants workers. Images in memory are cheaper in the main process
+    (measured: 50,000 CIFAR images with pad-crop-flip, 3.6 s an epoch with none
+    against 6.2 s with one, on 2 cores), except when augmenting for a GPU, which
+    would otherwise wait for every batch's augmentation.
+    """
     if requested is not None:
         return requested
-    if samples.images is not None:
+    if samples.images is not None and not (augmented and cuda):
         return 0
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
                 transform: Transform | None = None, num_workers: int | None = None,
-                pin_memory: bool = False, targets: torch.Tensor | None = None, shard: bool = False) -> DataLoader:
-    """shard: under torchrun, this process's share of the images, in batches of batch_size / N."""
-    workers = auto_workers(samples, num_workers)
+                cuda: bool = False, targets: torch.Tensor | None = None, shard: bool = False) -> DataLoader:
+    """cuda: the batches go to a GPU (pinned memory, workers for augmentation).
+    shard: under torchrun, this process's share of the images, in batches of batch_size / N."""
+    workers = auto_workers(samples, num_workers, augmented=transform is not None, cuda=cuda)
     batch_size = batch_size // distributed.world_size() if shard else batch_size
     return DataLoader(
         ImageDataset(samples, image_size, transform, targets),
@@ -97,7 +104,8 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         # No worker_init_fn calling cv2.setNumThreads: in a forked worker it deadlocks on the
         # thread pool inherited from a parent that already ran OpenCV in parallel.
         persistent_workers=workers > 0,
-        pin_memory=pin_memory,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers and cuda else None,
         # A last batch of one image breaks batch norm: drop the tail in training when it is one
         # image. Any larger tail trains; with few labels, dropping it would waste a real share.
         drop_last=train and len(SeededSampler(len(samples), seed, train, shard)) % batch_size == 1,

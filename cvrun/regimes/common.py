@@ -39,7 +39,7 @@ def plain_loader(cfg: Any, samples: Samples, image_size: int, device: torch.devi
     shard: the trainer's validation and test sets, which each torchrun process scores a share of.
     """
     return make_loader(samples, image_size, eval_batch_size(cfg), train=False, seed=cfg.trainer.seed,
-                       num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda", shard=shard)
+                       num_workers=cfg.trainer.num_workers, cuda=device.type == "cuda", shard=shard)
 
 
 def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.device,
@@ -51,7 +51,7 @@ def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.de
     tcfg = cfg.trainer
     train_loader = make_loader(data.train, data.image_size, tcfg.batch_size, train=True, seed=tcfg.seed,
                                transform=build_train_transform(cfg.aug, data.image_size, cfg.dataset.mean),
-                               num_workers=tcfg.num_workers, pin_memory=device.type == "cuda",
+                               num_workers=tcfg.num_workers, cuda=device.type == "cuda",
                                targets=train_targets, shard=True)
     val_loader = (plain_loader(cfg, data.val, data.image_size, device, shard=True)
                   if data.val is not None and len(data.val) else None)

@@ -35,3 +35,18 @@ def test_each_epoch_has_its_own_order_and_evaluation_keeps_order():
     labels = torch.cat([y for _, y in plain])
     assert labels.tolist() == (np.arange(40) % 4).tolist()
 
+
+
+def test_automatic_workers_where_they_pay(monkeypatch):
+    from cvrun.data.loaders import auto_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    in_memory = _samples()
+    files = Samples.from_paths(["a.png", "b.png"], np.array([0, 1]))
+    assert auto_workers(in_memory, None, augmented=True, cuda=False) == 0  # CPU training: no IPC per batch
+    assert auto_workers(in_memory, None, augmented=False, cuda=True) == 0  # plain evaluation batches
+    assert auto_workers(in_memory, None, augmented=True, cuda=True) == 8  # augmentation beside the GPU
+    assert auto_workers(files, None, augmented=False, cuda=False) == 8  # decoding files
+    assert auto_workers(files, 3, augmented=False, cuda=False) == 3  # trainer.num_workers wins
+    loader = make_loader(in_memory, 16, 8, train=True, seed=0, transform=lambda im, rng: im, cuda=True)
+    assert loader.num_workers == 8 and loader.pin_memory and loader.persistent_workers and loader.prefetch_factor == 4

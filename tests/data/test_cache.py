@@ -1,0 +1,57 @@
+"""dataset.cache: decoded once (ram) or once per folder content (disk), the same pixels as decoding each read."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from cvrun.cli import check_value
+from cvrun.config import TrainConfig
+from cvrun.data.splits import build_splits
+from cvrun.errors import UserError
+from tests.conftest import make_cfg, write_image_tree
+
+
+def splits(root, cache, cache_dir=None, **dataset):
+    return build_splits(make_cfg(dataset={"name": "imagefolder", "root": str(root), "image_size": 16, "cache": cache,
+                                          "cache_dir": str(cache_dir) if cache_dir else None, **dataset}).dataset)
+
+
+def pixels(samples):
+    return np.stack([samples.image(i, 16) for i in range(len(samples))])
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return write_image_tree(tmp_path / "tree", {"cat": 8, "dog": 8}, size=20)
+
+
+def test_ram_cache_holds_the_pixels_decoding_gives(tree):
+    plain, cached = splits(tree, "none"), splits(tree, "ram")
+    assert plain.train.images is None and cached.train.images is not None and cached.val.images is not None
+    assert np.array_equal(pixels(plain.train), cached.train.images)
+    assert np.array_equal(pixels(plain.test), cached.test.images)
+    assert splits(tree, "auto").train.images is not None  # a small dataset fits: auto keeps it in memory
+
+
+def test_disk_cache_is_reused_and_rebuilt_when_a_file_changes(tree, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first = splits(tree, "disk", cache_dir)
+    files = sorted(cache_dir.glob("*.npy"))
+    assert [f.name.split("-")[:2] for f in files] == [["imagefolder", "test"], ["imagefolder", "train"]]
+    assert np.array_equal(first.train.images, pixels(splits(tree, "none").train))
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    again = splits(tree, "disk", cache_dir, subset=10)  # another subset: the same cache serves it
+    assert {f: f.stat().st_mtime_ns for f in sorted(cache_dir.glob("*.npy"))} == stamps
+    assert len(again.train) + len(again.val) == 10
+    changed = sorted((tree / "train" / "cat").iterdir())[0]
+    cv2.imwrite(str(changed), np.zeros((20, 20, 3), np.uint8))
+    os.utime(changed, ns=(1, 1))
+    splits(tree, "disk", cache_dir)
+    assert len(list(cache_dir.glob("imagefolder-train-*.npy"))) == 2  # a new key for the new content
+
+
+def test_unknown_cache_mode_is_a_user_error():
+    with pytest.raises(UserError, match="dataset.cache must be one of auto, none, ram, disk, got gpu"):
+        check_value(TrainConfig, "dataset.cache", "gpu")
