@@ -154,6 +154,8 @@ class TrainerConfig:
     grad_clip: Optional[float] = None
     ema_decay: Optional[float] = None
     channels_last: bool = True
+    # torch.compile the model (the first steps take the compile time).
+    compile: bool = False
     # Under torchrun on GPUs: batch-norm statistics over the whole batch, not each process's share.
     sync_bn: bool = False
 

@@ -82,6 +82,18 @@ def hard_labels(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return targets[:, :num_classes].argmax(dim=1) if targets.ndim == 2 else targets
 
 
+def place_model(model: Classifier, tcfg: Any, device: torch.device) -> Classifier:
+    """The model on its device, in channels_last memory and compiled when the trainer config asks."""
+    model = model.to(device)
+    if tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if tcfg.compile:
+        # In place: training, evaluation and EMA share the compiled forward, and the
+        # state_dict keys stay those of the plain model.
+        model.compile()
+    return model
+
+
 def rng_states() -> dict[str, Any]:
     """Every global random state training draws from (the data order and augmentation seeds come from
     (trainer.seed, epoch) and need none)."""
@@ -118,9 +130,7 @@ class Trainer:
         """Train, validate every epoch, checkpoint, test the best weights; return summary.json."""
         tcfg = self.cfg.trainer
         started = time.time()
-        model = job.model.to(self.device)
-        if tcfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = place_model(job.model, tcfg, self.device)
         train_model = self._distributed(model, job)
         # Modules trained beside the model (LwF's old head) count as the run's parameters too.
         counts = [count_parameters(m) for m in (model, *job.extra_modules.values())]

@@ -110,3 +110,15 @@ def test_best_epoch_is_higher_top1_and_on_a_tie_lower_loss():
     assert _Loop.improves(best, {"acc1": 50.0, "loss": 9.0})
     assert not _Loop.improves(best, {"acc1": 40.0, "loss": 0.1})
     assert _Loop.improves(SimpleNamespace(best_val_acc1=None, best_val_loss=None), None)
+
+
+def test_compile_keeps_the_plain_checkpoint_keys():
+    from cvrun.engine.trainer import place_model
+
+    cfg = make_cfg(model={"name": "lenet5"}, trainer={"compile": True, "channels_last": True})
+    model = build_model(cfg.model, 5, 32)
+    keys = list(model.state_dict())
+    placed = place_model(model, cfg.trainer, torch.device("cpu"))
+    assert placed._compiled_call_impl is not None  # compiled lazily, on the first call
+    assert list(placed.state_dict()) == keys  # no _orig_mod. prefix: checkpoints load into plain models
+    assert placed.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
