@@ -52,41 +52,61 @@ def config(model: str, epochs: int, images: int):
         "trainer": {"epochs": epochs, "batch_size": 128, "progress": False, "device": "cpu", "num_workers": 0}})
 
 
-def build(cfg):
+def build(cfg, transform=None):
+    """Data, model and training loader of a config (benchmarks/gpu.py builds CIFAR-10 ones)."""
     torch.manual_seed(0)
     data = build_splits(cfg.dataset)
     model = build_model(cfg.model, data.num_classes, data.image_size)
-    loader = make_loader(data.train, 32, cfg.trainer.batch_size, train=True, seed=0, num_workers=0)
+    cuda = cfg.trainer.device.startswith("cuda")
+    loader = make_loader(data.train, data.image_size, cfg.trainer.batch_size, train=True, seed=0,
+                         transform=transform, num_workers=cfg.trainer.num_workers, cuda=cuda)
     return data, model, loader
 
 
-def bare_rate(cfg) -> float:
-    """Images per second of the hand-written loop, best epoch after the first."""
-    _, model, loader = build(cfg)
-    optimizer = build_optimizer([{"params": list(model.parameters())}], cfg.optim, torch.device("cpu"))
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+def bare_rate(cfg, transform=None) -> float:
+    """Images per second of the hand-written loop, best epoch after the first.
+
+    It uses the config's device, memory format, bf16 autocast and torch.compile, as one would by hand.
+    """
+    _, model, loader = build(cfg, transform)
+    device = torch.device(cfg.trainer.device)
+    model = model.to(device)
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.trainer.compile:
+        model.compile()
+    optimizer = build_optimizer([{"params": list(model.parameters())}], cfg.optim, device)
+    dtype = torch.bfloat16 if str(cfg.trainer.precision) == "bf16" else None
+    mean = torch.tensor(cfg.dataset.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.dataset.std, device=device).view(1, 3, 1, 1) * 255
     model.train()
     rates = []
     for epoch in range(cfg.trainer.epochs):
         loader.sampler.set_epoch(epoch)
         seen, started = 0, time.perf_counter()
         for images, labels in loader:
-            logits = model((images.float() - mean) / std)
-            loss = F.cross_entropy(logits, labels)
+            images = (images.to(device, non_blocking=True).float() - mean) / std
+            if cfg.trainer.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = F.cross_entropy(model(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             seen += labels.shape[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         rates.append(seen / (time.perf_counter() - started))
     return max(rates[1:])
 
 
-def cvrun_rate(cfg) -> float:
-    data, model, loader = build(cfg)
-    test_loader = make_loader(data.test, 32, 256, train=False, seed=0, num_workers=0)
+def cvrun_rate(cfg, transform=None) -> float:
+    data, model, loader = build(cfg, transform)
+    test_loader = make_loader(data.test, data.image_size, 256, train=False, seed=0, num_workers=0)
     job = TrainingJob(model=model, train_loader=loader, val_loader=None, test_loader=test_loader,
-                      class_names=data.class_names, image_size=32, mean=MEAN, std=STD)
+                      class_names=data.class_names, image_size=data.image_size, mean=list(cfg.dataset.mean),
+                      std=list(cfg.dataset.std))
     with tempfile.TemporaryDirectory() as folder:
         import logging
 

@@ -1,0 +1,85 @@
+"""ResNet-18 on CIFAR-10 on one GPU: training throughput, and time to 94% test accuracy.
+
+    python benchmarks/gpu.py [--device cuda] [--model resnet18] [--images 50000] [--epochs 3] [--skip-speedrun]
+
+1. Training images per second at batch 512, bf16, channels_last, basic augmentation, with and
+   without torch.compile: cvrun's trainer against the bare loop of benchmarks/loop.py with the same
+   settings (timm's train.py would be the named baseline where it can be installed; the lent GPU
+   machines have no network, so the bare loop stands in). Best epoch after the first.
+2. `cvrun train experiment=cifar10_speedrun`: its test accuracy and wall time.
+
+Data: the image-folder tree at $CVRUN_CIFAR10 (default ../shared/data/cifar10). The last line is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loop  # noqa: E402  (the bare loop and the trainer's rate, shared with benchmarks/loop.py)
+
+from cvrun.augment import build_train_transform  # noqa: E402
+from cvrun.config import TrainConfig  # noqa: E402
+
+ROOT = Path(os.environ.get("CVRUN_CIFAR10", Path(__file__).resolve().parents[1].parent / "shared/data/cifar10"))
+MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+def config(device: str, model: str, images: int, epochs: int, compiled: bool):
+    return OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+        "dataset": {"name": "imagefolder", "root": str(ROOT), "subset": images, "val_fraction": 0.0,
+                    "cache": "ram", "mean": MEAN, "std": STD},
+        "model": {"name": model}, "aug": {"name": "basic"},
+        "trainer": {"epochs": epochs, "batch_size": 512, "precision": "bf16", "channels_last": True,
+                    "compile": compiled, "device": device, "progress": False}})
+
+
+def speedrun(device: str) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        run_dir = Path(folder) / "speedrun"
+        subprocess.run([sys.executable, "-m", "cvrun", "train", "experiment=cifar10_speedrun",
+                        f"dataset.root={ROOT}", f"trainer.device={device}", "trainer.progress=false",
+                        f"hydra.run.dir={run_dir}"], check=True)
+        summary = json.loads((run_dir / "summary.json").read_text())
+    return {key: summary[key] for key in ("test_acc1", "wall_seconds", "epochs_run")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--images", type=int, default=50_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--skip-speedrun", action="store_true")
+    args = parser.parse_args()
+    transform = build_train_transform(OmegaConf.structured(TrainConfig).aug, 32, MEAN)
+    rows = {}
+    for compiled in (False, True):
+        cfg = config(args.device, args.model, args.images, args.epochs, compiled)
+        rows[compiled] = (loop.bare_rate(cfg, transform), loop.cvrun_rate(cfg, transform))
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"{name}: {args.model}, CIFAR-10 {args.images} images, batch 512, bf16, channels_last, images per second")
+    print(f"{'torch.compile':<14} {'bare loop':>10} {'cvrun':>10} {'ratio':>7}")
+    for compiled, (bare, ours) in rows.items():
+        print(f"{str(compiled):<14} {bare:>10.0f} {ours:>10.0f} {ours / bare:>7.3f}")
+    result = {"device": name, **{f"{'compiled' if c else 'eager'}_{side}_images_per_second": round(v)
+                                 for c, (bare, ours) in rows.items() for side, v in (("bare", bare), ("cvrun", ours))}}
+    if not args.skip_speedrun:
+        result["speedrun"] = speedrun(args.device)
+        print(f"experiment=cifar10_speedrun: test top-1 {result['speedrun']['test_acc1']}% "
+              f"in {result['speedrun']['wall_seconds']} s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
