@@ -37,7 +37,7 @@ from cvrun.models import build_model
 
 # (images per epoch, epochs): enough steps for a stable rate, few enough for minutes on 2 cores
 # (resnet18 trains about 30 images a second there). The first epoch of each run is not counted.
-SIZES = {"lenet5": (12_800, 3), "resnet18": (512, 2)}
+SIZES = {"lenet5": (12_800, 3), "resnet18": (512, 3)}
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 
 

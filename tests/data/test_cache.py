@@ -6,10 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cvrun.cli import check_value
-from cvrun.config import TrainConfig
 from cvrun.data.splits import build_splits
-from cvrun.errors import UserError
 from tests.conftest import make_cfg, write_image_tree
 
 
@@ -51,7 +48,3 @@ def test_disk_cache_is_reused_and_rebuilt_when_a_file_changes(tree, tmp_path):
     splits(tree, "disk", cache_dir)
     assert len(list(cache_dir.glob("imagefolder-train-*.npy"))) == 2  # a new key for the new content
 
-
-def test_unknown_cache_mode_is_a_user_error():
-    with pytest.raises(UserError, match="dataset.cache must be one of auto, none, ram, disk, got gpu"):
-        check_value(TrainConfig, "dataset.cache", "gpu")
