@@ -112,6 +112,8 @@ class RunFolder:
 
     def remove_partial_writes(self) -> None:
         """Delete the temporary files of writes a kill -9 cut short (their targets kept the previous version)."""
+        if not self.writes:
+            return
         for folder in (self.path, self.checkpoints):
             for partial in folder.glob(".*.tmp"):
                 partial.unlink(missing_ok=True)
