@@ -96,10 +96,11 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
     shard: under torchrun, this process's share of the images, in batches of batch_size / N."""
     workers = auto_workers(samples, num_workers, augmented=transform is not None, cuda=cuda)
     batch_size = batch_size // distributed.world_size() if shard else batch_size
+    sampler = SeededSampler(len(samples), seed, shuffle=train, shard=shard)
     return DataLoader(
         ImageDataset(samples, image_size, transform, targets),
         batch_size=batch_size,
-        sampler=SeededSampler(len(samples), seed, shuffle=train, shard=shard),
+        sampler=sampler,
         num_workers=workers,
         # No worker_init_fn calling cv2.setNumThreads: in a forked worker it deadlocks on the
         # thread pool inherited from a parent that already ran OpenCV in parallel.
@@ -108,7 +109,7 @@ def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bo
         prefetch_factor=4 if workers and cuda else None,
         # A last batch of one image breaks batch norm: drop the tail in training when it is one
         # image. Any larger tail trains; with few labels, dropping it would waste a real share.
-        drop_last=train and len(SeededSampler(len(samples), seed, train, shard)) % batch_size == 1,
+        drop_last=train and len(sampler) % batch_size == 1,
         # Its own generator for the workers' base seed: iterating a loader leaves the global
         # random state (dropout, mixing) alone, so a resumed run draws what an uninterrupted one did.
         generator=torch.Generator().manual_seed(seed),

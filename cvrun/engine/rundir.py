@@ -110,6 +110,13 @@ class RunFolder:
         if self.writes:
             atomic_write_bytes(path, data)
 
+    def save_checkpoint(self, name: str, state: dict[str, Any]) -> None:
+        """checkpoints/<name>, written atomically (by rank 0 alone under torchrun)."""
+        from cvrun.engine.checkpoint import save_checkpoint  # it imports this module's atomic write
+
+        if self.writes:
+            save_checkpoint(self.checkpoints / name, state)
+
     def remove_partial_writes(self) -> None:
         """Delete the temporary files of writes a kill -9 cut short (their targets kept the previous version)."""
         if not self.writes:

@@ -12,8 +12,8 @@ import logging
 import random
 import signal
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvrun.engine import distributed
-from cvrun.engine.checkpoint import load_checkpoint, save_checkpoint
+from cvrun.engine.checkpoint import load_checkpoint
 from cvrun.engine.evaluate import Normalize, evaluate
 from cvrun.engine.optim import build_optimizer, build_scheduler
 from cvrun.engine.rundir import RunFolder, versions
@@ -137,8 +137,8 @@ class Trainer:
         params, trainable = sum(c[0] for c in counts), sum(c[1] for c in counts)
         summary = self.run.update_summary(
             status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
-            world_size=distributed.world_size(), device=str(self.device), versions=versions(), class_names=job.class_names,
-            **job.summary_extra)
+            world_size=distributed.world_size(), device=str(self.device), versions=versions(),
+            class_names=job.class_names, **job.summary_extra)
         normalize = job.prepare or Normalize(job.mean, job.std, self.device, tcfg.channels_last)
         for module in job.extra_modules.values():
             module.to(self.device)
@@ -150,7 +150,7 @@ class Trainer:
                if tcfg.ema_decay else None)
         loss_fn = job.loss_fn or (lambda logits, targets: F.cross_entropy(
             logits, targets, label_smoothing=tcfg.label_smoothing))
-        loop = _Loop(self, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job)
+        loop = _Loop(self, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job, started)
         if tcfg.resume is not None:
             loop.resume_from(self.run.checkpoints / "last.pt")
         else:
@@ -169,13 +169,13 @@ class Trainer:
             reason = (f"interrupted by {signal_name} during epoch {loop.epoch + 1}; checkpoints/last.pt holds the "
                       f"last completed epoch: carry on with trainer.resume={self.run.path}")
             try:
-                self._finish(summary, loop, started, "interrupted", reason)
+                self._finish(summary, loop, "interrupted", reason)
                 log.warning(reason)
             except KeyboardInterrupt:
                 pass
             raise SystemExit(130) from None
         except Diverged as err:
-            self._finish(summary, loop, started, "failed", str(err))
+            self._finish(summary, loop, "failed", str(err))
             log.error(str(err))
             raise SystemExit(1) from None
         finally:
@@ -185,18 +185,17 @@ class Trainer:
         test = loop.test_best()
         summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
                        test_loss=round(test["loss"], 4), test_samples=test["samples"])
-        self._finish(summary, loop, started, "completed", None)
+        self._finish(summary, loop, "completed", None)
         log.info("test: top-1 %.2f%%  top-5 %.2f%%  (%d images, best epoch %s)",
                  test["acc1"], test["acc5"], test["samples"], summary["best_epoch"])
         return summary
 
-    def _finish(self, summary: dict[str, Any], loop: "_Loop", started: float, status: str,
-                reason: str | None) -> None:
+    def _finish(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None) -> None:
         summary.update(status=status, reason=reason, epochs_run=len(loop.rows),
                        best_epoch=loop.best_epoch, best_val_acc1=loop.best_val_acc1,
                        final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
-                       wall_seconds=round(loop.earlier_seconds + time.time() - started, 2))
+                       wall_seconds=round(loop.wall_seconds(), 2))
         self.run.write_summary(summary)
         if loop.rows and self.run.writes:
             plot_curves(loop.rows, self.run.path / "curves.png")
@@ -218,7 +217,7 @@ class _Loop:
     """The state of one fit(): epochs, checkpoints, best weights."""
 
     def __init__(self, trainer: Trainer, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize,
-                 job):
+                 job, started: float):
         self.trainer, self.cfg, self.run = trainer, trainer.cfg, trainer.run
         self.device, self.dtype = trainer.device, trainer.dtype
         # model: the Classifier (checkpoints, evaluation, EMA); train_model: what steps call (DDP under torchrun).
@@ -232,7 +231,10 @@ class _Loop:
         self.best_val_loss: float | None = None
         # Time spent before a resume, so wall_seconds counts the whole run.
         self.earlier_seconds = 0.0
-        self.started = time.time()
+        self.started = started
+
+    def wall_seconds(self) -> float:
+        return self.earlier_seconds + time.time() - self.started
 
     @property
     def eval_model(self):
@@ -258,8 +260,7 @@ class _Loop:
                 self.best_epoch = self.epoch + 1
                 self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
                 self.best_val_loss = None if val is None else val["loss"]
-                if self.run.writes:
-                    save_checkpoint(self.run.checkpoints / "best.pt", self.best_state())
+                self.run.save_checkpoint("best.pt", self.best_state())
             self.save_last()
             val_text = f"val loss {val['loss']:.4f} acc1 {val['acc1']:.2f}%" if val else "no validation split"
             log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s  (%.1fs, %.0f img/s)%s", self.epoch + 1, epochs,
@@ -356,14 +357,12 @@ class _Loop:
 
     def save_last(self) -> None:
         """checkpoints/last.pt: everything an uninterrupted run would carry into the next epoch."""
-        if not self.run.writes:
-            return
-        save_checkpoint(self.run.checkpoints / "last.pt", {
+        self.run.save_checkpoint("last.pt", {
             **self.best_state(), "epoch": self.epoch_done, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1,
             "best_val_loss": self.best_val_loss, "metrics": self.rows,
-            "wall_seconds": self.earlier_seconds + time.time() - self.started, "rng": rng_states()})
+            "wall_seconds": self.wall_seconds(), "rng": rng_states()})
 
     @property
     def epoch_done(self) -> int:
