@@ -254,14 +254,15 @@ class _Loop:
                    "epoch_seconds": time.perf_counter() - started,
                    "train_images_per_second": train["images_per_second"]}
             self.rows.append(row)
-            self.run.write_metrics(self.rows)
             improved = self.improves(val)
             if improved:
                 self.best_epoch = self.epoch + 1
                 self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
                 self.best_val_loss = None if val is None else val["loss"]
                 self.run.save_checkpoint("best.pt", self.best_state())
+            # Checkpoints before metrics.csv: an epoch listed there is always in last.pt too.
             self.save_last()
+            self.run.write_metrics(self.rows)
             val_text = f"val loss {val['loss']:.4f} acc1 {val['acc1']:.2f}%" if val else "no validation split"
             log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s  (%.1fs, %.0f img/s)%s", self.epoch + 1, epochs,
                      train["loss"], train["acc1"], val_text, row["epoch_seconds"], train["images_per_second"],
