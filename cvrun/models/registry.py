@@ -48,6 +48,23 @@ class Classifier(nn.Module):
         features = images if self.takes_features else self.backbone(images)
         return self.head(self.dropout(features))
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The head's last layer; with `hidden` widths the layers before it (LeNet-5's F6) feed it."""
+        return self.head[-1] if isinstance(self.head, nn.Sequential) else self.head
+
+    def replace_output_layer(self, layer: nn.Linear) -> None:
+        # A method, not a setter: nn.Module.__setattr__ would register `layer` under a new name.
+        if isinstance(self.head, nn.Sequential):
+            self.head[-1] = layer
+        else:
+            self.head = layer
+
+    @property
+    def hidden_layers(self) -> nn.Sequential:
+        """The head's layers before its output layer (empty for a one-layer head)."""
+        return self.head[:-1] if isinstance(self.head, nn.Sequential) else nn.Sequential()
+
     def freeze_backbone(self, frozen: bool = True) -> None:
         """No gradients for the backbone and its batch-norm statistics held, or both released."""
         self.backbone_frozen = frozen

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -78,15 +78,18 @@ def require_pretrained(cfg: Any, runs_only: bool = False) -> str:
     return source
 
 
-def backbone_and_head_groups(model: Classifier, cfg: Any, head_extra: list[torch.nn.Module] = ()) -> list[dict]:
-    """Two optimiser groups: the backbone at optim.lr x regime.backbone_lr_mult, the head(s) at optim.lr."""
-    head_params = [p for module in (model.head, *head_extra) for p in module.parameters()]
+def backbone_and_head_groups(model: Classifier, cfg: Any) -> list[dict]:
+    """Two optimiser groups: the backbone at optim.lr x regime.backbone_lr_mult, the head at optim.lr."""
     return [{"params": list(model.backbone.parameters()), "lr": cfg.optim.lr * cfg.regime.backbone_lr_mult},
-            {"params": head_params, "lr": cfg.optim.lr}]
+            {"params": list(model.head.parameters()), "lr": cfg.optim.lr}]
 
 
-def head_first(model: Classifier, freeze_epochs: int) -> Callable[[int], None] | None:
-    """regime.freeze_epochs: an epoch hook that trains the head alone for the first epochs."""
+def head_first(model: Classifier, freeze_epochs: int,
+               held_with_backbone: Sequence[torch.nn.Module] = ()) -> Callable[[int], None] | None:
+    """regime.freeze_epochs: an epoch hook that trains the head alone for the first epochs.
+
+    held_with_backbone: further modules without gradients while the backbone is frozen.
+    """
     if freeze_epochs == 0:
         return None
 
@@ -95,6 +98,8 @@ def head_first(model: Classifier, freeze_epochs: int) -> Callable[[int], None] |
         if frozen != model.backbone_frozen:
             log.info("epoch %d: backbone %s", epoch + 1, "frozen, head alone trains" if frozen else "unfrozen")
         model.freeze_backbone(frozen)
+        for module in held_with_backbone:
+            module.requires_grad_(not frozen)
     return epoch_start
 
 

@@ -1,11 +1,13 @@
 """`regime=lwf`: Learning without Forgetting (Li & Hoiem 2016).
 
-The pretrained run's head stays as the old head and a new head learns the
-new task. Before training, the old model's outputs on the new task's
-(un-augmented) training images are recorded; the loss is cross-entropy on
-the new head plus regime.lambda_old x the softened KL divergence (no T^2 factor, as in the paper) between the old
-head's current outputs and the recorded ones. At the end the old head is
-scored on the old task's test split (`old_task_acc1`).
+As in the paper, each task owns only its output layer (theta_o, theta_n); everything
+below it is shared (theta_s), including a hidden head layer such as LeNet-5's F6,
+which starts from the source run. Before training, the old model's outputs on the
+new task's (un-augmented) training images are recorded; the loss is cross-entropy on
+the new output plus regime.lambda_old x the softened KL divergence (no T^2 factor, as
+in the paper) between the old output layer's current outputs and the recorded ones.
+At the end the old output layer, on the trained shared layers, is scored on the old
+task's test split (`old_task_acc1`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from cvrun.engine.trainer import Trainer
 from cvrun.models.pretrained import SourceRun, load_source_run
 from cvrun.models.registry import Classifier
 from cvrun.regimes import register_regime
-from cvrun.regimes.common import (backbone_and_head_groups, head_first, log, plain_loader, refuse_mixing,
-                                  require_pretrained, standard_job, trainer_data_model)
+from cvrun.regimes.common import (head_first, log, plain_loader, refuse_mixing, require_pretrained, standard_job,
+                                  trainer_data_model)
 
 
 @register_regime("lwf")
@@ -33,25 +35,28 @@ def lwf(cfg: Any, run: RunFolder) -> dict:
     source = load_source_run(require_pretrained(cfg, runs_only=True))
     refuse_mixing(cfg)
     trainer, data, model = trainer_data_model(cfg, run)
+    model.hidden_layers.load_state_dict(source.model.hidden_layers.state_dict())
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
     old_model = source.model.to(trainer.device)
     recorded, labels = predict(old_model, plain_loader(cfg, data.train, data.image_size, trainer.device),
                                normalize, trainer.dtype)
     score_old_task = old_task_scorer(source, cfg, trainer)
     old_task_before = score_old_task(old_model)
-    log.info("lwf: recorded the old head's outputs on %d images; old task (%s) top-1 before: %.2f%%",
+    log.info("lwf: shared layers start from the source, its head's hidden layers included; recorded the old "
+             "outputs on %d images; old task (%s) top-1 before: %.2f%%",
              len(labels), ", ".join(source.class_names), old_task_before)
     # Each target row: the new task's one-hot label, then the recorded old-task logits.
     targets = torch.cat([F.one_hot(labels, data.num_classes).float(), recorded], dim=1)
-    old_head = copy.deepcopy(source.model.head)
+    old_output = copy.deepcopy(source.model.output_layer)
     job = standard_job(cfg, data, model, trainer.device, train_targets=targets)
-    job.loss_fn = lwf_loss(model, old_head, data.num_classes, cfg)
-    job.param_groups = backbone_and_head_groups(model, cfg, head_extra=[old_head])
-    job.epoch_start = head_first(model, cfg.regime.freeze_epochs)
-    job.extra_modules = {"old_head": old_head}
+    job.loss_fn = lwf_loss(model, old_output, data.num_classes, cfg)
+    job.param_groups = shared_and_output_groups(model, old_output, cfg)
+    # The paper's warm-up: the new output layer alone, shared layers and old output held.
+    job.epoch_start = head_first(model, cfg.regime.freeze_epochs, held_with_backbone=[model.hidden_layers, old_output])
+    job.extra_modules = {"old_output": old_output}
     summary = trainer.fit(job)
-    old_task_model = Classifier(model.backbone, model.num_features, len(source.class_names))
-    old_task_model.head = old_head  # the trained backbone under the trained old head
+    old_task_model = copy.deepcopy(model)
+    old_task_model.replace_output_layer(old_output)  # the trained shared layers under the trained old output
     summary.update(old_task_acc1=round(score_old_task(old_task_model), 2),
                    old_task_acc1_before=round(old_task_before, 2), old_task_classes=source.class_names)
     run.write_summary(summary)
@@ -59,20 +64,29 @@ def lwf(cfg: Any, run: RunFolder) -> dict:
     return summary
 
 
-def lwf_loss(model: Classifier, old_head: torch.nn.Module, num_classes: int, cfg: Any):
-    """Cross-entropy on the new head + lambda_old x distillation of the old head towards its recorded outputs."""
+def shared_and_output_groups(model: Classifier, old_output: torch.nn.Module, cfg: Any) -> list[dict]:
+    """Shared layers at optim.lr x regime.backbone_lr_mult, the two output layers at optim.lr."""
+    outputs = [*model.output_layer.parameters(), *old_output.parameters()]
+    output_ids = {id(p) for p in outputs}
+    shared = [p for p in model.parameters() if id(p) not in output_ids]
+    return [{"params": shared, "lr": cfg.optim.lr * cfg.regime.backbone_lr_mult},
+            {"params": outputs, "lr": cfg.optim.lr}]
+
+
+def lwf_loss(model: Classifier, old_output: torch.nn.Module, num_classes: int, cfg: Any):
+    """Cross-entropy on the new output + lambda_old x distillation of the old output towards its recorded values."""
     lambda_old, temperature = cfg.regime.lambda_old, cfg.regime.temperature
     label_smoothing = cfg.trainer.label_smoothing
     features: dict[str, torch.Tensor] = {}
-    # The trainer's loss sees the new head's logits; the backbone's output of the same forward
-    # pass is caught here so that the old head runs on it without a second backbone pass.
-    model.backbone.register_forward_hook(lambda module, inputs, output: features.__setitem__("last", output))
+    # The trainer's loss sees the new output's logits; the shared features that the same forward
+    # pass feeds the new output layer are caught here, so the old one runs without a second pass.
+    model.output_layer.register_forward_pre_hook(lambda module, inputs: features.__setitem__("shared", inputs[0]))
 
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         new_task = F.cross_entropy(logits, targets[:, :num_classes], label_smoothing=label_smoothing)
-        if lambda_old == 0:  # the forgetting baseline: the old head is kept but never updated
+        if lambda_old == 0:  # the forgetting baseline: the old output is kept but never updated
             return new_task
-        old_logits = old_head(features["last"]).float()
+        old_logits = old_output(features["shared"]).float()
         return new_task + lambda_old * soft_kl(old_logits, targets[:, num_classes:], temperature)
     return loss
 
