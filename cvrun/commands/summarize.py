@@ -1,12 +1,15 @@
-"""`cvrun summarize DIR [--sort KEY] [--format table|csv|md]`: one table of every run under DIR.
+"""`cvrun summarize DIR [--sort KEY] [--format table|csv|md] [--mean-over-seeds]`: one table of every run under DIR.
 
 A run is a folder with a summary.json (running, failed and interrupted runs
 included). The columns are the config keys whose values differ between the
-runs, then the results. This command does not use Hydra: it only reads.
+runs, then the results. `--mean-over-seeds` merges runs that differ only in
+trainer.seed into one row: the mean and standard deviation of each result
+over the completed ones. This command does not use Hydra: it only reads.
 """
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +56,37 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return sorted(present, key=lambda r: r[key] if numeric else str(r[key]), reverse=numeric) + missing
 
 
-def summarize(directory: Path, sort: str | None, output_format: str) -> str:
-    from cvrun.report.table import FORMATS, RESULT_COLUMNS, run_row
+SEED_KEY = "trainer.seed"
+AVERAGED = ["best_val_acc1", "test_acc1", "test_acc5", "wall_seconds", "old_task_acc1", "pseudo_label_acc1"]
+
+
+def numeric_order(text: str) -> tuple[int, str]:
+    return len(text), text  # non-negative integers written in full: 2 before 10
+
+
+def mean_over_seeds(rows: list[dict[str, Any]], keys: list[str],
+                    results: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per setting (the differing keys but the seed): mean and sd of each result over completed runs."""
+    setting_keys = [k for k in keys if k != SEED_KEY]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in setting_keys), []).append(row)
+    averaged = [c for c in AVERAGED if c in results]
+    merged = []
+    for setting, runs in groups.items():
+        completed = [r for r in runs if r["status"] == "completed"]
+        row = {**dict(zip(setting_keys, setting)), "runs": len(runs), "completed": len(completed),
+               "seeds": " ".join(sorted((str(r.get(SEED_KEY, "")) for r in completed), key=numeric_order))}
+        for column in averaged:
+            values = [r[column] for r in completed if isinstance(r.get(column), (int, float))]
+            row[column] = round(statistics.mean(values), 2) if values else None
+            row[f"{column}_sd"] = round(statistics.stdev(values), 2) if len(values) > 1 else None
+        merged.append(row)
+    return merged, [*setting_keys, "runs", "completed", "seeds", *(f"{c}{s}" for c in averaged for s in ("", "_sd"))]
+
+
+def summarize(directory: Path, sort: str | None, output_format: str, seed_means: bool = False) -> str:
+    from cvrun.report.table import FORMATS, result_columns, run_row
 
     if not directory.is_dir():
         raise UserError(f"{directory} is not a folder; give a run, a sweep or an outputs/ folder")
@@ -68,7 +100,9 @@ def summarize(directory: Path, sort: str | None, output_format: str) -> str:
         row.update({k: setting.get(k) for k in keys})
         row["run_dir"] = str(run.relative_to(directory)) if run != directory else "."
         rows.append(row)
-    columns = [*keys, *RESULT_COLUMNS, "run_dir"]
+    columns = [*keys, *result_columns(rows), "run_dir"]
+    if seed_means:
+        rows, columns = mean_over_seeds(rows, keys, columns)
     if sort is not None:
         if sort not in columns:
             raise UserError(f"cannot sort by '{sort}'; columns: {', '.join(columns)}")
@@ -81,8 +115,10 @@ def run_app() -> int:
     parser.add_argument("dir", type=Path, help="a run, a sweep, or a whole outputs/ tree")
     parser.add_argument("--sort", help="column to sort by (numbers best first)")
     parser.add_argument("--format", dest="output_format", choices=["table", "csv", "md"], default="table")
+    parser.add_argument("--mean-over-seeds", action="store_true",
+                        help="one row per setting: mean and sd of each result over its trainer.seed values")
 
     def show(args) -> int:
-        print(summarize(args.dir, args.sort, args.output_format), end="")
+        print(summarize(args.dir, args.sort, args.output_format, args.mean_over_seeds), end="")
         return 0
     return run_parsed(parser, show)

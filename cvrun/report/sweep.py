@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 
 from cvrun.engine.rundir import atomic_write_bytes
 from cvrun.report.figures import pyplot, save_png
-from cvrun.report.table import RESULT_COLUMNS, run_row, split_override, to_csv
+from cvrun.report.table import result_columns, run_row, split_override, to_csv
 
 JOBS_FILE = "jobs.jsonl"
 
@@ -68,7 +68,7 @@ def sweep_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 def write_summary_csv(sweep_dir: Path) -> list[dict[str, Any]]:
     rows, keys = sweep_rows(sweep_dir)
-    columns = ["job", *keys, *RESULT_COLUMNS, "run_dir"]
+    columns = ["job", *keys, *result_columns(rows), "run_dir"]
     atomic_write_bytes(sweep_dir / "summary.csv", to_csv(rows, columns).encode())
     return rows
 

@@ -11,6 +11,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 RESULT_COLUMNS = ["status", "reason", "best_val_acc1", "test_acc1", "test_acc5", "epochs_run", "wall_seconds"]
+# Results that regimes add to summary.json: a table has the column when one of its runs does.
+REGIME_COLUMNS = ["old_task_acc1", "pseudo_label_acc1", "pseudo_labels_kept"]
+
+
+def result_columns(rows: list[dict[str, Any]]) -> list[str]:
+    return RESULT_COLUMNS + [c for c in REGIME_COLUMNS if any(row.get(c) is not None for row in rows)]
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -37,7 +43,7 @@ def run_row(run_dir: Path, overrides: list[str], status: str | None = None) -> d
     """One run's row: its overrides as columns, then its results from summary.json."""
     summary = read_json(run_dir / "summary.json")
     row: dict[str, Any] = dict(split_override(o) for o in overrides)
-    row.update({column: summary.get(column) for column in RESULT_COLUMNS})
+    row.update({column: summary.get(column) for column in RESULT_COLUMNS + REGIME_COLUMNS})
     if row["status"] is None:
         row["status"] = status or "unknown"
     row["run_dir"] = str(run_dir)

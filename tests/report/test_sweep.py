@@ -78,6 +78,22 @@ def test_summarize_finds_nested_running_and_failed_runs(tmp_path):
     assert markdown.count("\n") == 5 and "| wrn28_2 | failed | boom |" in markdown
 
 
+def test_mean_over_seeds_merges_the_runs_that_differ_only_in_their_seed(tmp_path):
+    for lambda_old, seed, old_task, status in [(0, 0, 50.0, "completed"), (0, 1, 40.0, "completed"),
+                                               (0, 10, 45.0, "completed"), (1, 0, 52.0, "completed"),
+                                               (1, 1, 53.0, "completed"), (1, 2, None, "failed")]:
+        write_run(tmp_path / f"{lambda_old}-{seed}", f"regime:\n  lambda_old: {lambda_old}\ntrainer:\n  seed: {seed}\n",
+                  status=status, test_acc1=None if old_task is None else 40.0 + seed, old_task_acc1=old_task)
+    rows = list(csv.DictReader(summarize(tmp_path, "old_task_acc1", "csv", seed_means=True).splitlines()))
+    assert [(r["regime.lambda_old"], r["runs"], r["completed"], r["seeds"]) for r in rows] == [
+        ("1", "3", "2", "0 1"), ("0", "3", "3", "0 1 10")]
+    assert (rows[0]["old_task_acc1"], rows[0]["old_task_acc1_sd"]) == ("52.5", "0.71")
+    assert (rows[1]["old_task_acc1"], rows[1]["old_task_acc1_sd"]) == ("45.0", "5.0")
+    assert rows[1]["test_acc1"] == "43.67" and "trainer.seed" not in rows[0]
+    plain = list(csv.DictReader(summarize(tmp_path, None, "csv").splitlines()))
+    assert len(plain) == 6 and plain[0]["old_task_acc1"] == "50.0"  # a regime's result gets its column
+
+
 def test_summarize_mistakes(tmp_path):
     with pytest.raises(UserError, match="no runs under"):
         summarize(tmp_path, None, "table")
