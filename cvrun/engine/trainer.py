@@ -166,8 +166,10 @@ class Trainer:
             # A second Ctrl-C while the summary is written ends the process at once; every
             # file write is atomic, so it leaves the previous good version behind.
             signal_name = "SIGINT" if isinstance(err, KeyboardInterrupt) else str(err)
-            reason = (f"interrupted by {signal_name} during epoch {loop.epoch + 1}; checkpoints/last.pt holds the "
-                      f"last completed epoch: carry on with trainer.resume={self.run.path}")
+            # Counted from the rows, not loop.epoch: a signal just after an epoch's row was written
+            # comes before the loop moves on to the next epoch.
+            reason = (f"interrupted by {signal_name} after epoch {loop.epoch_done} of {self.cfg.trainer.epochs}; "
+                      f"checkpoints/last.pt holds it: carry on with trainer.resume={self.run.path}")
             try:
                 self._finish(summary, loop, "interrupted", reason)
                 log.warning(reason)

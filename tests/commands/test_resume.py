@@ -46,7 +46,7 @@ def test_sigint_then_resume_ends_exactly_where_an_uninterrupted_run_does(tmp_pat
     assert interrupt_after_epoch(tmp_path, run_dir, 2, signal.SIGINT) == 130
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_run"] == 2
-    assert summary["reason"].startswith("interrupted by SIGINT during epoch 3")
+    assert summary["reason"].startswith("interrupted by SIGINT after epoch 2 of 5")
     assert f"trainer.resume={run_dir}" in summary["reason"]
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
     hydra_record = (run_dir / ".hydra" / "overrides.yaml").read_text()
