@@ -42,7 +42,7 @@ def lwf(cfg: Any, run: RunFolder) -> dict:
                                normalize, trainer.dtype)
     score_old_task = old_task_scorer(source, cfg, trainer)
     old_task_before = score_old_task(old_model)
-    log.info("lwf: shared layers start from the source, its head's hidden layers included; recorded the old "
+    log.info("lwf: every layer below the output layer is shared and starts from the source; recorded the old "
              "outputs on %d images; old task (%s) top-1 before: %.2f%%",
              len(labels), ", ".join(source.class_names), old_task_before)
     # Each target row: the new task's one-hot label, then the recorded old-task logits.
