@@ -22,7 +22,7 @@ from cvrun.errors import UserError
 NOT_DISTRIBUTED = {
     "knn": "it takes no gradient steps",
     "noisy_student": "it runs several training runs in turn",
-    "lwf": "its old head trains beside the model",
+    "lwf": "its old output layer trains beside the model",
 }
 
 

@@ -72,7 +72,7 @@ class TrainingJob:
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
     # Called with the 0-based epoch before it trains (finetune: unfreeze the backbone).
     epoch_start: Callable[[int], None] | None = None
-    # Modules trained beside the model (LwF's old head): checkpointed with it and restored with the best.
+    # Modules trained beside the model (LwF's old output layer): checkpointed with it and restored with the best.
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     summary_extra: dict[str, Any] = field(default_factory=dict)
 
@@ -132,7 +132,7 @@ class Trainer:
         started = time.time()
         model = place_model(job.model, tcfg, self.device)
         train_model = self._distributed(model, job)
-        # Modules trained beside the model (LwF's old head) count as the run's parameters too.
+        # Modules trained beside the model (LwF's old output layer) count as the run's parameters too.
         counts = [count_parameters(m) for m in (model, *job.extra_modules.values())]
         params, trainable = sum(c[0] for c in counts), sum(c[1] for c in counts)
         summary = self.run.update_summary(
