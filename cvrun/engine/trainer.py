@@ -300,7 +300,8 @@ class _Loop:
         # Step losses stay on the device; every CHECK_EVERY steps they are checked and summed at once.
         losses: list[torch.Tensor] = []
         sizes: list[int] = []
-        first_step = self.epoch * len(loader) + 1
+        steps = len(loader)
+        first_step = self.epoch * steps + 1
         for step_in_epoch, (images, targets) in enumerate(bar):
             images = self.normalize(images)
             targets = targets.to(self.device, non_blocking=True)
@@ -326,7 +327,7 @@ class _Loop:
             # matches the argmax, and is not counted as labeled.
             correct += (logits.argmax(dim=1) == labels).sum()
             labeled += (labels >= 0).sum()
-            if len(losses) == CHECK_EVERY or step_in_epoch + 1 == len(loader):
+            if len(losses) == CHECK_EVERY or step_in_epoch + 1 == steps:
                 loss_sum += self.checked_loss_sum(losses, sizes, first_step + step_in_epoch + 1 - len(losses))
                 seen += sum(sizes)
                 losses, sizes = [], []
@@ -358,6 +359,14 @@ class _Loop:
                 "class_names": self.job.class_names, "image_size": self.job.image_size,
                 "config": OmegaConf.to_container(self.cfg)}
 
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """The model, EMA and extra modules from a best_state() or save_last() checkpoint."""
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        for name, module in self.job.extra_modules.items():
+            module.load_state_dict(state["extra"][name])
+
     def save_last(self) -> None:
         """checkpoints/last.pt: everything an uninterrupted run would carry into the next epoch."""
         self.run.save_checkpoint("last.pt", {
@@ -374,16 +383,12 @@ class _Loop:
     def resume_from(self, path: Path) -> None:
         """Load last.pt's weights, optimiser, schedule, scaler, EMA, metrics and random states."""
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            self.ema.module.load_state_dict(state["ema"])
-        for name, module in self.job.extra_modules.items():
-            module.load_state_dict(state["extra"][name])
+        self.load_weights(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.rows = list(state["metrics"])
-        self.epoch = len(self.rows)
+        self.epoch = self.epoch_done
         self.best_epoch, self.best_val_acc1 = state["best_epoch"], state["best_val_acc1"]
         self.best_val_loss = state["best_val_loss"]
         self.earlier_seconds = state["wall_seconds"]
@@ -393,10 +398,5 @@ class _Loop:
     def test_best(self) -> dict[str, float]:
         """Load best.pt into the evaluated weights and score them on the test split."""
         distributed.barrier()  # rank 0 has written it
-        best = load_checkpoint(self.run.checkpoints / "best.pt")
-        self.model.load_state_dict(best["model"])
-        if self.ema is not None:
-            self.ema.module.load_state_dict(best["ema"])
-        for name, module in self.job.extra_modules.items():
-            module.load_state_dict(best["extra"][name])
+        self.load_weights(load_checkpoint(self.run.checkpoints / "best.pt"))
         return evaluate(self.eval_model, self.job.test_loader, self.normalize, self.dtype)
