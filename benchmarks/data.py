@@ -29,7 +29,7 @@ from torchvision.transforms import v2
 
 from cvrun.augment import build_train_transform
 from cvrun.config import AugConfig, DatasetConfig
-from cvrun.data.loaders import make_loader
+from cvrun.data.loaders import file_workers, make_loader
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize
 
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="a random subset (default: all 50,000)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker; the loaders' own workers supply the parallelism
-    workers = args.workers if args.workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+    workers = args.workers if args.workers is not None else file_workers()
     baseline = torchvision_epoch(workers, args.batch_size, args.images)
     ours, setup, _ = cvrun_epoch(workers, args.batch_size, args.images)
     ours_auto, _, auto_count = cvrun_epoch(None, args.batch_size, args.images)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,12 +26,10 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loop  # noqa: E402  (the bare loop and the trainer's rate, shared with benchmarks/loop.py)
+from data import MEAN, ROOT, STD  # noqa: E402  (the CIFAR-10 tree and its statistics, as benchmarks/data.py)
 
 from cvrun.augment import build_train_transform  # noqa: E402
 from cvrun.config import TrainConfig  # noqa: E402
-
-ROOT = Path(os.environ.get("CVRUN_CIFAR10", Path(__file__).resolve().parents[1].parent / "shared/data/cifar10"))
-MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 
 
 def config(device: str, model: str, images: int, epochs: int, compiled: bool):

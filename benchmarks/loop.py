@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from cvrun.data.loaders import make_loader
 from cvrun.data.splits import build_splits
 from cvrun.engine.optim import build_optimizer
 from cvrun.engine.rundir import RunFolder
-from cvrun.engine.trainer import Trainer, TrainingJob
+from cvrun.engine.trainer import Trainer, TrainingJob, place_model
 from cvrun.models import build_model
 
 # (images per epoch, epochs): enough steps for a stable rate, few enough for minutes on 2 cores
@@ -70,11 +71,7 @@ def bare_rate(cfg, transform=None) -> float:
     """
     _, model, loader = build(cfg, transform)
     device = torch.device(cfg.trainer.device)
-    model = model.to(device)
-    if cfg.trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if cfg.trainer.compile:
-        model.compile()
+    model = place_model(model, cfg.trainer, device)
     optimizer = build_optimizer([{"params": list(model.parameters())}], cfg.optim, device)
     dtype = torch.bfloat16 if str(cfg.trainer.precision) == "bf16" else None
     mean = torch.tensor(cfg.dataset.mean, device=device).view(1, 3, 1, 1) * 255
@@ -108,8 +105,6 @@ def cvrun_rate(cfg, transform=None) -> float:
                       class_names=data.class_names, image_size=data.image_size, mean=list(cfg.dataset.mean),
                       std=list(cfg.dataset.std))
     with tempfile.TemporaryDirectory() as folder:
-        import logging
-
         logging.getLogger("cvrun").setLevel(logging.WARNING)
         Trainer(cfg, RunFolder(Path(folder))).fit(job)
         rows = (Path(folder) / "metrics.csv").read_text().splitlines()

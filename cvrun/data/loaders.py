@@ -57,14 +57,14 @@ class SeededSampler(Sampler):
     def __init__(self, size: int, seed: int, shuffle: bool, shard: bool = False):
         self.size, self.seed, self.shuffle, self.shard = size, seed, shuffle, shard
         self.epoch = 0
+        # Worked out once: DataLoader asks for the length at every step.
+        self.length = len(distributed.shard(list(range(size)), pad=shuffle)) if shard else size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        if not self.shard:
-            return self.size
-        return len(distributed.shard(list(range(self.size)), pad=self.shuffle))
+        return self.length
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -86,6 +86,11 @@ def auto_workers(samples: Samples, requested: int | None, augmented: bool, cuda:
         return requested
     if samples.images is not None and not (augmented and cuda):
         return 0
+    return file_workers()
+
+
+def file_workers() -> int:
+    """Workers for decoding image files: every core but the main process's, at most 8."""
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
