@@ -30,6 +30,7 @@ from cvrun.engine.rundir import atomic_write_bytes
 
 log = logging.getLogger("cvrun")
 
+
 def decode_all(paths: np.ndarray, size: int) -> np.ndarray:
     """Every file decoded into one (N, size, size, 3) uint8 array, on all cores (OpenCV releases the GIL)."""
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)

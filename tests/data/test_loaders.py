@@ -36,7 +36,6 @@ def test_each_epoch_has_its_own_order_and_evaluation_keeps_order():
     assert labels.tolist() == (np.arange(40) % 4).tolist()
 
 
-
 def test_automatic_workers_where_they_pay(monkeypatch):
     from cvrun.data.loaders import auto_workers
 
