@@ -26,6 +26,11 @@ class DatasetConfig:
     labeled_per_class: Optional[int] = None
     unlabeled_root: Optional[str] = None
     val_fraction: float = 0.1
+    # Image-folder trees: the folders of the splits. null: test/ if present, else val/ (ImageNet's layout);
+    # val/ beside test/ is the validation split (instead of holding out val_fraction).
+    train_dir: str = "train"
+    val_dir: Optional[str] = None
+    test_dir: Optional[str] = None
     # Splits (subset, validation, labeled pool) use their own seed, so that
     # runs with different trainer.seed values see the same data.
     split_seed: int = 0
@@ -90,6 +95,8 @@ class RegimeConfig:
     """Every regime's keys in one schema; each configs/regime/*.yaml sets the ones its regime reads."""
 
     name: str = "scratch"
+    # feature_extract, finetune: how many of the model's last linear layers form the new head (1: the output layer)
+    head_layers: int = 1
     # feature_extract: train the head on features computed once by the frozen backbone
     cache_features: bool = False
     # finetune, lwf: backbone learning rate = optim.lr x this; train the head alone for the first epochs
@@ -172,12 +179,20 @@ class TrainConfig:
 
 
 @dataclass
+class EvalDataConfig:
+    """Where the run's data is now, when it has moved since training (null: where config.yaml says)."""
+
+    root: Optional[str] = None
+
+
+@dataclass
 class EvalConfig:
     run_dir: str = "???"
     split: str = "test"
     device: str = "auto"
     batch_size: Optional[int] = None
     progress: bool = True
+    dataset: EvalDataConfig = field(default_factory=EvalDataConfig)
 
 
 @dataclass
@@ -212,15 +227,28 @@ def schema_keys(schema: type) -> dict[str, Any]:
     return keys
 
 
-def validate(cfg: Any, schema: type) -> Any:
-    """Merge a composed config onto its schema; a bad key or type is a UserError."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"dotted.key": value}."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
+    return flat
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
+
+def validate(cfg: Any, schema: type) -> Any:
+    """Merge a composed config onto its schema; a bad key or type, or a value left unset, is a UserError."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
     try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        plain.pop("hydra", None)
         typed = OmegaConf.merge(OmegaConf.structured(schema), plain)
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", "") or "?"
+        raise UserError(f"{key} must be set: add {key}=... to the command") from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", "") or "?"
         reason = str(getattr(err, "msg", err)).splitlines()[0]
@@ -259,6 +287,8 @@ def _require(ok: bool, message: str) -> None:
 
 def check_values(cfg: Any) -> None:
     """Range checks that types alone cannot express."""
+    from omegaconf import OmegaConf
+
     if "trainer" in cfg:
         t = cfg.trainer
         _require(t.epochs > 0, f"trainer.epochs must be a positive integer, got {t.epochs}")
@@ -272,7 +302,9 @@ def check_values(cfg: Any) -> None:
         _require(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
         _require(cfg.optim.weight_decay >= 0,
                  f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
-    if "dataset" in cfg:
+        _require(t.num_workers is None or t.num_workers >= 0,
+                 f"trainer.num_workers must be >= 0 (or null: chosen for you), got {t.num_workers}")
+    if "dataset" in cfg and OmegaConf.get_type(cfg.dataset) is DatasetConfig:  # eval's dataset holds only a root
         d = cfg.dataset
         _require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")
         _require(d.subset is None or d.subset > 0, f"dataset.subset must be positive, got {d.subset}")
@@ -280,6 +312,10 @@ def check_values(cfg: Any) -> None:
                  f"dataset.labeled_per_class must be positive, got {d.labeled_per_class}")
         _require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
         _require(d.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {d.cache}")
+        for key in ("mean", "std"):
+            _require(len(d[key]) == 3, f"dataset.{key} needs one value per colour channel (3: images are read as "
+                                       f"RGB), got {list(d[key])}")
+        _require(all(value > 0 for value in d.std), f"dataset.std values must be > 0, got {list(d.std)}")
     if "model" in cfg:
         m = cfg.model
         _require(str(m.small_input).lower() in ("auto", "true", "false"),
@@ -315,6 +351,7 @@ def _check_aug(a: Any) -> None:
 
 
 def _check_regime(r: Any) -> None:
+    _require(r.head_layers >= 1, f"regime.head_layers must be >= 1 (1: the output layer alone), got {r.head_layers}")
     _require(r.backbone_lr_mult >= 0, f"regime.backbone_lr_mult must be >= 0, got {r.backbone_lr_mult}")
     _require(r.freeze_epochs >= 0, f"regime.freeze_epochs must be >= 0, got {r.freeze_epochs}")
     _require(r.lambda_old >= 0, f"regime.lambda_old must be >= 0, got {r.lambda_old}")

@@ -15,3 +15,7 @@ class UserError(Exception):
         if message.startswith(_WORKER_HEADER):
             message = message.rstrip().splitlines()[-1].split("UserError: ", 1)[-1]
         super().__init__(message)
+
+
+class ResumeRefused(UserError):
+    """trainer.resume cannot carry a run on (its data changed): the run's own record stays as it was."""

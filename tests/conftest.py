@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -39,6 +42,32 @@ def single(paths) -> Path:
     found = list(paths)
     assert len(found) == 1, found
     return found[0]
+
+
+def full_disk_for(monkeypatch, name: str) -> None:
+    """Every write of a file whose name starts with `name` fails as on a full disk (when it is flushed)."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(f".{name}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@contextmanager
+def lock_held_elsewhere(folder: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding the training lock on `folder` (as a run being trained there does)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cvrun.io import lock_folder; "
+                               "lock_folder(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

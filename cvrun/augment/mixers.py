@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from torchvision.transforms import v2
 
-MIXERS: dict[str, Callable[..., Callable]] = {"cutmix": v2.CutMix, "mixup": v2.MixUp}
+# aug.mix name -> torchvision.transforms.v2 class, imported when a run mixes: importing torchvision
+# costs about 1.4 s of every start-up (torchvision.ops pulls in torch._dynamo).
+MIXERS: dict[str, str] = {"cutmix": "CutMix", "mixup": "MixUp"}
 
 BatchMixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -35,4 +36,7 @@ def build_batch_mixer(cfg: Any, num_classes: int) -> BatchMixer | None:
     """The mixer `aug.mix` names (null: none), at Beta(aug.alpha, aug.alpha), on a share aug.prob of batches."""
     if cfg.mix is None:
         return None
-    return RandomlyApplied(MIXERS[cfg.mix](alpha=cfg.alpha, num_classes=num_classes), cfg.prob)
+    from torchvision.transforms import v2
+
+    mixer = getattr(v2, MIXERS[cfg.mix])(alpha=cfg.alpha, num_classes=num_classes)
+    return RandomlyApplied(mixer, cfg.prob)

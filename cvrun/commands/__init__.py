@@ -13,19 +13,21 @@ log = logging.getLogger("cvrun")
 
 
 def register_schemas() -> None:
-    """Put the dataclass schemas where the primary configs' defaults find them, and the
-    `unique` resolver the run and sweep folders go through."""
+    """Put the dataclass schemas where the primary configs' defaults find them, and the resolvers
+    the run and sweep folders go through: `unique` (claimed once) and `short_name` (a name the
+    file system accepts)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     from cvrun.config import SCHEMAS
-    from cvrun.engine.rundir import claim_folder, forget_claims
+    from cvrun.io import claim_folder, forget_claims, short_name
 
     store = ConfigStore.instance()
     for command, schema in SCHEMAS.items():
         store.store(name=f"{command}_schema", node=schema)
     forget_claims()
     OmegaConf.register_new_resolver("unique", lambda path: str(claim_folder(path)), use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("short_name", short_name, replace=True)
 
 
 def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
@@ -33,7 +35,8 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
 
     A UserError inside the task prints one line and exits 2. Hydra rejecting
     the command line or config (before the task starts) also exits 2: both
-    are mistakes the user can fix. Anything else keeps Hydra's status.
+    are mistakes the user can fix. A StorageError (full disk, read-only
+    folder) prints one line and exits 1. Anything else keeps Hydra's status.
 
     In a sweep (-m) a failing job (user error, diverged loss, exception) is
     reported and recorded, and the next job runs; the sweep exits 1 at the
@@ -41,6 +44,7 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     """
     import hydra
 
+    from cvrun.io import StorageError
     from cvrun.paths import config_dir
 
     register_schemas()
@@ -53,10 +57,10 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
         in_sweep = _in_sweep()
         try:
             return task(cfg)
-        except UserError as err:
+        except (UserError, StorageError) as err:
             print(f"cvrun: error: {err}", file=sys.stderr)
             if not in_sweep:
-                raise SystemExit(2) from None
+                raise SystemExit(err.exit_code) from None
             failed_jobs.append(str(err))
         except SystemExit as exit_:
             if not in_sweep or exit_.code in (0, None, 130):
@@ -75,17 +79,11 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         return 2 if code == 1 and not started else code
-    failed = max(len(failed_jobs), _failed_in_sweep())
+    sweep = sys.modules.get("cvrun.report.sweep")  # the sweep callback, on any launcher, saw every job end
+    failed = max(len(failed_jobs), 0 if sweep is None else sweep.SweepSummary.failed_jobs)
     if failed:
         print(f"cvrun: {failed} sweep job(s) failed; their reasons are in the sweep's summary.csv", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _failed_in_sweep() -> int:
-    """Jobs of the sweep that just ended (on any launcher) that did not complete, as the summary callback saw them."""
-    sweep = sys.modules.get("cvrun.report.sweep")
-    return 0 if sweep is None else sweep.SweepSummary.failed_jobs
+    return 1 if failed or (sweep is not None and sweep.SweepSummary.unwritten) else 0
 
 
 def _in_sweep() -> bool:
@@ -103,9 +101,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def run_parsed(parser: OneLineParser, task: Callable[[argparse.Namespace], int]) -> int:
-    """Parse the command line and run `task`; a UserError prints one line and exits 2."""
+    """Parse the command line and run `task`; a UserError prints one line and exits 2, a StorageError 1."""
+    from cvrun.io import StorageError
+
     try:
         return task(parser.parse_args(sys.argv[1:]))
-    except UserError as err:
+    except (UserError, StorageError) as err:
         print(f"cvrun: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,26 @@ def load_run(run_dir: Path) -> tuple[Any, dict]:
     return cfg, load_checkpoint(best)
 
 
+def notes_on_the_run(run_dir: Path, state: dict, split: str, record: dict) -> list[str]:
+    """What a user should know about the numbers eval prints: a run still training, data that changed."""
+    from cvrun.data.splits import split_changes
+    from cvrun.io import lock_holder
+    from cvrun.report.table import read_json
+
+    notes = []
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        notes.append(f"{run_dir} is still training ({holder}): this scores its best checkpoint so far "
+                     f"(epoch {state.get('epoch')})")
+    recorded = read_json(run_dir / "summary.json").get("splits", {})
+    if split in recorded and split in record and recorded[split] != record[split]:
+        changes = split_changes({split: recorded[split]}, {split: record[split]})
+        notes.append(f"the {split} split differs from the one the run was scored on: {'; '.join(changes[:5])}")
+    return notes
+
+
 def evaluate_run(cfg: Any) -> dict:
-    from cvrun.config import EvalConfig, validate
+    from cvrun.config import EvalConfig, absolute_root, validate
     from cvrun.data.loaders import make_loader
     from cvrun.data.splits import build_splits
     from cvrun.engine.evaluate import Normalize, evaluate
@@ -45,7 +64,12 @@ def evaluate_run(cfg: Any) -> dict:
         raise UserError(f"split={cfg.split} is not a split; use split=test or split=val")
     run_dir = Path(cfg.run_dir)
     train_cfg, state = load_run(run_dir)
+    if cfg.dataset.root is not None:
+        train_cfg.dataset.root = cfg.dataset.root
+        absolute_root(train_cfg.dataset)
     data = build_splits(train_cfg.dataset)
+    for note in notes_on_the_run(run_dir, state, cfg.split, data.record):
+        print(f"cvrun: note: {note}", file=sys.stderr)
     if data.class_names != list(state["class_names"]):
         raise UserError(f"the data of {run_dir} now has classes {data.class_names}, but its checkpoint "
                         f"was trained on {state['class_names']}")

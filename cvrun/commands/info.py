@@ -10,15 +10,14 @@ from cvrun.commands import run_hydra
 def describe(cfg: Any) -> dict:
     from cvrun.config import InfoConfig, validate
     from cvrun.data.sources import count_classes
-    from cvrun.models import create_model
     from cvrun.models.analysis import count_macs, receptive_field
-    from cvrun.models.registry import count_parameters, resolve_small_input
+    from cvrun.models.registry import count_parameters, create_model_for, resolve_small_input
 
     cfg = validate(cfg, InfoConfig)
     size = cfg.dataset.image_size
     num_classes = count_classes(cfg.dataset)
     m = cfg.model
-    model = create_model(m.name, num_classes, size, m.small_input, m.dropout, m.drop_path)
+    model = create_model_for(m, num_classes, size)
     params, trainable = count_parameters(model)
     field = receptive_field(model)
     facts = {

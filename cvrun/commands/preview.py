@@ -64,7 +64,8 @@ def preview(cfg: Any) -> Path:
     from cvrun.augment.mixers import build_batch_mixer
     from cvrun.config import PreviewConfig, absolute_root, validate
     from cvrun.data.splits import build_splits
-    from cvrun.engine.rundir import RunFolder, atomic_write_bytes
+    from cvrun.engine.rundir import RunFolder
+    from cvrun.io import atomic_write_bytes
     from cvrun.report.grid import image_grid
 
     cfg = validate(cfg, PreviewConfig)

@@ -43,18 +43,33 @@ def load_original(run_dir: Path) -> tuple[Any, dict[str, Any]]:
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """The saved config with `key=value` overrides on top; `group=option` replaces that group's section
+    by the option's YAML, as `cvrun train group=option` would compose it."""
     from omegaconf import OmegaConf
 
     from cvrun.config import TrainConfig, validate
+    from cvrun.paths import config_dir
 
     for override in overrides:
+        key, _, option = override.partition("=")
         if "=" not in override or override.startswith("-"):
             raise UserError(f"'{override}' is not an override; write key=value, e.g. trainer.epochs=2")
-    return validate(OmegaConf.merge(config, OmegaConf.from_dotlist(overrides)), TrainConfig)
+        if key in ("experiment", "hparams_search"):
+            raise UserError(f"reproduce takes key=value and group=option overrides, not {key}=...: its presets "
+                            f"set several groups; start a new run with `cvrun train {key}={option}`")
+        group = config_dir() / key
+        if group.is_dir():
+            options = sorted(p.stem for p in group.glob("*.yaml"))
+            if option not in options:
+                raise UserError(f"unknown {key} '{option}'; valid {key} options: {', '.join(options)}")
+            config[key] = OmegaConf.load(group / f"{option}.yaml")
+        else:
+            config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
+    return validate(config, TrainConfig)
 
 
 def new_run_folder(cfg: Any) -> Path:
-    from cvrun.engine.rundir import claim_folder
+    from cvrun.io import claim_folder
 
     name = f"outputs/{time.strftime('%Y-%m-%d/%H-%M-%S')}_reproduce_{cfg.regime.name}_{cfg.model.name}"
     return claim_folder(name).absolute()
@@ -82,13 +97,18 @@ def agree(name: str, original: Any, new: Any, exact: bool) -> bool:
     return original == new
 
 
+def shown(value: Any) -> str:
+    """A figure as the table shows it: floats to 4 decimals at most (the comparison uses the full values)."""
+    return f"{value:.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
 def comparison(original: dict[str, Any], new: dict[str, Any], exact: bool) -> tuple[str, bool]:
-    lines = [f"{'metric':<16}{'original':>12}{'reproduced':>12}  agrees"]
+    lines = [f"{'metric':<17}{'original':>12}  {'reproduced':>12}  agrees"]
     all_agree = True
     for name in COMPARED:
         same = agree(name, original.get(name), new.get(name), exact)
         all_agree &= same
-        lines.append(f"{name:<16}{str(original.get(name)):>12}{str(new.get(name)):>12}  {'yes' if same else 'NO'}")
+        lines.append(f"{name:<17}{shown(original.get(name)):>12}  {shown(new.get(name)):>12}  {'yes' if same else 'NO'}")
     rule = ("exact (deterministic run on the CPU)" if exact else
             f"within {TOLERANCE['acc']} accuracy points and {TOLERANCE['loss']} loss "
             "(the original was not deterministic on the CPU, so digits may differ)")
@@ -97,8 +117,9 @@ def comparison(original: dict[str, Any], new: dict[str, Any], exact: bool) -> tu
 
 
 def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
-    from cvrun.commands.train import start_run
+    from cvrun.commands.train import held_folder, start_run
     from cvrun.engine.rundir import RunFolder
+    from cvrun.engine.runtime import signals_raise
 
     run_dir = run_dir.absolute()
     saved, original = load_original(run_dir)
@@ -107,7 +128,8 @@ def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
     log_to(run.path / "train.log")
     log.info("reproducing %s%s", run_dir, f" with {' '.join(overrides)}" if overrides else "")
     run.update_summary(reproduces=str(run_dir), reproduce_overrides=overrides)
-    new = start_run(cfg, run)
+    with signals_raise(), held_folder(run.path):
+        new = start_run(cfg, run)
     exact = bool(saved.trainer.deterministic) and original.get("device") == "cpu" and new.get("device") == "cpu"
     table, all_agree = comparison(original, new, exact)
     print(table)

@@ -10,42 +10,40 @@ over the completed ones. This command does not use Hydra: it only reads.
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 from cvrun.commands import OneLineParser, run_parsed
+from cvrun.config import flatten
 from cvrun.errors import UserError
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
-    return flat
 
 
 def find_runs(root: Path) -> list[Path]:
     return sorted({p.parent for p in root.rglob("summary.json")})
 
 
-def differing_settings(runs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Each run's resolved config (config.yaml, else its overrides), and the keys that differ between runs."""
+def run_settings(run: Path) -> tuple[dict[str, Any], str | None]:
+    """A run's resolved config (config.yaml, else its overrides) as flat strings, and what is wrong with it."""
     from omegaconf import OmegaConf
 
     from cvrun.report.table import read_overrides, split_override
 
-    settings = []
-    for run in runs:
-        config = run / "config.yaml"
+    config = run / "config.yaml"
+    try:
         if config.is_file():
-            settings.append({k: str(v) for k, v in flatten(OmegaConf.to_container(OmegaConf.load(config))).items()})
-        else:
-            settings.append(dict(split_override(o) for o in read_overrides(run)))
-    keys = list(dict.fromkeys(k for s in settings for k in s))
-    differing = [k for k in keys if len({s.get(k) for s in settings}) > 1]
-    return settings, differing
+            return {k: str(v) for k, v in flatten(OmegaConf.to_container(OmegaConf.load(config))).items()}, None
+        return dict(split_override(o) for o in read_overrides(run)), None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        return {}, f"{config.name if config.is_file() else 'overrides.yaml'} is unreadable " \
+                   f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+
+
+def differing_settings(settings: list[dict[str, Any]]) -> list[str]:
+    """The config keys whose values differ between runs (runs without settings left out)."""
+    known = [s for s in settings if s]
+    keys = list(dict.fromkeys(k for s in known for k in s))
+    return [k for k in keys if len({s.get(k) for s in known}) > 1]
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -93,10 +91,15 @@ def summarize(directory: Path, sort: str | None, output_format: str, seed_means:
     runs = find_runs(directory)
     if not runs:
         raise UserError(f"no runs under {directory} (a run folder holds a summary.json)")
-    settings, keys = differing_settings(runs)
+    settings, problems = zip(*(run_settings(run) for run in runs))
+    keys = differing_settings(list(settings))
     rows = []
-    for run, setting in zip(runs, settings):
+    for run, setting, problem in zip(runs, settings, problems):
         row = run_row(run, [])
+        if problem is not None:
+            row.update(status="unreadable", reason=problem)
+        if row["status"] == "unreadable":
+            print(f"cvrun: warning: {run}: {row['reason']}; its row is marked unreadable", file=sys.stderr)
         row.update({k: setting.get(k) for k in keys})
         row["run_dir"] = str(run.relative_to(directory)) if run != directory else "."
         rows.append(row)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cvrun.commands import run_hydra
-from cvrun.errors import UserError
+from cvrun.errors import ResumeRefused, UserError
+from cvrun.overrides import hydra_quote, override_args, with_overrides
 
 log = logging.getLogger("cvrun")
 
@@ -17,21 +19,54 @@ def train(cfg: Any) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from cvrun.engine import distributed
-    from cvrun.engine.rundir import RunFolder
+    from cvrun.engine.rundir import RunFolder, use_cvrun_log_format
+    from cvrun.engine.runtime import signals_raise
 
+    use_cvrun_log_format()
+    # A train.log that cannot be written (full disk) is reported by the write that fails next,
+    # in one line; logging's own report would be a traceback per line.
+    logging.raiseExceptions = False
     run_path = distributed.start(cfg, HydraConfig.get().runtime.output_dir)
     try:
-        return start_run(cfg, RunFolder(Path(run_path), writes=distributed.is_main())).get("best_val_acc1")
+        with signals_raise(), held_folder(Path(run_path), distributed.is_main()):
+            return start_run(cfg, RunFolder(Path(run_path), writes=distributed.is_main())).get("best_val_acc1")
     finally:
         distributed.finish()
 
 
+@contextmanager
+def held_folder(folder: Path, writes: bool = True) -> Iterator[None]:
+    """The OS lock on a run folder while this process trains there (none on torchrun ranks other than 0)."""
+    from cvrun.io import unlock_folder
+
+    if not writes:
+        yield
+        return
+    lock_run_folder(folder)
+    try:
+        yield
+    finally:
+        unlock_folder(folder)
+
+
+def lock_run_folder(folder: Path) -> None:
+    from cvrun.io import FolderBusy, lock_folder
+
+    try:
+        lock_folder(folder)
+    except FolderBusy as busy:
+        raise UserError(f"{folder} is in use: {busy} is training there; wait for it to end or stop it "
+                        "(a run folder takes one process at a time)") from None
+
+
 def start_run(cfg: Any, run: Any) -> dict:
-    """Validate, record the resolved config, seed, and hand the run to its regime; a failure is recorded."""
+    """Validate, record the resolved config, seed, and hand the run to its regime; every ending is recorded."""
     from omegaconf import OmegaConf
 
     from cvrun.config import TrainConfig, absolute_paths, validate
-    from cvrun.engine.runtime import seed_everything
+    from cvrun.engine.rundir import resume_hint
+    from cvrun.engine.runtime import Interrupted, seed_everything
+    from cvrun.io import StorageError
     from cvrun.regimes import run_regime
 
     # A resume that cannot start leaves the earlier run's record as it was.
@@ -44,41 +79,151 @@ def start_run(cfg: Any, run: Any) -> dict:
         log.info("run folder: %s", run.path)
         seed_everything(typed.trainer.seed, typed.trainer.deterministic)
         return run_regime(typed, run)
-    except UserError as err:
-        run.update_summary(status="failed", reason=str(err))
+    except ResumeRefused:
+        raise
+    except (UserError, StorageError) as err:
+        record_end(run, "failed", str(err))
+        raise
+    except Interrupted as err:
+        record_end(run, "interrupted", f"interrupted by {err} before training started; {resume_hint(run.path)}")
+        raise SystemExit(130) from None
+    except SystemExit as exit_:
+        if exit_.code == 130 and run.read_summary().get("status") != "interrupted":  # a stage of the run was
+            record_end(run, "interrupted", f"interrupted by a signal in one of its stages; {resume_hint(run.path)}")
         raise
     except Exception as err:
-        run.update_summary(status="failed", reason=f"{type(err).__name__}: {err}")
+        record_end(run, "failed", f"{type(err).__name__}: {err}")
         raise
+
+
+def record_end(run: Any, status: str, reason: str) -> None:
+    """Write the run's status and reason where the folder can still be written (never raises on a full disk,
+    and a second Ctrl-C during the write leaves the previous summary.json)."""
+    from cvrun.engine.runtime import Interrupted
+    from cvrun.io import StorageError
+
+    try:
+        run.update_summary(status=status, reason=reason)
+    except (StorageError, Interrupted):
+        pass
 
 
 # The settings a resumed run may change: they do not touch what it computes.
 RESUME_MAY_CHANGE = ("trainer.progress", "trainer.num_workers")
 NOT_RESUMABLE = {"knn": "it trains nothing; run it again",
                  "noisy_student": "resume the round folder that stopped, then start the later rounds anew"}
+# What makes a folder a run's (or a sweep's): Hydra's record, cvrun's files, or a training lock.
+RUN_MARKERS = (".hydra", "config.yaml", "summary.json", "metrics.csv", "checkpoints", "train.log", ".lock")
+SWEEP_MARKERS = ("multirun.yaml", "jobs.jsonl", "summary.csv")
 
 
-def resume_args(args: list[str]) -> list[str]:
-    """`cvrun train trainer.resume=RUN_DIR`: Hydra runs in RUN_DIR itself and leaves its .hydra record alone."""
-    from cvrun.cli import hydra_quote, override_args
+def override_value(override: str) -> str:
+    """The value of `key=value` as a string, with the quotes quote_paths may have added removed."""
+    value = override.split("=", 1)[1]
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+    return value
+
+
+def key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def prepare_args(args: list[str]) -> list[str]:
+    """What Hydra gets for `cvrun train`: a resume runs in its own folder, a new run never in another's."""
+    from cvrun.engine.distributed import hydra_args, is_main
+
+    resume = resume_args(args)
+    if resume is None and is_main():  # other torchrun ranks follow rank 0's folder
+        refuse_taken_folder(args)
+    # The log is train.log also when Hydra runs a saved config.yaml, which has no hydra section.
+    return hydra_args(with_overrides(resume or args, ["hydra.job.name=train"]))
+
+
+def refuse_taken_folder(args: list[str]) -> None:
+    """hydra.run.dir (or hydra.sweep.dir with -m) naming a folder that holds a run is a user error."""
+    sweep = "-m" in args or "--multirun" in args
+    key, markers = ("hydra.sweep.dir", SWEEP_MARKERS) if sweep else ("hydra.run.dir", RUN_MARKERS)
+    for arg in args:
+        if key_of(arg) != key or "=" not in arg:
+            continue
+        folder = Path(override_value(arg)).expanduser()
+        held = [name for name in markers if (folder / name).exists()]
+        if held:
+            what = "sweep" if sweep else "run"
+            advice = ("leave it out for a new timestamped folder or name a new one" if sweep else
+                      f"leave it out for a new timestamped folder, name a new one, carry that run on with "
+                      f"trainer.resume={folder}, or start a copy with `cvrun reproduce {folder}`")
+            raise UserError(f"{key}={folder} already holds a {what} ({held[0]}); a {what} folder is claimed "
+                            f"once, nothing in it is replaced: {advice}")
+
+
+def resume_args(args: list[str]) -> list[str] | None:
+    """`cvrun train ... trainer.resume=RUN_DIR`: Hydra runs in RUN_DIR itself and leaves its .hydra record alone.
+
+    None when the command resumes nothing. The run folder is locked here, before Hydra appends to its train.log.
+    """
+    from cvrun.engine.distributed import is_main
 
     overrides = override_args(args) or []
-    given = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "trainer.resume"]
+    given = [o for o in overrides if key_of(o) == "trainer.resume"]
     if not given:
-        return args
-    folder = Path(given[-1].split("=", 1)[1].strip("'\""))
+        return None
+    folder = Path(override_value(given[-1])).expanduser()
     if "-m" in args or "--multirun" in args:
         raise UserError("trainer.resume carries on one run; drop -m")
-    others = [o for o in overrides if o not in given and o.split("=", 1)[0] not in RESUME_MAY_CHANGE]
-    if others:
-        raise UserError(f"trainer.resume carries on with the run's own config.yaml; drop {' '.join(others)} "
-                        f"(only {', '.join(RESUME_MAY_CHANGE)} may change; `cvrun reproduce RUN_DIR KEY=VALUE` "
-                        "starts a changed copy)")
     if not folder.is_dir():
         raise UserError(f"trainer.resume={folder}: no such run folder")
     if not (folder / "config.yaml").is_file():
         raise UserError(f"trainer.resume={folder} is not a run folder (no config.yaml in it)")
-    return [*args, f"hydra.run.dir={hydra_quote(str(folder.resolve()))}", "hydra.output_subdir=null"]
+    changes = changed_settings(folder, [o for o in overrides if o not in given and key_of(o) not in RESUME_MAY_CHANGE])
+    if changes:
+        raise UserError(f"trainer.resume={folder} carries on the run as it was configured, but "
+                        f"{'; '.join(changes)}; drop these overrides (only {', '.join(RESUME_MAY_CHANGE)} may "
+                        "change), or start a changed copy with `cvrun reproduce RUN_DIR KEY=VALUE`")
+    if is_main():
+        lock_run_folder(folder)
+    return with_overrides(args, [f"hydra.run.dir={hydra_quote(str(folder.resolve()))}", "hydra.output_subdir=null"])
+
+
+def changed_settings(folder: Path, overrides: list[str]) -> list[str]:
+    """The settings `overrides` give a value other than the run's own, each as 'key is A in the run, B here'.
+
+    An override of the run's own command (its .hydra/overrides.yaml) changes nothing. Any other is composed
+    as `cvrun train` would compose it and compared on what it names: a key, a group's option (its
+    `<group>.name`), or for a preset (experiment=...) every key the preset sets.
+    """
+    from cvrun.report.table import read_overrides
+
+    recorded = set(read_overrides(folder))
+    new = [o for o in overrides if o not in recorded and not key_of(o).startswith("hydra")]
+    if not new:
+        return []
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from cvrun.commands import register_schemas
+    from cvrun.config import TrainConfig, absolute_paths, flatten, validate
+    from cvrun.paths import config_dir
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="train"):
+        composed = [validate(compose("train", overrides=o), TrainConfig) for o in ([], overrides)]
+    for typed in composed:
+        absolute_paths(typed)
+    default, given = (flatten(OmegaConf.to_container(c)) for c in composed)
+    saved = flatten(OmegaConf.to_container(validate(OmegaConf.load(folder / "config.yaml"), TrainConfig)))
+    compared = []
+    for override in new:
+        key = key_of(override)
+        if (config_dir() / key).is_dir() and f"{key}.name" in given:  # a group option: is it the run's?
+            compared.append(f"{key}.name")
+        elif key in given:
+            compared.append(key)
+        else:  # a preset: every key it sets
+            compared += [k for k in given if given[k] != default.get(k)]
+    return [f"{k} is {saved.get(k)} in the run, {given[k]} here"
+            for k in dict.fromkeys(compared) if given[k] != saved.get(k)]
 
 
 def resumed_config(cfg: Any, run: Any) -> Any:
@@ -95,12 +240,10 @@ def resumed_config(cfg: Any, run: Any) -> Any:
                         "there is nothing to carry on")
     if typed.regime.name in NOT_RESUMABLE:
         raise UserError(f"{where}: a {typed.regime.name} run cannot be resumed; {NOT_RESUMABLE[typed.regime.name]}")
-    if not (run.checkpoints / "last.pt").is_file():
-        raise UserError(f"{where}: there is no checkpoints/last.pt to carry on from; start a new run")
     run.remove_partial_writes()
     typed.trainer.resume = str(run.path)
     for override in given_overrides():
-        key = override.split("=", 1)[0].lstrip("+")
+        key = key_of(override)
         if key in RESUME_MAY_CHANGE:
             OmegaConf.update(typed, key, OmegaConf.select(cfg, key))
     return typed

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cvrun.data.samples import Samples, decode
-from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.io import atomic_write_bytes
 
 log = logging.getLogger("cvrun")
 

@@ -38,13 +38,20 @@ class Samples:
     """Labels plus either decoded images (N,H,W,3 uint8) or paths to decode lazily.
 
     `labels` is what training may see (HIDDEN for the unlabeled pool);
-    `true_labels` is kept for scoring only (HIDDEN where nobody knows it).
+    `true_labels` is kept for scoring only (HIDDEN where nobody knows it);
+    `ids` names each image stably (its path below the dataset root, or split/index), so that a
+    run can record exactly which images it used (splits.split_record).
     """
 
     labels: np.ndarray
     true_labels: np.ndarray
     images: np.ndarray | None = None
     paths: np.ndarray | None = None
+    ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ids is None:
+            self.ids = np.arange(len(self.labels)).astype(str).astype(object)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -60,6 +67,7 @@ class Samples:
             true_labels=self.true_labels[indices],
             images=None if self.images is None else self.images[indices],
             paths=None if self.paths is None else self.paths[indices],
+            ids=self.ids[indices],
         )
 
     def hide_labels(self) -> "Samples":
@@ -72,14 +80,19 @@ class Samples:
         return replace(self, images=images, paths=None)
 
     @staticmethod
-    def from_arrays(images: np.ndarray, labels: np.ndarray) -> "Samples":
+    def from_arrays(images: np.ndarray, labels: np.ndarray, split: str = "") -> "Samples":
+        """Decoded images; each is named `<split>/<index>`."""
         labels = np.asarray(labels, dtype=np.int64)
-        return Samples(labels=labels, true_labels=labels.copy(), images=to_rgb_batch(images))
+        ids = np.asarray([f"{split}/{i}" for i in range(len(labels))], dtype=object)
+        return Samples(labels=labels, true_labels=labels.copy(), images=to_rgb_batch(images), ids=ids)
 
     @staticmethod
-    def from_paths(paths: list[str], labels: np.ndarray) -> "Samples":
+    def from_paths(paths: list[str], labels: np.ndarray, root: Path | None = None) -> "Samples":
+        """Image files; each is named by its path below `root` (moving the tree renames nothing)."""
         labels = np.asarray(labels, dtype=np.int64)
-        return Samples(labels=labels, true_labels=labels.copy(), paths=np.asarray(paths, dtype=object))
+        ids = [str(Path(p).relative_to(root)) if root is not None else p for p in paths]
+        return Samples(labels=labels, true_labels=labels.copy(), paths=np.asarray(paths, dtype=object),
+                       ids=np.asarray(ids, dtype=object))
 
     @staticmethod
     def concat(first: "Samples", second: "Samples", size: int) -> "Samples":
@@ -96,6 +109,7 @@ class Samples:
             true_labels=np.concatenate([first.true_labels, second.true_labels]),
             images=images,
             paths=paths,
+            ids=np.concatenate([first.ids, second.ids]),
         )
 
 

@@ -3,13 +3,14 @@
 Order: keep `dataset.classes` -> stratified `dataset.subset` of the training
 images -> `dataset.labeled_per_class` labeled images per class (the rest form
 the unlabeled pool, labels hidden) -> `dataset.val_fraction` of the labeled
-images held out for validation. All draws are stratified and seeded by
-`dataset.split_seed`.
+images held out for validation (unless the data comes with a val/ folder).
+All draws are stratified and seeded by `dataset.split_seed`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,46 @@ class DataSplits:
     val: Samples | None
     test: Samples
     unlabeled: Samples | None
+    # What each split holds (split_record), taken when the splits are built: a regime that changes
+    # `train` (adding pseudo-labeled images) still records the data the run was given.
+    record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def split_record(samples: Samples, class_names: list[str]) -> dict[str, Any]:
+    """Image count, count per class (by true label; unlabeled where nobody knows it), and a fingerprint of
+    the ordered image names with their labels: another image, label or order gives another fingerprint."""
+    truth = samples.true_labels
+    per_class = dict(zip(class_names, np.bincount(truth[truth >= 0], minlength=len(class_names)).tolist()))
+    if (truth < 0).any():
+        per_class["(unlabeled)"] = int((truth < 0).sum())
+    digest = hashlib.sha256()
+    for name, label in zip(samples.ids, truth.tolist()):
+        digest.update(f"{name}\t{label}\n".encode())
+    return {"images": len(samples), "per_class": per_class, "fingerprint": digest.hexdigest()[:16]}
+
+
+def split_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two records of the splits, in words: 'train/cat has 30 more images'."""
+    changes = []
+    for split in dict.fromkeys([*recorded, *current]):
+        old, new = recorded.get(split), current.get(split)
+        if old == new:
+            continue
+        if old is None or new is None:
+            changes.append(f"there is {'a new' if old is None else 'no longer a'} {split} split")
+            continue
+        counts = []
+        for name in dict.fromkeys([*old["per_class"], *new["per_class"]]):
+            diff = new["per_class"].get(name, 0) - old["per_class"].get(name, 0)
+            if diff:
+                counts.append(f"{split}/{name} has {abs(diff)} {'more' if diff > 0 else 'fewer'} image"
+                              f"{'s' if abs(diff) > 1 else ''}")
+        changes += counts or [f"{split} has as many images per class but other images, labels or order"]
+    return changes
 
 
 def keep_classes(samples: Samples, class_names: list[str], keep: list[str]) -> Samples:
@@ -73,18 +110,22 @@ def build_splits(cfg: Any) -> DataSplits:
     source = load_source(cfg)
     if cfg.cache == "disk":
         folder = Path(cfg.cache_dir) if cfg.cache_dir else cache.default_cache_dir()
-        source = Source(source.class_names,
-                        cache.on_disk(source.train, cfg.image_size, folder, f"{cfg.name}-train"),
-                        cache.on_disk(source.test, cfg.image_size, folder, f"{cfg.name}-test"))
-    class_names, train, test = source.class_names, source.train, source.test
+        source = Source(source.class_names, *(
+            None if samples is None else cache.on_disk(samples, cfg.image_size, folder, f"{cfg.name}-{split}")
+            for split, samples in (("train", source.train), ("test", source.test), ("val", source.val))))
+    class_names, train, test, given_val = source.class_names, source.train, source.test, source.val
     rng = np.random.default_rng(cfg.split_seed)
     if cfg.classes:
-        unknown = [name for name in cfg.classes if name not in class_names]
-        if unknown:
-            raise UserError(f"dataset.classes: unknown class {', '.join(map(str, unknown))}; "
-                            f"classes of {cfg.name}: {', '.join(class_names)}")
         keep = [str(name) for name in cfg.classes]
+        unknown = [name for name in keep if name not in class_names]
+        if unknown:
+            raise UserError(f"dataset.classes: unknown class {', '.join(unknown)}; "
+                            f"classes of {cfg.name}: {', '.join(class_names)}")
+        twice = sorted({name for name in keep if keep.count(name) > 1})
+        if twice:
+            raise UserError(f"dataset.classes names {', '.join(twice)} more than once; list each class once")
         train, test = keep_classes(train, class_names, keep), keep_classes(test, class_names, keep)
+        given_val = None if given_val is None else keep_classes(given_val, class_names, keep)
         class_names = keep
     if cfg.subset is not None and cfg.subset < len(train):
         train = train.take(stratified_pick(train.labels, per_class_counts(train.labels, cfg.subset), rng))
@@ -93,8 +134,8 @@ def build_splits(cfg: Any) -> DataSplits:
         labeled = stratified_pick(train.labels, {c: cfg.labeled_per_class for c in np.unique(train.labels)}, rng)
         unlabeled = train.take(_complement(len(train), labeled)).hide_labels()
         train = train.take(labeled)
-    val = None
-    if cfg.val_fraction > 0:
+    val = given_val
+    if val is None and cfg.val_fraction > 0:
         held = stratified_pick(train.labels, per_class_counts(train.labels, round(cfg.val_fraction * len(train))), rng)
         val, train = train.take(held), train.take(_complement(len(train), held))
     if cfg.unlabeled_root:
@@ -104,9 +145,11 @@ def build_splits(cfg: Any) -> DataSplits:
         raise UserError(f"no training images left after the split settings of dataset {cfg.name}; "
                         "raise dataset.subset or dataset.labeled_per_class, or lower dataset.val_fraction")
     splits = [train, val, test, unlabeled]
+    record = {name: split_record(samples, class_names)
+              for name, samples in zip(("train", "val", "test", "unlabeled"), splits) if samples is not None}
     if cfg.cache == "ram" or (cfg.cache == "auto" and cache.fits_in_ram(splits, cfg.image_size)):
         train, val, test, unlabeled = (cache.in_ram(samples, cfg.image_size) for samples in splits)
-    return DataSplits(class_names, cfg.image_size, train, val, test, unlabeled)
+    return DataSplits(class_names, cfg.image_size, train, val, test, unlabeled, record)
 
 
 def unlabeled_folder(root: Path) -> Samples:
@@ -116,5 +159,4 @@ def unlabeled_folder(root: Path) -> Samples:
     paths = list_images(root)
     if not paths:
         raise UserError(f"dataset.unlabeled_root {root} holds no images")
-    unknown = np.full(len(paths), HIDDEN, dtype=np.int64)
-    return Samples(labels=unknown, true_labels=unknown.copy(), paths=np.asarray(paths, dtype=object))
+    return Samples.from_paths(paths, np.full(len(paths), HIDDEN), root)

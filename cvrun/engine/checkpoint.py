@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.io import atomic_write_bytes
 from cvrun.errors import UserError
 
 
@@ -25,7 +25,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        # The first sentence of torch's message says what is wrong; the rest is advice about torch.load.
+        reason = str(err).splitlines()[0].split(". ")[0].rstrip(".") if str(err) else type(err).__name__
         raise UserError(f"checkpoint {path} cannot be read ({reason}); it is truncated or not a "
                         "cvrun checkpoint") from None
     if not isinstance(state, dict) or "model" not in state:

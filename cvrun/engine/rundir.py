@@ -8,70 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import logging
-import os
 import platform
-import tempfile
+import shlex
 from pathlib import Path
 from typing import Any
 
+from cvrun.io import atomic_write_bytes, storage_fault
+
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5",
                   "epoch_seconds", "train_images_per_second"]
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# Folders claimed in this launch: Hydra reads its run and sweep dir more than once.
-_claimed: dict[str, Path] = {}
-
-
-def claim_folder(path: str) -> Path:
-    """A new folder for one run: `path`, or `path_2`, `path_3`, ... when another run already has it.
-
-    Hydra's timestamped names collide for runs launched in the same second. os.mkdir
-    either creates a folder or fails, so two processes never claim the same one.
-    """
-    if path not in _claimed:
-        base = Path(path)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for number in itertools.count(1):
-            candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
-            try:
-                candidate.mkdir()
-                break
-            except FileExistsError:
-                continue
-        _claimed[path] = candidate
-    return _claimed[path]
-
-
-def forget_claims() -> None:
-    """A new launch (one run or one sweep) claims new folders."""
-    _claimed.clear()
 
 
 def log_formatter() -> logging.Formatter:
@@ -79,14 +26,27 @@ def log_formatter() -> logging.Formatter:
     return logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S")
 
 
+def use_cvrun_log_format() -> None:
+    """Every handler of the root logger (Hydra's console and train.log) writes log_formatter()'s lines,
+    also when Hydra runs a config without cvrun's logging settings (the rerun of a saved config.yaml)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(log_formatter())
+
+
+def resume_hint(path: Path) -> str:
+    """How to carry a stopped run on, as an argument that can be pasted into a shell as it is."""
+    return f"carry on with {shlex.quote(f'trainer.resume={path}')}"
+
+
 def versions() -> dict[str, str]:
+    from importlib.metadata import version  # not `import torchvision`: its import costs 1.4 s
+
     import torch
-    import torchvision
 
     import cvrun
 
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "cvrun": cvrun.__version__}
+            "torchvision": version("torchvision"), "cvrun": cvrun.__version__}
 
 
 def round_metrics(values: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +64,10 @@ class RunFolder:
         self.checkpoints = self.path / "checkpoints"
         self.writes = writes
         if writes:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise storage_fault(self.path, err) from None
 
     def write_bytes(self, path: Path, data: bytes) -> None:
         if self.writes:
@@ -112,7 +75,7 @@ class RunFolder:
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> None:
         """checkpoints/<name>, written atomically (by rank 0 alone under torchrun)."""
-        from cvrun.engine.checkpoint import save_checkpoint  # it imports this module's atomic write
+        from cvrun.engine.checkpoint import save_checkpoint  # imports torch: only when a checkpoint is written
 
         if self.writes:
             save_checkpoint(self.checkpoints / name, state)

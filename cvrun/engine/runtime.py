@@ -1,10 +1,13 @@
-"""Device, precision and seeding."""
+"""Device, precision, seeding and signals."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import signal
+import threading
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -64,3 +67,31 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop) arrived; the message is the signal's name.
+
+    A BaseException, as KeyboardInterrupt is: code that catches Exception (a logging handler writing
+    train.log, a library's fallback) must not swallow it.
+    """
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM raise Interrupted, wherever the run is: decoding data,
+    training, writing a checkpoint, testing, plotting. Both handlers are set explicitly, as a
+    shell's background job starts with SIGINT ignored."""
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

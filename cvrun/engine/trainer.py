@@ -8,9 +8,9 @@ synchronisation per step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +26,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvrun.engine import distributed
+from cvrun.data.splits import split_changes
 from cvrun.engine.checkpoint import load_checkpoint
 from cvrun.engine.evaluate import Normalize, evaluate
 from cvrun.engine.optim import build_optimizer, build_scheduler
-from cvrun.engine.rundir import RunFolder, versions
-from cvrun.engine.runtime import autocast, autocast_dtype, select_device
+from cvrun.engine.rundir import RunFolder, resume_hint, versions
+from cvrun.engine.runtime import Interrupted, autocast, autocast_dtype, select_device
+from cvrun.errors import ResumeRefused, UserError
+from cvrun.io import StorageError
 from cvrun.models.registry import Classifier, count_parameters
 from cvrun.report.curves import plot_curves
 
@@ -38,12 +41,10 @@ log = logging.getLogger("cvrun")
 
 # Steps between checks of the training loss: one host-device sync per interval, not per step.
 CHECK_EVERY = 50
+# A dataset.std below this (on the 0-1 scale; real images have about 0.2-0.3) blows the inputs up.
+TINY_STD = 1e-3
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM arrived during training."""
 
 
 class Diverged(Exception):
@@ -75,6 +76,9 @@ class TrainingJob:
     # Modules trained beside the model (LwF's old output layer): checkpointed with it and restored with the best.
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     summary_extra: dict[str, Any] = field(default_factory=dict)
+    # What the run trains, validates and tests on (DataSplits.record): summary.json and last.pt keep it,
+    # and a resume refuses other data.
+    splits: dict[str, Any] = field(default_factory=dict)
 
 
 def hard_labels(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -115,8 +119,29 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+def check_same_splits(recorded: dict[str, Any] | None, current: dict[str, Any], run_path: Path) -> None:
+    """A resume must see the data the run trained on: the same images, labels and order in every split."""
+    changes = split_changes(recorded or {}, current) if recorded is not None else []
+    if changes:
+        more = f" (and {len(changes) - 5} more changes)" if len(changes) > 5 else ""
+        raise ResumeRefused(f"trainer.resume={run_path}: the data differ from what the run trained on: "
+                            f"{'; '.join(changes[:5])}{more}; put the data back as it was, or start a new run")
+
+
+def check_trainable(job: TrainingJob, batch_size: int) -> None:
+    """A run that would take no optimisation step, or steps batch norm cannot take, is refused before it starts."""
+    loader = job.train_loader
+    images = len(loader.dataset)
+    if len(loader) == 0:
+        raise UserError(f"the training set gives no optimisation step: {images} image(s) at trainer.batch_size="
+                        f"{batch_size} (a last batch of a single image is left out: batch norm cannot train on it); "
+                        "train on more images (dataset.subset, dataset.labeled_per_class)")
+    # Cached features feed the head alone, which holds no batch norm.
+    with_batch_norm = not job.model.takes_features and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in job.model.train().modules())
+    if loader.batch_size == 1 and with_batch_norm:
+        raise UserError(f"trainer.batch_size={batch_size} gives steps of a single image, on which batch norm "
+                        "cannot train; use trainer.batch_size=2 or more")
 
 
 class Trainer:
@@ -127,9 +152,18 @@ class Trainer:
         self.dtype = autocast_dtype(cfg.trainer.precision, self.device)
 
     def fit(self, job: TrainingJob) -> dict[str, Any]:
-        """Train, validate every epoch, checkpoint, test the best weights; return summary.json."""
+        """Train, validate every epoch, checkpoint, test the best weights; return summary.json.
+
+        Every ending is recorded in summary.json: completed, interrupted (SIGINT/SIGTERM, exit 130),
+        failed (a diverged loss, exit 1; a full or read-only disk, StorageError).
+        """
         tcfg = self.cfg.trainer
         started = time.time()
+        check_trainable(job, tcfg.batch_size)
+        last = self.run.checkpoints / "last.pt"
+        resumed = load_checkpoint(last) if tcfg.resume is not None and last.is_file() else None
+        if resumed is not None:
+            check_same_splits(resumed.get("splits"), job.splits, self.run.path)
         model = place_model(job.model, tcfg, self.device)
         train_model = self._distributed(model, job)
         # Modules trained beside the model (LwF's old output layer) count as the run's parameters too.
@@ -138,7 +172,7 @@ class Trainer:
         summary = self.run.update_summary(
             status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
             world_size=distributed.world_size(), device=str(self.device), versions=versions(),
-            class_names=job.class_names, **job.summary_extra)
+            class_names=job.class_names, splits=job.splits, **job.summary_extra)
         normalize = job.prepare or Normalize(job.mean, job.std, self.device, tcfg.channels_last)
         for module in job.extra_modules.values():
             module.to(self.device)
@@ -151,56 +185,59 @@ class Trainer:
         loss_fn = job.loss_fn or (lambda logits, targets: F.cross_entropy(
             logits, targets, label_smoothing=tcfg.label_smoothing))
         loop = _Loop(self, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job, started)
-        if tcfg.resume is not None:
-            loop.resume_from(self.run.checkpoints / "last.pt")
-        else:
-            # An interrupt in the first epoch leaves a last.pt to carry on from, like any other.
-            loop.save_last()
-
-        # Both handlers are set here, as a shell's background job starts with SIGINT ignored.
-        previous_handlers = {sig: signal.signal(sig, handler) for sig, handler in
-                             ((signal.SIGTERM, _raise_interrupted), (signal.SIGINT, signal.default_int_handler))}
         try:
+            if resumed is not None:
+                loop.resume_from(resumed)
+            else:
+                loop.save_last()  # an interrupt in the first epoch leaves a last.pt to carry on from
             loop.run_epochs()
-        except (KeyboardInterrupt, Interrupted) as err:
-            # A second Ctrl-C while the summary is written ends the process at once; every
-            # file write is atomic, so it leaves the previous good version behind.
-            signal_name = "SIGINT" if isinstance(err, KeyboardInterrupt) else str(err)
-            # Counted from the rows, not loop.epoch: a signal just after an epoch's row was written
-            # comes before the loop moves on to the next epoch.
-            reason = (f"interrupted by {signal_name} after epoch {loop.epoch_done} of {self.cfg.trainer.epochs}; "
-                      f"checkpoints/last.pt holds it: carry on with trainer.resume={self.run.path}")
-            try:
-                self._finish(summary, loop, "interrupted", reason)
-                log.warning(reason)
-            except KeyboardInterrupt:
-                pass
+            loop.stage = "testing"
+            test = loop.test_best()
+            summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
+                           test_loss=round(test["loss"], 4), test_samples=test["samples"])
+            loop.stage = "finishing"
+            self._finish(summary, loop, "completed", None)
+        except Interrupted as err:
+            reason = loop.interrupt_reason(str(err))
+            self._record_end(summary, loop, "interrupted", reason)
+            log.warning(reason)
             raise SystemExit(130) from None
         except Diverged as err:
-            self._finish(summary, loop, "failed", str(err))
+            self._record_end(summary, loop, "failed", str(err))
             log.error(str(err))
             raise SystemExit(1) from None
-        finally:
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
-
-        test = loop.test_best()
-        summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
-                       test_loss=round(test["loss"], 4), test_samples=test["samples"])
-        self._finish(summary, loop, "completed", None)
+        except StorageError as err:
+            if loop.epoch_done == tcfg.epochs:  # the weights exist: say where, and how to score them
+                tested = f"test top-1 {summary['test_acc1']}%, " if "test_acc1" in summary else ""
+                err = err.with_advice(f"training finished ({tested}best weights in {self.run.checkpoints / 'best.pt'}); "
+                                      f"once there is room, `cvrun eval {self.run.path}` gives the test score")
+            self._record_end(summary, loop, "failed", str(err))
+            raise err from None
         log.info("test: top-1 %.2f%%  top-5 %.2f%%  (%d images, best epoch %s)",
                  test["acc1"], test["acc5"], test["samples"], summary["best_epoch"])
         return summary
 
     def _finish(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None) -> None:
+        """curves.png, then summary.json with the ending: a run reads `completed` only once every file is written."""
         summary.update(status=status, reason=reason, epochs_run=len(loop.rows),
                        best_epoch=loop.best_epoch, best_val_acc1=loop.best_val_acc1,
                        final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
                        wall_seconds=round(loop.wall_seconds(), 2))
-        self.run.write_summary(summary)
         if loop.rows and self.run.writes:
             plot_curves(loop.rows, self.run.path / "curves.png")
+        self.run.write_summary(summary)
+
+    def _record_end(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str) -> None:
+        """_finish as far as the disk allows; never raises. A second Ctrl-C here ends the process at once:
+        every write is atomic, so it leaves the previous good version behind."""
+        try:
+            self._finish(summary, loop, status, reason)
+        except StorageError:  # curves.png could not be written: the status still can be
+            with contextlib.suppress(StorageError, Interrupted):
+                self.run.write_summary(summary)
+        except Interrupted:
+            pass
 
     def _distributed(self, model: Classifier, job: TrainingJob) -> nn.Module:
         """The module training steps call: under torchrun, model wrapped in DistributedDataParallel."""
@@ -228,6 +265,8 @@ class _Loop:
         self.loss_fn, self.normalize, self.job = loss_fn, normalize, job
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
+        # After the epochs: "testing" the best weights, then "finishing" (curves.png, summary.json).
+        self.stage = "training"
         self.best_epoch: int | None = None
         self.best_val_acc1: float | None = None
         self.best_val_loss: float | None = None
@@ -348,8 +387,15 @@ class _Loop:
             index = int((~finite).nonzero()[0]) if not finite.all() else 0
             raise Diverged(f"training loss became {stacked[index].item()} at step {first_step + index} "
                            f"(epoch {self.epoch + 1}); checkpoints/last.pt keeps epoch {self.epoch_done}; "
-                           "lower optim.lr or set trainer.grad_clip")
+                           f"{self.divergence_advice()}")
         return (stacked * torch.tensor(sizes, device=stacked.device, dtype=stacked.dtype)).sum()
+
+    def divergence_advice(self) -> str:
+        # Normalising by a standard deviation near 0 makes inputs of size 1/std: no learning rate copes.
+        if self.job.prepare is None and min(self.job.std) < TINY_STD:
+            return (f"dataset.std={list(self.job.std)} has a value near 0, which makes the normalised inputs huge; "
+                    "set dataset.mean and dataset.std to the data's own statistics")
+        return "lower optim.lr or set trainer.grad_clip"
 
     def best_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(),
@@ -373,16 +419,15 @@ class _Loop:
             **self.best_state(), "epoch": self.epoch_done, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1,
-            "best_val_loss": self.best_val_loss, "metrics": self.rows,
+            "best_val_loss": self.best_val_loss, "metrics": self.rows, "splits": self.job.splits,
             "wall_seconds": self.wall_seconds(), "rng": rng_states()})
 
     @property
     def epoch_done(self) -> int:
         return len(self.rows)
 
-    def resume_from(self, path: Path) -> None:
-        """Load last.pt's weights, optimiser, schedule, scaler, EMA, metrics and random states."""
-        state = load_checkpoint(path)
+    def resume_from(self, state: dict[str, Any]) -> None:
+        """Carry on from last.pt: weights, optimiser, schedule, scaler, EMA, metrics and random states."""
         self.load_weights(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -393,10 +438,20 @@ class _Loop:
         self.best_val_loss = state["best_val_loss"]
         self.earlier_seconds = state["wall_seconds"]
         restore_rng_states(state["rng"])
-        log.info("resumed from %s after epoch %d of %d", path, self.epoch, self.cfg.trainer.epochs)
+        log.info("resumed from %s after epoch %d of %d", self.run.checkpoints / "last.pt", self.epoch,
+                 self.cfg.trainer.epochs)
 
     def test_best(self) -> dict[str, float]:
         """Load best.pt into the evaluated weights and score them on the test split."""
         distributed.barrier()  # rank 0 has written it
         self.load_weights(load_checkpoint(self.run.checkpoints / "best.pt"))
         return evaluate(self.eval_model, self.job.test_loader, self.normalize, self.dtype)
+
+    def interrupt_reason(self, signal_name: str) -> str:
+        """Why the run stopped and how to carry it on, in one line."""
+        epochs = self.cfg.trainer.epochs
+        trained = f"(all {epochs} epochs trained)"
+        where, then = {"training": (f"after epoch {self.epoch_done} of {epochs}", ""),
+                       "testing": (f"during the final test evaluation {trained}", " (it runs the test alone)"),
+                       "finishing": (f"while writing the final files {trained}", " (it runs the test alone)")}[self.stage]
+        return f"interrupted by {signal_name} {where}; checkpoints/last.pt holds it: {resume_hint(self.run.path)}{then}"

@@ -8,11 +8,11 @@ written here.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
-from torchvision.ops import StochasticDepth, stochastic_depth
 
 from cvrun.models.registry import Classifier, register_model
 
@@ -50,7 +50,7 @@ class WideBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.shortcut = (None if in_channels == out_channels and stride == 1
                          else nn.Conv2d(in_channels, out_channels, 1, stride, bias=False))
-        self.drop_path = StochasticDepth(drop_path, "row")
+        self.drop_path = stochastic_depth_layer(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -89,8 +89,25 @@ def wrn28_10(num_classes: int, image_size: int, small_input: bool, dropout: floa
 
 
 # --- torchvision models ------------------------------------------------------
+# torchvision is imported where a builder needs it: its import costs about 1.4 s of every start-up
+# (torchvision.ops pulls in torch._dynamo), which LeNet-5 and the Wide ResNets do without.
 
-def _add_drop_path(net: torchvision.models.ResNet, drop_path: float) -> None:
+def stochastic_depth_layer(rate: float) -> nn.Module:
+    """torchvision's StochasticDepth ("row": whole samples dropped) where a rate is set, else a no-op."""
+    if rate == 0:
+        return nn.Identity()
+    from torchvision.ops import StochasticDepth
+
+    return StochasticDepth(rate, "row")
+
+
+def torchvision_model(name: str) -> Callable[..., nn.Module]:
+    import torchvision.models
+
+    return getattr(torchvision.models, name)
+
+
+def _add_drop_path(net: nn.Module, drop_path: float) -> None:
     """Stochastic depth on each residual branch, rising linearly with depth.
 
     torchvision's blocks add the shortcut inside forward(), so the drop is
@@ -98,6 +115,8 @@ def _add_drop_path(net: torchvision.models.ResNet, drop_path: float) -> None:
     hook: the module tree, and so the state_dict keys that ImageNet weights
     use, stay as torchvision made them.
     """
+    from torchvision.ops import stochastic_depth
+
     blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
     for index, block in enumerate(blocks):
         last_bn = block.bn3 if hasattr(block, "bn3") else block.bn2
@@ -120,12 +139,12 @@ def _resnet(builder, num_classes: int, small_input: bool, dropout: float, drop_p
 
 @register_model("resnet18", has_blocks=True)
 def resnet18(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
-    return _resnet(torchvision.models.resnet18, num_classes, small_input, dropout, drop_path)
+    return _resnet(torchvision_model("resnet18"), num_classes, small_input, dropout, drop_path)
 
 
 @register_model("resnet50", has_blocks=True)
 def resnet50(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
-    return _resnet(torchvision.models.resnet50, num_classes, small_input, dropout, drop_path)
+    return _resnet(torchvision_model("resnet50"), num_classes, small_input, dropout, drop_path)
 
 
 def _split_classifier(net: nn.Module) -> int:
@@ -147,11 +166,10 @@ def _vgg(builder, num_classes: int, small_input: bool, dropout: float) -> Classi
 
 
 def _register_vgg(name: str) -> None:
-    builder = getattr(torchvision.models, name)
 
     @register_model(name)
     def build(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
-        return _vgg(builder, num_classes, small_input, dropout)
+        return _vgg(torchvision_model(name), num_classes, small_input, dropout)
 
 
 for _name in ("vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn"):
@@ -160,7 +178,7 @@ for _name in ("vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn"):
 
 @register_model("alexnet")
 def alexnet(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
-    net = torchvision.models.alexnet(dropout=dropout)
+    net = torchvision_model("alexnet")(dropout=dropout)
     if small_input:
         # The 11x11 stride-4 stem would leave nothing of a 32 px image: a 3x3
         # stride-1 stem keeps the three max pools (32 -> 15 -> 7 -> 3), then a
@@ -177,7 +195,7 @@ def alexnet(num_classes: int, image_size: int, small_input: bool, dropout: float
 @register_model("mobilenet_v3_small")
 def mobilenet_v3_small(num_classes: int, image_size: int, small_input: bool, dropout: float,
                        drop_path: float) -> Classifier:
-    net = torchvision.models.mobilenet_v3_small(dropout=dropout)
+    net = torchvision_model("mobilenet_v3_small")(dropout=dropout)
     if small_input:  # stride 1 in the stem: 32 px ends at 2x2 instead of 1x1.
         net.features[0][0].stride = (1, 1)
     return Classifier(net, _split_classifier(net), num_classes)

@@ -22,10 +22,6 @@ from cvrun.models.registry import MODELS, Classifier, create_model
 log = logging.getLogger("cvrun")
 
 
-def is_head(key: str) -> bool:
-    return key.startswith("head.")
-
-
 @dataclass
 class SourceRun:
     """A trained model rebuilt from a run folder or checkpoint, with the config it was trained with."""
@@ -109,7 +105,13 @@ def transfer(model: Classifier, state: dict[str, torch.Tensor], source: str, str
     architecture must fit); ImageNet weights instead skip what a small-input stem changed.
     """
     own = model.state_dict()
-    # The head moves only as a whole: with another class count all of it starts anew.
+    head_names = {name for name, _ in model.head_modules()}
+
+    def is_head(key: str) -> bool:
+        return key.rsplit(".", 1)[0] in head_names
+
+    # The head (model.head_layers linear layers) moves only as a whole: with another class count all of it
+    # starts anew.
     head_fits = all(key in own and own[key].shape == tensor.shape for key, tensor in state.items() if is_head(key))
     loaded, skipped = [], []
     for key, tensor in state.items():

@@ -8,6 +8,7 @@ configs/model/.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -24,8 +25,9 @@ SMALL_INPUT_MAX = 32
 class Classifier(nn.Module):
     """backbone (images -> features) + dropout + head (features -> logits).
 
-    The head is one linear layer, or with `hidden` widths an MLP (LeNet-5's F6 + output):
-    what a transfer regime trains anew.
+    The head is one linear layer, or with `hidden` widths an MLP (LeNet-5's F6 + output).
+    What a transfer regime trains anew is `head_layers` of the model's last linear layers
+    (1: the output layer alone); the rest is the frozen or slower part.
     """
 
     def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float = 0.0,
@@ -39,14 +41,40 @@ class Classifier(nn.Module):
             layers += [nn.Linear(width_in, width_out), nn.ReLU(inplace=True)]
         last = nn.Linear(hidden[-1] if hidden else num_features, num_classes)
         self.head = nn.Sequential(*layers, last) if hidden else last
+        self.head_layers = 1
         self.backbone_frozen = False
-        # True while the inputs are features the backbone computed beforehand (cached feature
+        # True while the inputs are what the frozen part computed beforehand (cached feature
         # extraction): the state_dict stays the whole model's, so checkpoints load like any other.
         self.takes_features = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = images if self.takes_features else self.backbone(images)
-        return self.head(self.dropout(features))
+        if self.takes_features:
+            return self._head_part()[1](images)
+        return self.head(self.dropout(self.backbone(images)))
+
+    def linear_layers(self) -> list[tuple[str, nn.Linear]]:
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, nn.Linear)]
+
+    def head_modules(self) -> list[tuple[str, nn.Linear]]:
+        """The last `head_layers` linear layers, by name (the output layer last)."""
+        return self.linear_layers()[-self.head_layers:]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for _, module in self.head_modules() for p in module.parameters()]
+
+    def _head_part(self) -> tuple[nn.Module, nn.Module]:
+        """(the layers of `head` before the trained head, the trained head), when the trained head lies in `head`."""
+        layers = list(self.head) if isinstance(self.head, nn.Sequential) else [self.head]
+        first = self.head_modules()[0][1]
+        start = next((i for i, layer in enumerate(layers) if layer is first), None)
+        if start is None:
+            raise ValueError("the trained head starts inside the backbone")
+        return nn.Sequential(self.backbone, self.dropout, *layers[:start]), nn.Sequential(*layers[start:])
+
+    def frozen_part(self) -> nn.Module:
+        """Images -> the input of the trained head (cached feature extraction); ValueError when the head
+        starts inside the backbone (the hidden linear layers of VGG and AlexNet)."""
+        return self._head_part()[0]
 
     @property
     def output_layer(self) -> nn.Linear:
@@ -66,9 +94,11 @@ class Classifier(nn.Module):
         return self.head[:-1] if isinstance(self.head, nn.Sequential) else nn.Sequential()
 
     def freeze_backbone(self, frozen: bool = True) -> None:
-        """No gradients for the backbone and its batch-norm statistics held, or both released."""
+        """No gradients but for the trained head, and the backbone's batch-norm statistics held; or both released."""
         self.backbone_frozen = frozen
-        self.backbone.requires_grad_(not frozen)
+        head = {id(p) for p in self.head_parameters()}
+        for parameter in self.parameters():
+            parameter.requires_grad_(not frozen or id(parameter) in head)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "Classifier":
@@ -115,11 +145,64 @@ def create_model(name: str, num_classes: int, image_size: int, small_input: Any 
                    dropout=dropout, drop_path=drop_path)
 
 
-def build_model(cfg: Any, num_classes: int, image_size: int) -> Classifier:
-    """The model of a `model` config group entry, with the weights of `model.pretrained` when set."""
-    model = create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
+def build_model(cfg: Any, num_classes: int, image_size: int, head_layers: int = 1) -> Classifier:
+    """The model of a `model` config group entry, with the weights of `model.pretrained` when set.
+
+    head_layers: how many of the last linear layers form the head that a transfer regime trains anew.
+    """
+    model = create_model_for(cfg, num_classes, image_size)
+    linears = len(model.linear_layers())
+    if not 1 <= head_layers <= linears:
+        raise UserError(f"regime.head_layers={head_layers}, but {cfg.name} has {linears} linear layer(s): "
+                        f"use 1 (the output layer) to {linears}")
+    model.head_layers = head_layers
     if cfg.pretrained is not None:
         from cvrun.models.pretrained import load_pretrained
 
         load_pretrained(model, cfg.name, cfg.pretrained)
     return model
+
+
+def takes_input_size(cfg: Any, image_size: int) -> bool:
+    """Whether the model of a `model` config runs on image_size px images (a shape-only pass on the meta device)."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zero-sized layers of a too-small input warn before they fail
+            model = create_model(cfg.name, 10, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
+            model.eval()(torch.empty(2, 3, image_size, image_size))
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def smallest_input_size(cfg: Any, image_size: int) -> int:
+    """The smallest size above image_size that the model takes (doubling, then bisecting)."""
+    low, high = image_size, image_size * 2
+    while not takes_input_size(cfg, high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if takes_input_size(cfg, middle) else (middle, high)
+    return high
+
+
+def create_model_for(cfg: Any, num_classes: int, image_size: int) -> Classifier:
+    """create_model for a `model` config; an image size the model cannot take is a user error naming its smallest.
+
+    One forward pass of a zero image checks the size (no gradients, eval mode: nothing changes); the
+    meta-device search for the smallest size runs only when it fails, as it imports torch's compiler
+    stack (0.8 s).
+    """
+    try:
+        with warnings.catch_warnings():
+            # A too-small input gives zero-sized layers, which warn before the forward pass fails.
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            model = create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size))
+    except (RuntimeError, ValueError):
+        smallest = smallest_input_size(cfg, image_size)
+        raise UserError(f"model={cfg.name} cannot take {image_size} px images (dataset.image_size); its smallest "
+                        f"input is {smallest} px with model.small_input={cfg.small_input}: set "
+                        f"dataset.image_size={smallest} or larger") from None
+    return model.train()

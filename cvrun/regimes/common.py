@@ -21,11 +21,15 @@ from cvrun.models.registry import Classifier
 log = logging.getLogger("cvrun")
 
 
-def trainer_data_model(cfg: Any, run: Any) -> tuple[Trainer, DataSplits, Classifier]:
-    """The trainer, the data splits and the model (with model.pretrained's weights) of a run."""
+def trainer_data_model(cfg: Any, run: Any, head_layers: int | None = None) -> tuple[Trainer, DataSplits, Classifier]:
+    """The trainer, the data splits and the model (with model.pretrained's weights) of a run.
+
+    head_layers: the model's last linear layers that form its head (default regime.head_layers).
+    """
     trainer = Trainer(cfg, run)
     data = build_splits(cfg.dataset)
-    return trainer, data, build_model(cfg.model, data.num_classes, data.image_size)
+    layers = cfg.regime.head_layers if head_layers is None else head_layers
+    return trainer, data, build_model(cfg.model, data.num_classes, data.image_size, layers)
 
 
 def eval_batch_size(cfg: Any) -> int:
@@ -60,7 +64,7 @@ def standard_job(cfg: Any, data: DataSplits, model: Classifier, device: torch.de
                        class_names=data.class_names, image_size=data.image_size,
                        mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
                        batch_mixer=build_batch_mixer(cfg.aug, len(data.class_names)),
-                       summary_extra=split_sizes(data))
+                       summary_extra=split_sizes(data), splits=data.record)
 
 
 def split_sizes(data: DataSplits) -> dict[str, int]:
@@ -79,9 +83,11 @@ def require_pretrained(cfg: Any, runs_only: bool = False) -> str:
 
 
 def backbone_and_head_groups(model: Classifier, cfg: Any) -> list[dict]:
-    """Two optimiser groups: the backbone at optim.lr x regime.backbone_lr_mult, the head at optim.lr."""
-    return [{"params": list(model.backbone.parameters()), "lr": cfg.optim.lr * cfg.regime.backbone_lr_mult},
-            {"params": list(model.head.parameters()), "lr": cfg.optim.lr}]
+    """Two optimiser groups: the head (model.head_layers) at optim.lr, the rest at optim.lr x regime.backbone_lr_mult."""
+    head = model.head_parameters()
+    head_ids = {id(p) for p in head}
+    rest = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": rest, "lr": cfg.optim.lr * cfg.regime.backbone_lr_mult}, {"params": head, "lr": cfg.optim.lr}]
 
 
 def head_first(model: Classifier, freeze_epochs: int,

@@ -1,4 +1,5 @@
-"""`regime=feature_extract`: a pretrained backbone frozen, a new head trained on its features."""
+"""`regime=feature_extract`: a pretrained model frozen but for a new head (regime.head_layers of its last
+linear layers; 1: the output layer alone), trained on the frozen part's features."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cvrun.data.splits import DataSplits
 from cvrun.engine.evaluate import Normalize, ToDevice, predict
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.trainer import Trainer, TrainingJob
+from cvrun.errors import UserError
 from cvrun.models.registry import Classifier
 from cvrun.regimes import register_regime
 from cvrun.regimes.common import (eval_batch_size, log, plain_loader, require_pretrained, split_sizes, standard_job,
@@ -31,11 +33,16 @@ def cached_feature_job(cfg: Any, data: DataSplits, model: Classifier, trainer: T
         log.warning("regime.cache_features=true: aug=%s is not applied, the features are computed once "
                     "from un-augmented images", cfg.aug.name)
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
-    backbone = model.backbone.to(trainer.device)
+    try:
+        frozen = model.frozen_part().to(trainer.device)
+    except ValueError:
+        raise UserError(f"regime.cache_features=true needs the head to lie after the backbone, but "
+                        f"regime.head_layers={cfg.regime.head_layers} of {cfg.model.name} reaches into it; "
+                        "use a smaller regime.head_layers or regime.cache_features=false") from None
     batch = {"train": cfg.trainer.batch_size, "eval": eval_batch_size(cfg)}
 
     def cached(samples, train: bool):
-        features, labels = predict(backbone, plain_loader(cfg, samples, data.image_size, trainer.device),
+        features, labels = predict(frozen, plain_loader(cfg, samples, data.image_size, trainer.device),
                                    normalize, trainer.dtype)
         return make_feature_loader(features, labels, batch["train" if train else "eval"], train=train,
                                    seed=cfg.trainer.seed)
@@ -43,9 +50,9 @@ def cached_feature_job(cfg: Any, data: DataSplits, model: Classifier, trainer: T
     train_loader = cached(data.train, True)
     val_loader = cached(data.val, False) if data.val is not None and len(data.val) else None
     test_loader = cached(data.test, False)
-    log.info("cached %d-wide backbone features of %d training images", model.num_features, len(data.train))
+    log.info("cached %d-wide features of %d training images", train_loader.dataset.features.shape[1], len(data.train))
     model.takes_features = True
     return TrainingJob(model=model, train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
                        class_names=data.class_names, image_size=data.image_size,
                        mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
-                       prepare=ToDevice(trainer.device), summary_extra=split_sizes(data))
+                       prepare=ToDevice(trainer.device), summary_extra=split_sizes(data), splits=data.record)

@@ -44,7 +44,7 @@ def knn(cfg: Any, run: RunFolder) -> dict:
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), device)
     run.update_summary(status="running", reason=None, seed=cfg.trainer.seed, params=params, trainable_params=0,
                        world_size=1, device=str(device), versions=versions(), class_names=data.class_names,
-                       **split_sizes(data))
+                       splits=data.record, **split_sizes(data))
 
     def embedded(samples):
         features, labels = predict(embed, plain_loader(cfg, samples, data.image_size, device), normalize, dtype)

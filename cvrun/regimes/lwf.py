@@ -34,8 +34,7 @@ from cvrun.regimes.common import (head_first, log, plain_loader, refuse_mixing, 
 def lwf(cfg: Any, run: RunFolder) -> dict:
     source = load_source_run(require_pretrained(cfg, runs_only=True))
     refuse_mixing(cfg)
-    trainer, data, model = trainer_data_model(cfg, run)
-    model.hidden_layers.load_state_dict(source.model.hidden_layers.state_dict())
+    trainer, data, model = trainer_data_model(cfg, run, head_layers=1)  # F6 comes from the source
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
     old_model = source.model.to(trainer.device)
     recorded, labels = predict(old_model, plain_loader(cfg, data.train, data.image_size, trainer.device),

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.io import atomic_write_bytes
 
 
 def pyplot() -> Any:

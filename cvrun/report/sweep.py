@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.experimental.callback import Callback
 
-from cvrun.engine.rundir import atomic_write_bytes
+from cvrun.io import StorageError, atomic_write_bytes, storage_fault
 from cvrun.report.figures import pyplot, save_png
 from cvrun.report.table import result_columns, run_row, split_override, to_csv
 
@@ -27,11 +29,14 @@ JOBS_FILE = "jobs.jsonl"
 def append_job(sweep_dir: Path, record: dict[str, Any]) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record) + "\n").encode()
-    fd = os.open(sweep_dir / JOBS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
-        os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent jobs' lines whole
-    finally:
-        os.close(fd)
+        fd = os.open(sweep_dir / JOBS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent jobs' lines whole
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise storage_fault(sweep_dir / JOBS_FILE, err) from None
 
 
 def swept_keys(sweep_dir: Path, first_job: Path | None) -> list[str]:
@@ -123,10 +128,12 @@ class SweepSummary(Callback):
 
     `failed_jobs` counts the last sweep's jobs that did not complete, read in the
     main process: with submitit or joblib the jobs run elsewhere, so this is how
-    `cvrun train -m` learns that one failed.
+    `cvrun train -m` learns that one failed. `unwritten` is set when a sweep file
+    could not be written (a full disk): one line says which, and the sweep exits 1.
     """
 
     failed_jobs = 0
+    unwritten = False
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -137,23 +144,36 @@ class SweepSummary(Callback):
             return
         # A job's own summary.json, when it wrote one, has the last word on its status.
         failed = job_return.status.name == "FAILED"
-        append_job(Path(hydra_cfg.sweep.dir), {
-            "num": hydra_cfg.job.num, "overrides": list(job_return.overrides or []),
-            "run_dir": str(Path(hydra_cfg.runtime.output_dir).absolute()),
-            "status": "failed" if failed else "completed"})
-        write_summary_csv(Path(hydra_cfg.sweep.dir))
+        with reported_write_errors():
+            append_job(Path(hydra_cfg.sweep.dir), {
+                "num": hydra_cfg.job.num, "overrides": list(job_return.overrides or []),
+                "run_dir": str(Path(hydra_cfg.runtime.output_dir).absolute()),
+                "status": "failed" if failed else "completed"})
+            write_summary_csv(Path(hydra_cfg.sweep.dir))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows, keys = sweep_rows(sweep_dir)
         if not rows:
             return
-        write_summary_csv(sweep_dir)
         SweepSummary.failed_jobs = sum(row["status"] != "completed" for row in rows)
-        plot_sweep(rows, keys, sweep_dir / "summary.png")
-        best = pick_best(rows, keys)
-        if best is not None:
-            atomic_write_bytes(sweep_dir / "best.json", (json.dumps(best, indent=2) + "\n").encode())
-            chosen = " ".join(f"{k}={v}" for k, v in best["overrides"].items())
-            print(f"best of {len(rows)} jobs by validation accuracy: {chosen} "
-                  f"(val {best['best_val_acc1']}%, test {best['test_acc1']}%); see {sweep_dir / 'best.json'}")
+        with reported_write_errors():
+            write_summary_csv(sweep_dir)
+            plot_sweep(rows, keys, sweep_dir / "summary.png")
+            best = pick_best(rows, keys)
+            if best is not None:
+                atomic_write_bytes(sweep_dir / "best.json", (json.dumps(best, indent=2) + "\n").encode())
+                chosen = " ".join(f"{k}={v}" for k, v in best["overrides"].items())
+                print(f"best of {len(rows)} jobs by validation accuracy: {chosen} "
+                      f"(val {best['best_val_acc1']}%, test {best['test_acc1']}%); see {sweep_dir / 'best.json'}")
+
+
+@contextmanager
+def reported_write_errors() -> Iterator[None]:
+    """A sweep file that cannot be written is one line on stderr (Hydra would print a warning with a
+    traceback's worth of text), and the sweep's exit status says so."""
+    try:
+        yield
+    except StorageError as err:
+        print(f"cvrun: error: {err}", file=sys.stderr)
+        SweepSummary.unwritten = True

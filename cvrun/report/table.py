@@ -20,10 +20,18 @@ def result_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    return read_json_checked(path)[0]
+
+
+def read_json_checked(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The JSON object in `path` ({} when absent), and what is wrong with the file when it cannot be read."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as err:
+        return {}, f"{path.name} is unreadable ({str(err).splitlines()[0]})"
+    return (value, None) if isinstance(value, dict) else ({}, f"{path.name} holds no JSON object")
 
 
 def read_overrides(run_dir: Path) -> list[str]:
@@ -41,9 +49,11 @@ def split_override(override: str) -> tuple[str, str]:
 
 def run_row(run_dir: Path, overrides: list[str], status: str | None = None) -> dict[str, Any]:
     """One run's row: its overrides as columns, then its results from summary.json."""
-    summary = read_json(run_dir / "summary.json")
+    summary, problem = read_json_checked(run_dir / "summary.json")
     row: dict[str, Any] = dict(split_override(o) for o in overrides)
     row.update({column: summary.get(column) for column in RESULT_COLUMNS + REGIME_COLUMNS})
+    if problem is not None:
+        row.update(status="unreadable", reason=problem)
     if row["status"] is None:
         row["status"] = status or "unknown"
     row["run_dir"] = str(run_dir)

@@ -8,7 +8,7 @@ import numpy as np
 
 from cvrun.commands.preview import describe_ops, pick_images
 from cvrun.report.grid import GAP, LABEL_WIDTH
-from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli
+from tests.conftest import SHARED_CIFAR10, full_disk_for, needs_cifar10, run_cli
 
 
 def preview_png(result, cwd: Path) -> np.ndarray:
@@ -63,3 +63,13 @@ def test_pick_images_covers_every_class_first():
 def test_captions_name_the_drawn_ops():
     assert describe_ops([("rotate", -9.0), ("equalize", 0.0)], "randaug") == "rotate -9\nequalize"
     assert describe_ops([], "flip") == "flip"
+
+
+def test_a_full_disk_ends_preview_with_one_line(tmp_path, monkeypatch, capsys):
+    from cvrun.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    full_disk_for(monkeypatch, "preview.png")
+    assert main(["preview", "dataset=shapes", "images=2", "draws=1"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cvrun: error: cannot write ") and "preview.png: No space" in lines[0]

@@ -1,6 +1,7 @@
 """`cvrun reproduce RUN_DIR [--check]`, and Hydra's own route to the same config."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -74,3 +75,24 @@ def test_hydra_route_reruns_the_saved_config(original):
     assert result.returncode == 0, result.stderr
     rerun = json.loads((cwd / "outputs/x/hydra_route/summary.json").read_text())
     assert rerun["test_loss"] == json.loads((run / "summary.json").read_text())["test_loss"]
+    lines = (cwd / "outputs/x/hydra_route/train.log").read_text().splitlines()
+    assert lines and all(re.match(r"\[\d\d:\d\d:\d\d\]\[(INFO|WARNING)\] ", line) for line in lines), lines[:3]
+
+
+def test_a_group_option_replaces_the_saved_group(original, monkeypatch, tmp_path):
+    from cvrun.commands.reproduce import apply_overrides, load_original
+
+    saved, _ = load_original(original[1])
+    cfg = apply_overrides(saved, ["model=vgg11", "aug=randaug", "optim.lr=0.1"])
+    assert (cfg.model.name, cfg.model.dropout, cfg.aug.name, cfg.aug.n, cfg.optim.lr) == ("vgg11", 0.5, "randaug", 2, 0.1)
+    assert cfg.dataset.train_size == 300  # the groups not named stay the run's
+
+
+def test_the_side_by_side_table_rounds_every_figure():
+    from cvrun.commands.reproduce import comparison
+
+    table, agree = comparison({"final_val_acc1": 41.66666666666667, "test_loss": 1.234567891},
+                              {"final_val_acc1": 41.66666666666667, "test_loss": 1.234567891}, exact=True)
+    assert agree and "41.6667" in table and "1.2346" in table and "41.666666" not in table
+    widths = {len(line) for line in table.splitlines()[1:-1]}
+    assert len(widths) == 1  # columns line up

@@ -1,7 +1,9 @@
 """Ctrl-C / SIGTERM leave a resumable run; trainer.resume carries it on to the metrics of an uninterrupted run."""
 
 import json
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -9,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import lock_held_elsewhere, run_cli
 
 RUN = ["dataset=shapes", "dataset.train_size=1500", "dataset.test_size=200", "model=lenet5", "trainer.epochs=5",
        "trainer.batch_size=32", "trainer.deterministic=true", "trainer.seed=7", "trainer.progress=false"]
@@ -98,3 +100,93 @@ def test_a_second_ctrl_c_exits_at_once_and_corrupts_nothing(tmp_path):
     assert "Traceback" not in process.stderr.read()
     json.loads((run_dir / "summary.json").read_text())
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] in (0, 1)
+
+
+QUICK = ["dataset=imagefolder", "dataset.image_size=16", "model=lenet5", "trainer.epochs=1", "trainer.progress=false",
+         "trainer.deterministic=true"]
+
+
+def stopped_run(tmp_path, tree):
+    """A run on an image-folder tree, marked as stopped before it completed, as Ctrl-C leaves one."""
+    from cvrun.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", *QUICK, f"dataset.root={tree}", f"hydra.run.dir={run}"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    return run
+
+
+def test_resume_takes_the_runs_own_command_and_names_what_would_change(tmp_path, image_tree, monkeypatch, capsys):
+    from cvrun.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    run = stopped_run(tmp_path, image_tree)
+    assert main(["train", *QUICK, "dataset.root=tree", "trainer.epochs=3", f"trainer.resume={run}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "but trainer.epochs is 1 in the run, 3 here; drop these overrides" in error
+    assert "dataset.root" not in error  # the same folder, typed relative to where the command runs
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert main(["train", *QUICK, "dataset.root=tree", "trainer.num_workers=0", f"trainer.resume={run}"]) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_resume_refuses_data_that_changed_and_leaves_the_run_as_it_was(tmp_path, image_tree, monkeypatch, capsys):
+    from cvrun.cli import main
+
+    run = stopped_run(tmp_path, image_tree)
+    recorded = json.loads((run / "summary.json").read_text())["splits"]
+    assert recorded["train"]["per_class"] == {"cat": 9, "dog": 9, "frog": 9} and recorded["test"]["images"] == 9
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["splits"] == recorded
+    metrics = (run / "metrics.csv").read_text()
+    for i in range(30):
+        shutil.copy(image_tree / "train" / "cat" / "0000.png", image_tree / "train" / "cat" / f"extra{i}.png")
+    assert main(["train", f"trainer.resume={run}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the data differ from what the run trained on: train/cat has 27 more images; val/cat has 3 more" in error
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert (run / "metrics.csv").read_text() == metrics
+    assert main(["eval", str(run)]) == 0  # eval scores it, saying nothing: the test split is the same
+    assert "differs" not in capsys.readouterr().err
+    shutil.copy(image_tree / "test" / "dog" / "0000.png", image_tree / "test" / "dog" / "extra.png")
+    assert main(["eval", str(run)]) == 0
+    assert "note: the test split differs from the one the run was scored on: test/dog has 1 more image" in \
+        capsys.readouterr().err
+
+
+def test_a_run_being_trained_is_locked_against_a_second_resume(tmp_path, image_tree, capsys):
+    from cvrun.cli import main
+
+    run = stopped_run(tmp_path, image_tree)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    with lock_held_elsewhere(run) as holder:
+        assert main(["train", f"trainer.resume={run}"]) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{run} is in use: pid {holder.pid} on {socket.gethostname()} is training there" in error
+        assert main(["eval", str(run)]) == 0
+        assert f"note: {run} is still training (pid {holder.pid} on" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == before
+
+
+def test_a_folder_that_holds_a_run_is_never_written_again(tmp_path, image_tree, capsys):
+    from cvrun.cli import main
+
+    run = stopped_run(tmp_path, image_tree)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+    assert main(["train", *QUICK, f"dataset.root={image_tree}", f"hydra.run.dir={run}"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_ctrl_c_at_the_start_is_a_recorded_interruption_without_a_traceback(tmp_path):
+    """SIGINT as soon as the run has its folder: during start-up, data or the first epoch."""
+    run_dir = tmp_path / "early"
+    process = subprocess.Popen([sys.executable, "-m", "cvrun", "train", *RUN, f"hydra.run.dir={run_dir}"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not (run_dir / "train.log").exists() or "run folder:" not in (run_dir / "train.log").read_text():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "Traceback" not in process.stderr.read()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and f"trainer.resume={run_dir}" in summary["reason"]

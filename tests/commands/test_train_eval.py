@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,27 @@ def test_lenet_learns_real_cifar10(tmp_path):
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["test_samples"] == 10000
     assert summary["test_acc1"] > 25, summary  # chance is 10
+
+
+def test_eval_follows_data_that_moved_when_told_where(tmp_path, monkeypatch, capsys):
+    from cvrun.cli import main
+    from tests.conftest import write_image_tree
+
+    monkeypatch.chdir(tmp_path)
+    tree = write_image_tree(tmp_path / "tree", {"cat": 6, "dog": 6})
+    run = tmp_path / "run"
+    assert main(["train", "dataset=imagefolder", f"dataset.root={tree}", "dataset.image_size=16", "model=lenet5",
+                 "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={run}"]) == 0
+    tree.rename(tmp_path / "moved")
+    assert main(["eval", str(run)]) == 2
+    assert "set dataset.root" in capsys.readouterr().err
+    assert main(["eval", str(run), f"dataset.root={tmp_path / 'moved'}"]) == 0
+    assert "test: top-1" in capsys.readouterr().out
+
+
+def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "cvrun", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before cvrun writes, as `cvrun --help | head -0` leaves it
+    assert process.wait(timeout=60) == 1
+    assert process.stderr.read() == ""

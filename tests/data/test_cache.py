@@ -6,8 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
+from cvrun.data.cache import on_disk
+from cvrun.data.sources import load_source
 from cvrun.data.splits import build_splits
-from tests.conftest import make_cfg, write_image_tree
+from cvrun.io import StorageError
+from tests.conftest import full_disk_for, make_cfg, write_image_tree
 
 
 def splits(root, cache, cache_dir=None, **dataset):
@@ -48,3 +51,10 @@ def test_disk_cache_is_reused_and_rebuilt_when_a_file_changes(tree, tmp_path):
     splits(tree, "disk", cache_dir)
     assert len(list(cache_dir.glob("imagefolder-train-*.npy"))) == 2  # a new key for the new content
 
+
+
+def test_a_full_disk_under_the_cache_folder_is_one_error_naming_the_file(tree, tmp_path, monkeypatch):
+    full_disk_for(monkeypatch, "cache-train")
+    source = load_source(make_cfg(dataset={"name": "imagefolder", "root": str(tree)}).dataset)
+    with pytest.raises(StorageError, match=rf"cannot write {tmp_path}/cache-train-16px-\w+\.npy: No space left"):
+        on_disk(source.train, 16, tmp_path, "cache-train")

@@ -2,6 +2,7 @@
 
 import gzip
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,38 @@ def test_unreadable_image_tree_is_a_user_error(image_tree, monkeypatch):
     cfg = make_cfg(dataset={"name": "imagefolder", "root": str(image_tree)}).dataset
     with pytest.raises(UserError, match=r"cannot be read \(Permission denied: .*train\); give this user read"):
         load_source(cfg)
+
+
+def layout_cfg(root: Path, **dataset):
+    return make_cfg(dataset={"name": "imagefolder", "root": str(root), **dataset}).dataset
+
+
+def test_a_tree_with_train_and_val_uses_val_as_the_held_out_split(tmp_path, caplog):
+    """ImageNet's layout, and PyTorch's transfer-learning tutorial's hymenoptera_data."""
+    tree = write_image_tree(tmp_path / "hymenoptera", {"ants": 4, "bees": 5}, test_per_class=2)
+    (tree / "test").rename(tree / "val")
+    with caplog.at_level("INFO", logger="cvrun"):
+        source = load_source(layout_cfg(tree))
+    assert source.class_names == ["ants", "bees"] and len(source.train) == 9 and len(source.test) == 4
+    assert source.val is None and "has no test/: val/ is the held-out test split" in caplog.text
+
+
+def test_a_tree_with_train_val_and_test_validates_on_val(tmp_path):
+    from cvrun.data.splits import build_splits
+
+    tree = write_image_tree(tmp_path / "tree", {"cat": 6, "dog": 6}, test_per_class=3)
+    shutil.copytree(tree / "test", tree / "val")
+    (tree / "val" / "cat" / "0000.png").unlink()
+    data = build_splits(layout_cfg(tree, val_fraction=0.5))
+    assert len(data.train) == 12 and len(data.val) == 5 and len(data.test) == 6  # val/ instead of val_fraction
+    assert list(data.val.ids[:2]) == ["val/cat/0001.png", "val/cat/0002.png"]
+
+
+def test_split_folders_can_be_named(tmp_path):
+    tree = write_image_tree(tmp_path / "tree", {"cat": 3, "dog": 3})
+    (tree / "train").rename(tree / "training")
+    (tree / "test").rename(tree / "holdout")
+    source = load_source(layout_cfg(tree, train_dir="training", test_dir="holdout"))
+    assert len(source.train) == 6 and len(source.test) == 6
+    with pytest.raises(UserError, match="dataset.test_dir=nope: .*/nope is not a folder"):
+        load_source(layout_cfg(tree, train_dir="training", test_dir="nope"))

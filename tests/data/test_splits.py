@@ -1,5 +1,7 @@
 """classes, subset, labeled_per_class, val_fraction, unlabeled_root: stratified and seeded."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,22 @@ def test_val_split_from_an_image_tree(image_tree):
 def test_per_class_counts_sum_to_the_total():
     counts = per_class_counts(np.array([0] * 50 + [1] * 30 + [2] * 20), 11)
     assert sum(counts.values()) == 11 and counts == {0: 6, 1: 3, 2: 2}
+
+
+def test_a_record_names_each_splits_images_and_what_changed():
+    from cvrun.data.samples import Samples
+    from cvrun.data.splits import split_changes, split_record
+
+    samples = Samples.from_paths([f"/d/train/{c}/{i}.png" for c in "ab" for i in range(3)], np.repeat([0, 1], 3),
+                                 Path("/d"))
+    record = {"train": split_record(samples, ["a", "b"])}
+    assert record["train"]["images"] == 6 and record["train"]["per_class"] == {"a": 3, "b": 3}
+    same_elsewhere = Samples.from_paths([f"/e/train/{c}/{i}.png" for c in "ab" for i in range(3)],
+                                        np.repeat([0, 1], 3), Path("/e"))
+    assert split_record(same_elsewhere, ["a", "b"]) == record["train"]  # moving the tree changes nothing
+    relabelled = split_record(samples.take(np.arange(5)), ["a", "b"])
+    assert split_changes(record, {"train": relabelled}) == ["train/b has 1 fewer image"]
+    swapped = samples.take(np.array([1, 0, 2, 3, 4, 5]))
+    assert split_changes(record, {"train": split_record(swapped, ["a", "b"])}) == [
+        "train has as many images per class but other images, labels or order"]
+    assert split_changes(record, {**record, "val": relabelled}) == ["there is a new val split"]

@@ -6,7 +6,7 @@ import sys
 import time
 
 from cvrun.engine.checkpoint import load_checkpoint
-from cvrun.engine.rundir import claim_folder, forget_claims
+from cvrun.io import claim_folder, forget_claims
 
 
 def test_claim_folder_never_hands_out_a_taken_folder(tmp_path):

@@ -97,6 +97,16 @@ def test_diverging_loss_fails_the_run(tmp_path):
     # Epoch 1 finished with a finite loss: its checkpoint is the last good one and stays.
     assert summary["epochs_run"] == 1
     assert torch.load(tmp_path / "diverge" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    assert summary["reason"].endswith("lower optim.lr or set trainer.grad_clip")
+
+
+def test_a_loss_diverging_from_a_tiny_std_names_the_input_statistics(tmp_path):
+    from tests.conftest import train_run
+
+    with pytest.raises(SystemExit):
+        train_run(tmp_path / "run", dataset={"train_size": 70, "std": [1e-8, 1e-8, 1e-8]}, trainer={"epochs": 2})
+    reason = json.loads((tmp_path / "run" / "summary.json").read_text())["reason"]
+    assert "dataset.std=[1e-08, 1e-08, 1e-08] has a value near 0" in reason and "optim.lr" not in reason
 
 
 def test_best_epoch_is_higher_top1_and_on_a_tie_lower_loss():

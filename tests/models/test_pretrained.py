@@ -59,7 +59,8 @@ def test_models_without_imagenet_weights_say_which_have_them():
         build_model(model_cfg(name="lenet5", pretrained="imagenet"), 10, 32)
 
 
-def test_a_run_folder_and_its_checkpoint_fill_the_backbone(source_run, caplog):
+def test_a_run_folder_and_its_checkpoint_fill_all_but_the_output_layer(source_run, caplog):
+    """The head is the output layer alone (regime.head_layers=1): LeNet-5's F6 comes from the source too."""
     source = load_source_run(str(source_run))
     assert source.class_names == ["circle", "ring", "square"] and source.cfg.model.name == "lenet5"
     for reference in (source_run, source_run / "checkpoints" / "best.pt"):
@@ -67,9 +68,20 @@ def test_a_run_folder_and_its_checkpoint_fill_the_backbone(source_run, caplog):
             model = build_model(model_cfg(name="lenet5", pretrained=str(reference)), num_classes=2, image_size=32)
         for key, tensor in source.model.backbone.state_dict().items():
             assert torch.equal(model.backbone.state_dict()[key], tensor), key
+        assert torch.equal(model.head[0].weight, source.model.head[0].weight)
         assert model.head[-1].out_features == 2
-        assert ("loaded 6 tensors; skipped 4 (head.0.weight, head.0.bias, head.2.weight, head.2.bias)"
-                in caplog.text), caplog.text
+        assert "loaded 8 tensors; skipped 2 (head.2.weight, head.2.bias)" in caplog.text, caplog.text
+
+
+def test_head_layers_2_makes_lenet5s_f6_part_of_the_new_head(source_run, caplog):
+    source = load_source_run(str(source_run))
+    with caplog.at_level(logging.INFO, logger="cvrun"):
+        model = build_model(model_cfg(name="lenet5", pretrained=str(source_run)), 2, 32, head_layers=2)
+    assert "loaded 6 tensors; skipped 4 (head.0.weight, head.0.bias, head.2.weight, head.2.bias)" in caplog.text
+    assert not torch.equal(model.head[0].weight, source.model.head[0].weight)
+    assert [name for name, _ in model.head_modules()] == ["head.0", "head.2"]
+    with pytest.raises(UserError, match=r"regime.head_layers=4, but lenet5 has 3 linear layer\(s\): use 1"):
+        build_model(model_cfg(name="lenet5"), 2, 32, head_layers=4)
     same_classes = build_model(model_cfg(name="lenet5", pretrained=str(source_run)), num_classes=3, image_size=32)
     assert torch.equal(same_classes.head[0].weight, source.model.head[0].weight)  # same classes: the head moves too
     assert torch.equal(same_classes.head[2].weight, source.model.head[2].weight)

@@ -11,16 +11,20 @@ from tests.conftest import train_run
 TARGET = {"classes": ["triangle", "cross"]}
 
 
-@pytest.mark.parametrize("cache", [False, True])
-def test_only_the_head_trains_and_the_backbone_stays_the_source(source_run, tmp_path, cache):
+@pytest.mark.parametrize("cache, head_layers", [(False, 1), (True, 1), (False, 2)])
+def test_only_the_head_trains_and_the_rest_stays_the_source(source_run, tmp_path, cache, head_layers):
+    """head_layers=1: the output layer alone is new (the lecture's feature extraction); 2: LeNet-5's F6 too."""
     summary = train_run(tmp_path / "run", dataset=TARGET, model={"pretrained": str(source_run)},
-                        regime={"name": "feature_extract", "cache_features": cache}, optim={"lr": 0.05},
-                        trainer={"epochs": 4})
+                        regime={"name": "feature_extract", "cache_features": cache, "head_layers": head_layers},
+                        optim={"lr": 0.05}, trainer={"epochs": 4})
     assert summary["status"] == "completed" and summary["test_acc1"] >= 75, summary  # chance 50
-    assert summary["trainable_params"] == (120 * 84 + 84) + (84 * 2 + 2)  # lenet5's head alone: F6 + output
+    output, f6 = 84 * 2 + 2, 120 * 84 + 84
+    assert summary["trainable_params"] == (output if head_layers == 1 else f6 + output)
     trained = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
-    for key, tensor in load_source_run(str(source_run)).model.backbone.state_dict().items():
+    source = load_source_run(str(source_run)).model
+    for key, tensor in source.backbone.state_dict().items():
         assert torch.equal(trained[f"backbone.{key}"], tensor), key
+    assert torch.equal(trained["head.0.weight"], source.head[0].weight) == (head_layers == 1)
 
 
 def test_cached_features_train_the_same_head_as_the_images(source_run, tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,71 @@ def test_optuna_search_reports_trials_like_any_sweep(tmp_path):
     assert header[:3] == ["job", "aug.n", "aug.m"] and header[3] == "status"
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
     assert set(json.loads((tmp_path / "sweep" / "best.json").read_text())["overrides"]) == {"aug.n", "aug.m"}
+
+
+def test_a_sweep_job_folder_works_wherever_a_path_goes(failing_sweep, tmp_path, monkeypatch, capsys):
+    """Job folders hold '=' and ',' (0_dataset=shapes,optim.lr=0.01): every command takes them as typed."""
+    from cvrun.cli import main
+
+    _, root = failing_sweep
+    job = single(root.glob("0_*"))
+    assert "=" in job.name and "," in job.name
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(job)]) == 0
+    assert main(["reproduce", str(job), "trainer.epochs=1"]) == 0
+    common = ["dataset=shapes", "dataset.train_size=200", "dataset.test_size=50", "model=lenet5", "trainer.epochs=1",
+              "trainer.progress=false"]
+    assert main(["train", *common, "regime=finetune", f"model.pretrained={job}"]) == 0
+    assert main(["train", *common, "regime=distill", f"regime.teacher={job}"]) == 0
+    stopped = tmp_path / "copy" / job.name
+    shutil.copytree(job, stopped)
+    summary = json.loads((stopped / "summary.json").read_text())
+    (stopped / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    assert main(["train", f"trainer.resume={stopped}"]) == 0
+    assert json.loads((stopped / "summary.json").read_text())["status"] == "completed"
+    assert "Lexer" not in capsys.readouterr().err
+
+
+def test_long_sweep_job_names_are_shortened_to_what_the_file_system_takes(tmp_path, monkeypatch):
+    from cvrun.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    keys = ["dataset.split_seed=3", "optim.momentum=0.8", "optim.weight_decay=0.0001", "trainer.label_smoothing=0.1",
+            "trainer.seed=5", "trainer.num_workers=0", "sched.min_lr=0.0", "dataset.classes=[circle,ring,square]"]
+    assert main(["train", "-m", "dataset=shapes", "dataset.train_size=60", "dataset.test_size=20", "model=lenet5",
+                 "trainer.epochs=1", "trainer.progress=false", "aug=none", *keys, "optim.lr=0.01,0.02"]) == 0
+    jobs = sorted(p for p in sweep_root(tmp_path).iterdir() if p.is_dir())
+    assert len(jobs) == 2 and all(len(job.name.encode()) <= 200 for job in jobs), jobs
+    assert jobs[0].name.startswith("0_aug=none,dataset.classes=") and "~" in jobs[0].name
+
+
+def test_summarize_marks_runs_it_cannot_read_and_shows_the_rest(tmp_path, capsys):
+    write_run(tmp_path / "good", "model:\n  name: lenet5\n", status="completed", test_acc1=40.0)
+    write_run(tmp_path / "bad_config", "model: [lenet5\n", status="completed", test_acc1=41.0)
+    write_run(tmp_path / "bad_summary", "model:\n  name: vgg11\n")
+    (tmp_path / "bad_summary" / "summary.json").write_text("{\"status\": ")
+    from cvrun.cli import main
+
+    assert main(["summarize", str(tmp_path), "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    rows = {r["run_dir"]: r for r in csv.DictReader(out.splitlines())}
+    assert rows["good"]["status"] == "completed" and rows["good"]["model.name"] == "lenet5"
+    assert rows["bad_config"]["status"] == "unreadable" and "config.yaml is unreadable" in rows["bad_config"]["reason"]
+    assert rows["bad_summary"]["status"] == "unreadable" and "summary.json is unreadable" in rows["bad_summary"]["reason"]
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("cvrun: warning: ") and "marked unreadable" in w for w in warnings)
+
+
+def test_a_sweep_summary_that_cannot_be_written_is_one_line_each_and_exit_1(tmp_path, monkeypatch, capsys):
+    from cvrun.cli import main
+    from tests.conftest import full_disk_for
+
+    monkeypatch.chdir(tmp_path)
+    full_disk_for(monkeypatch, "summary.csv")
+    assert main(["train", "-m", "dataset=shapes", "dataset.train_size=60", "dataset.test_size=20", "model=lenet5",
+                 "trainer.epochs=1", "trainer.progress=false"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert errors and all(line.startswith("cvrun: error: cannot write ") and "summary.csv: No space" in line
+                          for line in errors), errors
+    root = sweep_root(tmp_path)
+    assert (root / "summary.png").is_file() is False and (root / "jobs.jsonl").is_file()

@@ -1,0 +1,182 @@
+"""Files that must never be half-written, folders claimed once, and locks on run folders.
+
+Every layer that writes (data's disk cache, engine's run folder, report's tables
+and plots) goes through this module, so a kill at any moment leaves the previous
+good version of a file, and a full or read-only disk is one clear error naming
+the file, not a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+# Faults of the storage rather than of cvrun: a full disk, a quota, a read-only or forbidden folder.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
+
+
+class StorageError(Exception):
+    """A file could not be written because of the disk or its permissions: one line, exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path, cause: OSError, advice: str = ""):
+        self.path, self.cause = Path(path), cause
+        name = errno.errorcode.get(cause.errno, str(cause.errno))
+        super().__init__(f"cannot write {path}: {cause.strerror or cause} ({name})" + (f"; {advice}" if advice else ""))
+
+    def with_advice(self, advice: str) -> "StorageError":
+        return StorageError(self.path, self.cause, advice)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def storage_fault(path: Path, err: OSError) -> Exception:
+    """The exception to raise for `err` while writing `path`: StorageError for disk faults, else `err` itself."""
+    return StorageError(path, err) if err.errno in STORAGE_ERRNOS else err
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename it into place (never half-written)."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise storage_fault(path, err) from None
+        raise
+
+
+# Folders claimed in this launch: Hydra reads its run and sweep dir more than once.
+_claimed: dict[str, Path] = {}
+
+
+def claim_folder(path: str) -> Path:
+    """A new folder for one run: `path`, or `path_2`, `path_3`, ... when another run already has it.
+
+    Hydra's timestamped names collide for runs launched in the same second. os.mkdir
+    either creates a folder or fails, so two processes never claim the same one.
+    """
+    if path not in _claimed:
+        base = Path(path)
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            for number in itertools.count(1):
+                candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
+                try:
+                    candidate.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+        except OSError as err:
+            raise storage_fault(base, err) from None
+        _claimed[path] = candidate
+    return _claimed[path]
+
+
+# File systems allow 255 bytes in a name; sweep job folders keep a margin below it.
+NAME_BYTES = 200
+
+
+def short_name(name: str) -> str:
+    """`name` as a folder name the file system accepts: cut to NAME_BYTES, with a hash of the whole name
+    after the cut so that two long names stay two folders."""
+    raw = name.encode()
+    if len(raw) <= NAME_BYTES:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:8]
+    return raw[:NAME_BYTES - 10].decode(errors="ignore") + f"~{digest}"
+
+
+def forget_claims() -> None:
+    """A new launch (one run or one sweep) claims new folders."""
+    _claimed.clear()
+
+
+LOCK_FILE = ".lock"
+
+
+class FolderBusy(Exception):
+    """Another live process holds the lock on a run folder."""
+
+
+# Folders this process has locked: folder -> (descriptor, how many holders in this process).
+# POSIX record locks belong to the process (a forked DataLoader worker does not inherit them,
+# so it cannot keep a dead run locked) and end when it dies (kill -9 leaves no stale lock).
+# They also end when the process closes any descriptor of the file, so it is opened once.
+_locks: dict[Path, list[int]] = {}
+
+
+def lock_folder(folder: Path) -> None:
+    """Hold an OS lock on `folder` for this process; FolderBusy names the process that holds it."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if folder in _locks:
+        _locks[folder][1] += 1
+        return
+    path = folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as err:
+        raise storage_fault(path, err) from None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FolderBusy(holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    _locks[folder] = [fd, 1]
+
+
+def unlock_folder(folder: Path) -> None:
+    folder = Path(folder).resolve()
+    held = _locks.get(folder)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        os.close(held[0])
+        del _locks[folder]
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds `folder`'s lock ("pid 123 on host"), or None when no other live process does."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    path = folder / LOCK_FILE
+    if folder in _locks or not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except OSError:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)  # ends the shared lock this test may have taken

@@ -1,0 +1,196 @@
+"""Command-line overrides before Hydra sees them: quoting paths, reading them, one-line mistakes.
+
+Hydra would reject a bad override too, but with a multi-line report or a lexer
+error naming no argument; here a user gets one line naming the argument and
+the form that would be right. Imports neither torch nor Hydra at module level.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from cvrun.errors import UserError
+
+# Keys whose values are paths. Sweep job folders hold '=' and ',' (0_aug=none,model=lenet5), which
+# Hydra's grammar reads as syntax, so these values reach Hydra quoted.
+PATH_KEYS = {"dataset.root", "dataset.unlabeled_root", "dataset.cache_dir", "model.pretrained", "regime.teacher",
+             "trainer.resume", "hydra.run.dir", "hydra.sweep.dir", "run_dir"}
+# What Hydra reads unquoted in a path without taking it for syntax.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./~+\-]*")
+
+# Hydra flags that take a value in the next argument.
+FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+                    "--cfg", "-c", "--package", "-p", "--experimental-rerun", "--info", "-i"}
+CONFIG_TREE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"}
+
+
+def hydra_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def is_positional(arg: str) -> bool:
+    """A path given on its own (`cvrun eval RUN_DIR`), which may itself hold '=' (a sweep job folder)."""
+    if arg.startswith("-"):
+        return False
+    key = arg.split("=", 1)[0]
+    return "=" not in arg or "/" in key or Path(arg).exists()
+
+
+def split_positional(args: list[str], positional: str | None) -> list[str]:
+    """Turn `cvrun eval RUN_DIR x=1` into Hydra's `run_dir='RUN_DIR' x=1`."""
+    if positional is None:
+        return args
+    for i, arg in enumerate(args):
+        if is_positional(arg):
+            return args[:i] + [f"{positional}={hydra_quote(arg)}"] + args[i + 1:]
+    return args
+
+
+def quote_paths(args: list[str]) -> list[str]:
+    """Quote the values of path keys that Hydra would otherwise read as syntax.
+
+    A comma in a value that is no existing path stays a sweep list (`-m dataset.root=a,b`).
+    """
+    quoted = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        plain = not value or value[0] in "'\"" or _PLAIN_PATH.fullmatch(value)
+        sweep = "," in value and "=" not in value and not Path(value).expanduser().exists()
+        if sep and key.lstrip("+~") in PATH_KEYS and not plain and not sweep:
+            arg = f"{key}={hydra_quote(value)}"
+        quoted.append(arg)
+    return quoted
+
+
+def override_args(args: list[str]) -> list[str] | None:
+    """The override arguments, or None when a Hydra flag swaps the config tree."""
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in CONFIG_TREE_FLAGS:
+            return None
+        elif arg in FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    return overrides
+
+
+def with_overrides(args: list[str], extra: list[str]) -> list[str]:
+    """`args` with `extra` overrides next to the given ones: Hydra's argparse takes the overrides as one run of
+    positional arguments, so a flag such as `--cfg job` may not stand between two of them."""
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg in FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return [*args[:i], *extra, *args[i:]]
+    return [*args, *extra]
+
+
+def group_names() -> list[str]:
+    from cvrun.paths import config_dir
+
+    return sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
+
+
+def suggest_key(key: str, keys: list[str]) -> str | None:
+    """The config key or group a misspelt or shortened `key` most likely means."""
+    candidates = [*keys, *group_names()]
+    by_last_part = [k for k in candidates if k.rsplit(".", 1)[-1] == key]
+    if len(by_last_part) == 1:  # `epochs` -> trainer.epochs
+        return by_last_part[0]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+def explain(arg: str, next_arg: str | None, keys: list[str], reason: str) -> str:
+    """One line on why Hydra cannot read `arg`, and the form that would be right."""
+    if "=" not in arg and not arg.startswith("~"):
+        key, colon, value = arg.partition(":")
+        if not colon and next_arg is not None and "=" not in next_arg:
+            value = next_arg
+        right = suggest_key(key, keys) or key
+        return f"'{arg}' is not an override; write key=value, e.g. {right}={value or 'VALUE'}"
+    key, _, value = arg.partition("=")
+    if not value.isascii():
+        return (f"'{arg}': outside quotes Hydra reads only ASCII characters; quote the value, "
+                f"e.g. \"{key}='{value}'\"")
+    if value.count("[") != value.count("]") or value.count("{") != value.count("}"):
+        return f"'{arg}': a bracket is not closed; write a list as {key}=[a,b]"
+    if value.startswith(",") or value.endswith(",") or ",," in value:
+        return f"'{arg}': a comma list has an empty item; write {key}=a,b (with -m, one job per value)"
+    return (f"cannot read the override '{arg}' ({reason}); write key=value, and quote a value with "
+            f"special characters: {key}='...'")
+
+
+def parse(overrides: list[str], keys: list[str]) -> list[Any]:
+    """Hydra's parse of the overrides; a UserError naming the first one it cannot read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for i, arg in enumerate(overrides):
+        try:
+            parsed += parser.parse_overrides([arg])
+        except HydraException as err:
+            reason = next((line for line in str(err).splitlines() if line.strip()), "").strip()
+            reason = reason.removeprefix(f"Error parsing override '{arg}'").strip() or reason
+            next_arg = overrides[i + 1] if i + 1 < len(overrides) else None
+            raise UserError(explain(arg, next_arg, keys, reason)) from None
+    return parsed
+
+
+def preflight(command: str, args: list[str]) -> None:
+    """Check group options, key names and values before Hydra composes anything."""
+    from cvrun.config import SCHEMAS, schema_keys
+    from cvrun.paths import config_dir
+
+    overrides = override_args(args)
+    if not overrides or command not in SCHEMAS:  # commands without Hydra parse their own arguments
+        return
+    keys = list(schema_keys(SCHEMAS[command]))
+    root = config_dir()
+    for override in parse(overrides, keys):
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete() or override.is_add():
+            continue
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.get_value_element_as_str()])
+        group_dir = root / key
+        if group_dir.is_dir():
+            options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+            for value in values:
+                if value not in options:
+                    raise UserError(f"unknown {key} '{value}'; valid {key} options: {', '.join(options)}")
+        elif key not in keys and not any(k.startswith(key + ".") for k in keys):
+            close = suggest_key(key, keys)
+            hint = f"did you mean '{close}'?" if close else f"see `cvrun {command} --cfg job` for all keys"
+            raise UserError(f"unknown config key '{key}'; {hint}")
+        else:
+            for value in values:
+                check_value(SCHEMAS[command], key, value)
+
+
+def check_value(schema: type, key: str, value: str) -> None:
+    """Type and range of one `key=value` against the schema, as validate() would judge it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cvrun.config import check_values
+
+    if value == "":
+        raise UserError(f"'{key}=' has no value; write {key}=VALUE")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist([f"{key}={value}"]))
+    except OmegaConfBaseException as err:
+        reason = str(getattr(err, "msg", err)).splitlines()[0]
+        raise UserError(f"{key}={value}: {reason}") from None
+    check_values(merged)
