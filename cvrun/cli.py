@@ -72,11 +72,13 @@ def run_command(args: list[str]) -> int:
     _, positional, module_name = COMMANDS[command]
     rest = quote_paths(split_positional(rest, positional))
     module = importlib.import_module(module_name)
+    from cvrun.io import StorageError
+
     try:
         if "--help" not in rest and "-h" not in rest:
             preflight(command, rest)
             rest = getattr(module, "prepare_args", list)(rest)
-    except UserError as err:
-        return fail(str(err))
+    except (UserError, StorageError) as err:
+        return fail(str(err), err.exit_code)
     sys.argv = [f"cvrun {command}"] + rest
     return module.run_app()

@@ -257,6 +257,23 @@ def validate(cfg: Any, schema: type) -> Any:
     return typed
 
 
+def load_run_config(path: Any, schema: type | None = None) -> Any:
+    """A run's saved config (config.yaml, or a checkpoint's), validated; a file that cannot be read or
+    holds a bad value is a UserError naming the file."""
+    from omegaconf import OmegaConf
+
+    try:
+        raw = OmegaConf.load(path) if not isinstance(path, dict) else OmegaConf.create(path)
+    except Exception as err:  # noqa: BLE001 - a YAML or file error: the same user-facing mistake
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{path} cannot be read ({reason}); it is not a valid cvrun config.yaml") from None
+    try:
+        return validate(raw, schema or TrainConfig)
+    except UserError as err:
+        where = "the checkpoint's config" if isinstance(path, dict) else str(path)
+        raise UserError(f"{where}: {err}") from None
+
+
 def absolute_root(dataset: Any) -> None:
     """Make dataset.root absolute, so the config saved with a run finds the data from any folder."""
     from pathlib import Path
@@ -302,6 +319,10 @@ def check_values(cfg: Any) -> None:
         _require(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
         _require(cfg.optim.weight_decay >= 0,
                  f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
+        _require(t.grad_clip is None or t.grad_clip > 0,
+                 f"trainer.grad_clip (the largest gradient norm) must be > 0 or null, got {t.grad_clip}")
+        _require(all(0 < m <= 1 for m in cfg.sched.milestones),
+                 f"sched.milestones are shares of the training (0.5: halfway) in (0, 1], got {list(cfg.sched.milestones)}")
         _require(t.num_workers is None or t.num_workers >= 0,
                  f"trainer.num_workers must be >= 0 (or null: chosen for you), got {t.num_workers}")
     if "dataset" in cfg and OmegaConf.get_type(cfg.dataset) is DatasetConfig:  # eval's dataset holds only a root

@@ -122,20 +122,19 @@ class FolderBusy(Exception):
     """Another live process holds the lock on a run folder."""
 
 
-# Folders this process has locked: folder -> (descriptor, how many holders in this process).
-# POSIX record locks belong to the process (a forked DataLoader worker does not inherit them,
-# so it cannot keep a dead run locked) and end when it dies (kill -9 leaves no stale lock).
-# They also end when the process closes any descriptor of the file, so it is opened once.
-_locks: dict[Path, list[int]] = {}
+# Folders this process has locked: folder -> descriptor. POSIX record locks belong to the process
+# (a forked DataLoader worker does not inherit them, so it cannot keep a dead run locked) and end
+# when it dies (kill -9 leaves no stale lock). They also end when the process closes any descriptor
+# of the file, so it is opened once.
+_locks: dict[Path, int] = {}
 
 
 def lock_folder(folder: Path) -> None:
-    """Hold an OS lock on `folder` for this process; FolderBusy names the process that holds it."""
+    """Hold an OS lock on `folder` for this process (again: nothing more); FolderBusy names the process that holds it."""
     import fcntl
 
     folder = Path(folder).resolve()
     if folder in _locks:
-        _locks[folder][1] += 1
         return
     path = folder / LOCK_FILE
     try:
@@ -150,18 +149,13 @@ def lock_folder(folder: Path) -> None:
         raise FolderBusy(holder) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    _locks[folder] = [fd, 1]
+    _locks[folder] = fd
 
 
 def unlock_folder(folder: Path) -> None:
-    folder = Path(folder).resolve()
-    held = _locks.get(folder)
-    if held is None:
-        return
-    held[1] -= 1
-    if held[1] == 0:
-        os.close(held[0])
-        del _locks[folder]
+    fd = _locks.pop(Path(folder).resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def lock_holder(folder: Path) -> str | None:

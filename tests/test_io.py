@@ -52,4 +52,4 @@ def test_a_folder_lock_names_its_holder_and_dies_with_it(tmp_path):
     lock_folder(tmp_path)
     lock_folder(tmp_path)  # the same process may take it again
     unlock_folder(tmp_path)
-    unlock_folder(tmp_path)
+    assert lock_holder(tmp_path) is None

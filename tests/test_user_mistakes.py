@@ -60,7 +60,9 @@ CATALOGUE = [
                                                                           "classes ['circle', 'ring', 'square']"),
     # eval, resume, device
     (["eval", "{empty}"], "{empty} is not a cvrun run folder (no config.yaml)"),
-    (["eval", "{truncated}"], "checkpoint {truncated}/checkpoints/best.pt cannot be read"),
+    (["eval", "{truncated}"], "checkpoint {truncated}/checkpoints/best.pt cannot be read (PytorchStreamReader failed "
+                              "reading zip archive: failed finding central directory); it is truncated or not a cvrun "
+                              "checkpoint"),
     (["train", "trainer.resume={missing}"], "trainer.resume={missing}: no such run folder"),
     (["train", "trainer.resume={empty}"], "trainer.resume={empty} is not a run folder (no config.yaml in it)"),
     (["train", "trainer.resume={source}"], "the run already completed"),
@@ -81,6 +83,7 @@ CATALOGUE = [
     (["train", "model", "lenet5"], "'model' is not an override; write key=value, e.g. model=lenet5"),
     (["train", "epochs:3"], "'epochs:3' is not an override; write key=value, e.g. trainer.epochs=3"),
     (["train", "modle=lenet5"], "unknown config key 'modle'; did you mean 'model'?"),
+    (["train", "zzzz=1"], "unknown config key 'zzzz'; see `cvrun train --cfg job` for all keys"),
     (["train", "aug.policy=cifar10é"], "outside quotes Hydra reads only ASCII characters; quote the value"),
     # values checked at start
     (["train", "trainer.num_workers=-1"], "trainer.num_workers must be >= 0"),
@@ -94,6 +97,11 @@ CATALOGUE = [
     (["train", *SHAPES_RUN, "regime=feature_extract", "model.pretrained={source}", "regime.head_layers=4"],
      "regime.head_layers=4, but lenet5 has 3 linear layer(s)"),
     (["train", *SHAPES_RUN, "regime.head_layers=0"], "regime.head_layers must be >= 1"),
+    (["train", *SHAPES_RUN, "dataset.classes=[circle]"], "dataset shapes has 1 class (circle); a classifier needs at "
+                                                          "least 2"),
+    (["train", "trainer.grad_clip=-1"], "trainer.grad_clip (the largest gradient norm) must be > 0 or null"),
+    (["train", "sched=step", "sched.milestones=[30,60]"], "sched.milestones are shares of the training"),
+    (["eval"], "cvrun eval needs a run folder: cvrun eval RUN_DIR"),
     # class sets of an image-folder tree
     (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={lopsided}"],
      "the class folders of {lopsided}/train and {lopsided}/test differ: test/ lacks dog; train/ lacks fox"),

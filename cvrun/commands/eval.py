@@ -12,16 +12,14 @@ from cvrun.errors import UserError
 
 def load_run(run_dir: Path) -> tuple[Any, dict]:
     """A run folder's validated config and its best checkpoint."""
-    from omegaconf import OmegaConf
-
-    from cvrun.config import TrainConfig, validate
+    from cvrun.config import load_run_config
     from cvrun.engine.checkpoint import load_checkpoint
 
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a cvrun run folder (no config.yaml); "
                         "pass a folder such as outputs/YYYY-MM-DD/HH-MM-SS_scratch_resnet18")
     best = run_dir / "checkpoints" / "best.pt"
-    cfg = validate(OmegaConf.load(run_dir / "config.yaml"), TrainConfig)
+    cfg = load_run_config(run_dir / "config.yaml")
     if cfg.regime.name == "knn":
         raise UserError(f"{run_dir} is a regime=knn run: it trains no weights to evaluate; its val and test "
                         "accuracies are in its summary.json")
@@ -59,6 +57,10 @@ def evaluate_run(cfg: Any) -> dict:
     from cvrun.engine.runtime import autocast_dtype, select_device
     from cvrun.models.pretrained import rebuild_model
 
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg, "run_dir"):
+        raise UserError("cvrun eval needs a run folder: cvrun eval RUN_DIR [split=test|val]")
     cfg = validate(cfg, EvalConfig)
     if cfg.split not in ("test", "val"):
         raise UserError(f"split={cfg.split} is not a split; use split=test or split=val")

@@ -36,7 +36,11 @@ def train(cfg: Any) -> float | None:
 
 @contextmanager
 def held_folder(folder: Path, writes: bool = True) -> Iterator[None]:
-    """The OS lock on a run folder while this process trains there (none on torchrun ranks other than 0)."""
+    """The OS lock on a run folder while this process trains there (none on torchrun ranks other than 0).
+
+    The command line may have locked it already (a resume, a named hydra.run.dir): the lock is released
+    when the run ends, either way.
+    """
     from cvrun.io import unlock_folder
 
     if not writes:
@@ -141,13 +145,22 @@ def prepare_args(args: list[str]) -> list[str]:
 
 
 def refuse_taken_folder(args: list[str]) -> None:
-    """hydra.run.dir (or hydra.sweep.dir with -m) naming a folder that holds a run is a user error."""
+    """hydra.run.dir (or hydra.sweep.dir with -m) naming a folder that holds a run is a user error.
+
+    A named run folder is locked here, before Hydra writes into it: of two runs started at once
+    with the same hydra.run.dir, the second is refused.
+    """
+    from cvrun.io import lock_holder
+
     sweep = "-m" in args or "--multirun" in args
     key, markers = ("hydra.sweep.dir", SWEEP_MARKERS) if sweep else ("hydra.run.dir", RUN_MARKERS)
     for arg in args:
         if key_of(arg) != key or "=" not in arg:
             continue
         folder = Path(override_value(arg)).expanduser()
+        holder = lock_holder(folder) if folder.is_dir() else None
+        if holder is not None:
+            raise UserError(f"{folder} is in use: {holder} is training there; name another {key}")
         held = [name for name in markers if (folder / name).exists()]
         if held:
             what = "sweep" if sweep else "run"
@@ -156,6 +169,16 @@ def refuse_taken_folder(args: list[str]) -> None:
                       f"trainer.resume={folder}, or start a copy with `cvrun reproduce {folder}`")
             raise UserError(f"{key}={folder} already holds a {what} ({held[0]}); a {what} folder is claimed "
                             f"once, nothing in it is replaced: {advice}")
+        if not sweep:
+            from cvrun.io import storage_fault
+
+            if folder.exists() and not folder.is_dir():
+                raise UserError(f"{key}={folder} is a file; name a folder for the run")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise storage_fault(folder, err) from None
+            lock_run_folder(folder)
 
 
 def resume_args(args: list[str]) -> list[str] | None:
@@ -203,7 +226,7 @@ def changed_settings(folder: Path, overrides: list[str]) -> list[str]:
     from omegaconf import OmegaConf
 
     from cvrun.commands import register_schemas
-    from cvrun.config import TrainConfig, absolute_paths, flatten, validate
+    from cvrun.config import TrainConfig, absolute_paths, flatten, load_run_config, validate
     from cvrun.paths import config_dir
 
     register_schemas()
@@ -212,7 +235,7 @@ def changed_settings(folder: Path, overrides: list[str]) -> list[str]:
     for typed in composed:
         absolute_paths(typed)
     default, given = (flatten(OmegaConf.to_container(c)) for c in composed)
-    saved = flatten(OmegaConf.to_container(validate(OmegaConf.load(folder / "config.yaml"), TrainConfig)))
+    saved = flatten(OmegaConf.to_container(load_run_config(folder / "config.yaml")))
     compared = []
     for override in new:
         key = key_of(override)
@@ -230,9 +253,9 @@ def resumed_config(cfg: Any, run: Any) -> Any:
     """The config a resumed run carries on with: its own config.yaml, with trainer.resume set."""
     from omegaconf import OmegaConf
 
-    from cvrun.config import TrainConfig, validate
+    from cvrun.config import load_run_config
 
-    typed = validate(OmegaConf.load(run.path / "config.yaml"), TrainConfig)
+    typed = load_run_config(run.path / "config.yaml")
     where = f"trainer.resume={run.path}"
     summary = run.read_summary()
     if summary.get("status") == "completed":

@@ -127,6 +127,9 @@ def build_splits(cfg: Any) -> DataSplits:
         train, test = keep_classes(train, class_names, keep), keep_classes(test, class_names, keep)
         given_val = None if given_val is None else keep_classes(given_val, class_names, keep)
         class_names = keep
+    if len(class_names) < 2:
+        raise UserError(f"dataset {cfg.name} has {len(class_names)} class ({', '.join(class_names)}); a classifier "
+                        "needs at least 2: keep more classes in dataset.classes")
     if cfg.subset is not None and cfg.subset < len(train):
         train = train.take(stratified_pick(train.labels, per_class_counts(train.labels, cfg.subset), rng))
     unlabeled = None

@@ -34,9 +34,7 @@ class SourceRun:
 
 def load_source_run(reference: str, key: str = "model.pretrained") -> SourceRun:
     """Rebuild the model of a run folder (config.yaml + checkpoints/best.pt) or of a checkpoint file."""
-    from omegaconf import OmegaConf
-
-    from cvrun.config import TrainConfig, validate
+    from cvrun.config import load_run_config
     from cvrun.engine.checkpoint import load_checkpoint
 
     path = Path(reference).expanduser()
@@ -47,17 +45,16 @@ def load_source_run(reference: str, key: str = "model.pretrained") -> SourceRun:
         if not (path / "checkpoints" / "best.pt").is_file():
             raise UserError(f"{key}={reference} has no checkpoints/best.pt (the run ended before its "
                             "first epoch); pass a run that finished at least one epoch")
-        saved_cfg = OmegaConf.load(path / "config.yaml")
+        cfg = load_run_config(path / "config.yaml")
         state = load_checkpoint(path / "checkpoints" / "best.pt")
     elif path.is_file():
         state = load_checkpoint(path)
         if not state.get("config"):
             raise UserError(f"{key}={reference} holds no training config; pass a cvrun checkpoint or run folder")
-        saved_cfg = OmegaConf.create(state["config"])
+        cfg = load_run_config(state["config"])
     else:
         raise UserError(f"{key}={reference} does not exist; pass a run folder, a checkpoint file"
                         + (" or imagenet" if key == "model.pretrained" else ""))
-    cfg = validate(saved_cfg, TrainConfig)
     return SourceRun(str(path), cfg, rebuild_model(cfg, state), [str(name) for name in state["class_names"]])
 
 

@@ -176,6 +176,11 @@ def test_a_folder_that_holds_a_run_is_never_written_again(tmp_path, image_tree, 
     assert main(["train", *QUICK, f"dataset.root={image_tree}", f"hydra.run.dir={run}"]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()} == before
+    empty = tmp_path / "claimed"  # another run was started there a moment ago and holds it
+    empty.mkdir()
+    with lock_held_elsewhere(empty):
+        assert main(["train", *QUICK, f"dataset.root={image_tree}", f"hydra.run.dir={empty}"]) == 2
+    assert f"{empty} is in use" in capsys.readouterr().err and [p.name for p in empty.iterdir()] == [".lock"]
 
 
 def test_ctrl_c_at_the_start_is_a_recorded_interruption_without_a_traceback(tmp_path):

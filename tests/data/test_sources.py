@@ -1,6 +1,5 @@
 """Each dataset source: torchvision's formats, image-folder trees, the generated shapes."""
 
-import gzip
 import pickle
 import shutil
 from pathlib import Path
