@@ -1,13 +1,15 @@
-"""Shared fixtures: tiny datasets in tmp dirs, configs without Hydra, the CLI in a subprocess."""
+"""Shared fixtures: tiny datasets in tmp dirs, configs without Hydra, the CLI in this process or a subprocess."""
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import cv2
@@ -23,6 +25,21 @@ SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
 
 needs_cifar10 = pytest.mark.skipif(not (SHARED_CIFAR10 / "train").is_dir(),
                                    reason="../shared/data/cifar10 is not present")
+# CIFAR-10 as the tests read it: decoded once into the suite's disk cache, then memory-mapped by every test.
+CIFAR10 = {"name": "cifar10", "root": str(SHARED_CIFAR10), "cache": "disk"}
+CIFAR10_ARGS = ["dataset=cifar10", f"dataset.root={SHARED_CIFAR10}", "dataset.cache=disk"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def decoded_once(tmp_path_factory):
+    """One disk cache (CVRUN_CACHE_DIR, inherited by the CLI subprocesses) for the whole suite."""
+    previous = os.environ.get("CVRUN_CACHE_DIR")
+    os.environ["CVRUN_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded"))
+    yield
+    if previous is None:
+        del os.environ["CVRUN_CACHE_DIR"]
+    else:
+        os.environ["CVRUN_CACHE_DIR"] = previous
 
 
 def make_cfg(**sections) -> object:
@@ -68,6 +85,22 @@ def lock_held_elsewhere(folder: Path) -> Iterator[subprocess.Popen]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def cli(*args: str, cwd: Path) -> SimpleNamespace:
+    """`cvrun ARGS` run in this process from `cwd` (no interpreter start-up): its exit status and output."""
+    from cvrun.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous, argv = os.getcwd(), sys.argv
+    os.chdir(cwd)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(previous)
+        sys.argv = argv
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

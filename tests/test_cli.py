@@ -7,7 +7,7 @@ import time
 import pytest
 
 from cvrun.cli import COMMANDS, split_positional
-from tests.conftest import run_cli
+from tests.conftest import cli
 
 
 def test_help_lists_every_command_without_importing_torch():
@@ -36,7 +36,7 @@ def test_help_costs_under_half_of_importing_torch():
 
 
 def test_train_help_is_hydras_with_every_group(tmp_path):
-    result = run_cli("train", "--help", cwd=tmp_path)
+    result = cli("train", "--help", cwd=tmp_path)
     assert result.returncode == 0
     for group in ("dataset:", "model:", "aug:", "regime:", "optim:", "sched:", "trainer:", "experiment:"):
         assert group in result.stdout
@@ -53,7 +53,7 @@ def test_missing_or_empty_imagefolder_root_is_one_line(root, tmp_path):
     if root == "EMPTY":
         (tmp_path / "empty").mkdir()
         root = str(tmp_path / "empty")
-    result = run_cli("train", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
+    result = cli("train", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert errors[-1].startswith("cvrun: error: dataset root")

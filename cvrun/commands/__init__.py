@@ -50,6 +50,9 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     register_schemas()
     started = False
     failed_jobs: list[str] = []
+    sweep = sys.modules.get("cvrun.report.sweep")
+    if sweep is not None:  # a launch before this one in the same process (tests) counted its own jobs
+        sweep.SweepSummary.failed_jobs, sweep.SweepSummary.unwritten = 0, False
 
     def guarded_task(cfg: Any) -> Any:
         nonlocal started

@@ -12,7 +12,6 @@ digits there), else within TOLERANCE; 0 when they agree, 1 when not.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,22 +68,11 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
 
 
 def new_run_folder(cfg: Any) -> Path:
-    from cvrun.io import claim_folder
+    from cvrun.io import claim_folder, forget_claims
 
+    forget_claims()  # a new launch: never the folder an earlier reproduce in this process claimed
     name = f"outputs/{time.strftime('%Y-%m-%d/%H-%M-%S')}_reproduce_{cfg.regime.name}_{cfg.model.name}"
     return claim_folder(name).absolute()
-
-
-def log_to(path: Path) -> None:
-    """What Hydra's job logging gives `cvrun train`: the console and the run's train.log."""
-    from cvrun.engine.rundir import log_formatter
-
-    formatter = log_formatter()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(path)):
-        handler.setFormatter(formatter)
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
 
 
 def agree(name: str, original: Any, new: Any, exact: bool) -> bool:
@@ -118,17 +106,17 @@ def comparison(original: dict[str, Any], new: dict[str, Any], exact: bool) -> tu
 
 def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
     from cvrun.commands.train import held_folder, start_run
-    from cvrun.engine.rundir import RunFolder
+    from cvrun.engine.rundir import RunFolder, logging_to
     from cvrun.engine.runtime import signals_raise
 
     run_dir = run_dir.absolute()
     saved, original = load_original(run_dir)
     cfg = apply_overrides(saved, overrides)
     run = RunFolder(new_run_folder(cfg))
-    log_to(run.path / "train.log")
-    log.info("reproducing %s%s", run_dir, f" with {' '.join(overrides)}" if overrides else "")
-    run.update_summary(reproduces=str(run_dir), reproduce_overrides=overrides)
-    with signals_raise(), held_folder(run.path):
+    # What Hydra's job logging gives `cvrun train`: the console and the run's train.log.
+    with logging_to(run.path / "train.log", console=True), signals_raise(), held_folder(run.path):
+        log.info("reproducing %s%s", run_dir, f" with {' '.join(overrides)}" if overrides else "")
+        run.update_summary(reproduces=str(run_dir), reproduce_overrides=overrides)
         new = start_run(cfg, run)
     exact = bool(saved.trainer.deterministic) and original.get("device") == "cpu" and new.get("device") == "cpu"
     table, all_agree = comparison(original, new, exact)

@@ -12,8 +12,10 @@ import json
 import logging
 import platform
 import shlex
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cvrun.io import atomic_write_bytes, storage_fault
 
@@ -24,6 +26,25 @@ METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_ac
 def log_formatter() -> logging.Formatter:
     """train.log's line format, as configs/train.yaml has Hydra write it; for logs cvrun opens itself."""
     return logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%H:%M:%S")
+
+
+@contextmanager
+def logging_to(path: Path, console: bool = False) -> Iterator[None]:
+    """cvrun's log lines also go to `path` (and to stdout with `console`), until the block ends."""
+    log = logging.getLogger("cvrun")
+    handlers: list[logging.Handler] = [logging.FileHandler(path)]
+    if console:
+        handlers.append(logging.StreamHandler(sys.stdout))
+        log.setLevel(logging.INFO)
+    for handler in handlers:
+        handler.setFormatter(log_formatter())
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def use_cvrun_log_format() -> None:

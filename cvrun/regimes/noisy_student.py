@@ -10,16 +10,14 @@ as the next teacher. Each round is a complete run folder round_k/ inside the run
 from __future__ import annotations
 
 import copy
-import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from cvrun.config import AugConfig
-from cvrun.engine.rundir import RunFolder, log_formatter
+from cvrun.engine.rundir import RunFolder, logging_to
 from cvrun.errors import UserError
 from cvrun.models import MODELS
 from cvrun.paths import config_dir
@@ -83,22 +81,9 @@ def run_round(cfg: Any, path: Path) -> dict:
     """One round as a complete run folder: config.yaml, train.log, metrics, checkpoints, summary."""
     stage = RunFolder(path)
     stage.write_config(OmegaConf.to_yaml(cfg))
-    with log_to(path / "train.log"):
+    with logging_to(path / "train.log"):
         log.info("run folder: %s", path)
         return run_regime(cfg, stage)
-
-
-@contextmanager
-def log_to(path: Path) -> Iterator[None]:
-    """Also write cvrun's log lines to `path` (they still reach the run's own train.log)."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(log_formatter())
-    logging.getLogger("cvrun").addHandler(handler)
-    try:
-        yield
-    finally:
-        logging.getLogger("cvrun").removeHandler(handler)
-        handler.close()
 
 
 def log_round_table(rounds: list[dict]) -> None:

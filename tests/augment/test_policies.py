@@ -13,7 +13,7 @@ from cvrun.augment.mixers import MIXERS
 from cvrun.config import AUTOAUGMENT_POLICY_NAMES, MIX_NAMES, TrainConfig, validate
 from cvrun.errors import UserError
 from cvrun.paths import config_dir
-from tests.conftest import aug_cfg, run_cli
+from tests.conftest import aug_cfg, cli
 
 OPTIONS = sorted(p.stem for p in (config_dir() / "aug").glob("*.yaml"))
 
@@ -119,7 +119,7 @@ def test_autoaugment_draws_steps_of_one_sub_policy(name):
 
 
 def test_randaugment_n_and_m_from_the_command_line_reach_the_policy(tmp_path):
-    composed = run_cli("train", "aug=randaug", "aug.n=3", "aug.m=15", "--cfg", "job", cwd=tmp_path)
+    composed = cli("train", "aug=randaug", "aug.n=3", "aug.m=15", "--cfg", "job", cwd=tmp_path)
     assert composed.returncode == 0, composed.stderr
     cfg = validate(OmegaConf.create(composed.stdout), TrainConfig)
     policy = build_train_transform(cfg.aug, 32).steps[-1]

@@ -8,13 +8,13 @@ from cvrun.engine.rundir import RunFolder
 from cvrun.engine.runtime import seed_everything
 from cvrun.regimes import run_regime
 from tests.augment.test_policies import OPTIONS
-from tests.conftest import SHARED_CIFAR10, aug_cfg, make_cfg, needs_cifar10
+from tests.conftest import CIFAR10, aug_cfg, make_cfg, needs_cifar10
 
 pytestmark = needs_cifar10
 
 
 def cifar_run(tmp_path, aug, epochs=1, seed=0, subset=500):
-    cfg = make_cfg(dataset={"name": "cifar10", "root": str(SHARED_CIFAR10), "subset": subset},
+    cfg = make_cfg(dataset={**CIFAR10, "subset": subset},
                    model={"name": "lenet5"}, optim={"lr": 0.05}, aug=aug,
                    trainer={"epochs": epochs, "batch_size": 50, "progress": False, "deterministic": True,
                             "num_workers": 0, "seed": seed})

@@ -8,7 +8,7 @@ import numpy as np
 
 from cvrun.commands.preview import describe_ops, pick_images
 from cvrun.report.grid import GAP, LABEL_WIDTH
-from tests.conftest import SHARED_CIFAR10, full_disk_for, needs_cifar10, run_cli
+from tests.conftest import CIFAR10_ARGS, cli, full_disk_for, needs_cifar10
 
 
 def preview_png(result, cwd: Path) -> np.ndarray:
@@ -29,26 +29,26 @@ def cell(grid: np.ndarray, row: int, column: int, size: int, row_step: int) -> n
 def test_preview_shows_originals_then_augmented_draws(image_tree, tmp_path):
     common = ["dataset=imagefolder", f"dataset.root={image_tree}", "dataset.image_size=32", "images=3", "draws=4",
               "cell=64"]
-    plain = preview_png(run_cli("preview", "aug=none", *common, cwd=tmp_path), tmp_path)
+    plain = preview_png(cli("preview", "aug=none", *common, cwd=tmp_path), tmp_path)
     assert plain.shape[1] == LABEL_WIDTH + 5 * (64 + GAP)
     row_step = (plain.shape[0] - GAP - 15) // 3
     original = cell(plain, 0, 0, 64, row_step)
     assert all(np.array_equal(original, cell(plain, 0, c, 64, row_step)) for c in range(1, 5))
 
-    augmented = preview_png(run_cli("preview", "aug=randaug", "aug.m=20", *common, cwd=tmp_path), tmp_path)
+    augmented = preview_png(cli("preview", "aug=randaug", "aug.m=20", *common, cwd=tmp_path), tmp_path)
     assert np.array_equal(cell(augmented, 0, 0, 64, row_step), original)
     assert not all(np.array_equal(original, cell(augmented, 0, c, 64, row_step)) for c in range(1, 5))
 
 
 @needs_cifar10
 def test_preview_of_randaugment_on_cifar10(tmp_path):
-    grid = preview_png(run_cli("preview", "aug=randaug", "dataset=cifar10", f"dataset.root={SHARED_CIFAR10}",
+    grid = preview_png(cli("preview", "aug=randaug", *CIFAR10_ARGS,
                                cwd=tmp_path), tmp_path)
     assert grid.shape[1] == LABEL_WIDTH + 8 * (128 + GAP)  # 32 px images enlarged 4x, original + 7 draws
 
 
 def test_preview_mistakes_are_one_line(tmp_path):
-    result = run_cli("preview", "draws=0", cwd=tmp_path)
+    result = cli("preview", "draws=0", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == "cvrun: error: draws must be a positive integer, got 0"
     assert not (tmp_path / "outputs").exists()
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli
+
+
+def reproduced_in(result) -> Path:
+    """The folder `cvrun reproduce` printed it reproduced the run in."""
+    return Path(next(line for line in result.stdout.splitlines() if line.startswith("reproduced in ")).split(" ", 2)[2])
 
 
 def runs(cwd: Path, pattern: str) -> list[Path]:
@@ -17,7 +22,7 @@ def runs(cwd: Path, pattern: str) -> list[Path]:
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("reproduce")
-    result = run_cli("train", "dataset=shapes", "model=lenet5", "dataset.train_size=300", "dataset.test_size=100",
+    result = cli("train", "dataset=shapes", "model=lenet5", "dataset.train_size=300", "dataset.test_size=100",
                      "trainer.epochs=2", "trainer.batch_size=32", "trainer.deterministic=true",
                      "trainer.progress=false", cwd=cwd)
     assert result.returncode == 0, result.stderr
@@ -26,10 +31,10 @@ def original(tmp_path_factory):
 
 def test_check_passes_on_a_deterministic_run_and_names_the_original(original):
     cwd, run = original
-    result = run_cli("reproduce", str(run), "--check", cwd=cwd)
+    result = cli("reproduce", str(run), "--check", cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "check: the runs agree" in result.stdout and "exact (deterministic run on the CPU)" in result.stdout
-    new = runs(cwd, "*_reproduce_scratch_lenet5")[-1]
+    new = reproduced_in(result)
     summary = json.loads((new / "summary.json").read_text())
     before = json.loads((run / "summary.json").read_text())
     assert summary["reproduces"] == str(run) and summary["reproduce_overrides"] == []
@@ -45,16 +50,16 @@ def test_check_fails_when_the_recorded_result_was_altered(original, tmp_path):
     summary = json.loads((altered / "summary.json").read_text())
     summary["test_acc1"] += 1.0
     (altered / "summary.json").write_text(json.dumps(summary))
-    result = run_cli("reproduce", str(altered), "--check", cwd=cwd)
+    result = cli("reproduce", str(altered), "--check", cwd=cwd)
     assert result.returncode == 1 and "check: the runs DIFFER" in result.stdout
     assert any(line.startswith("test_acc1") and line.endswith("NO") for line in result.stdout.splitlines())
 
 
 def test_overrides_are_applied_and_reported(original):
     cwd, run = original
-    result = run_cli("reproduce", str(run), "trainer.epochs=1", cwd=cwd)
+    result = cli("reproduce", str(run), "trainer.epochs=1", cwd=cwd)
     assert result.returncode == 0, result.stderr
-    summary = json.loads((runs(cwd, "*_reproduce_scratch_lenet5")[-1] / "summary.json").read_text())
+    summary = json.loads((reproduced_in(result) / "summary.json").read_text())
     assert summary["reproduce_overrides"] == ["trainer.epochs=1"] and summary["epochs_run"] == 1
 
 
@@ -63,14 +68,14 @@ def test_reproduce_mistakes_are_one_line(original, tmp_path):
     for args, expected in ((["reproduce", str(tmp_path)], "has no config.yaml"),
                            (["reproduce", str(run), "trainer.epoch=1"], "trainer.epoch"),
                            (["reproduce"], "the following arguments are required: run_dir")):
-        result = run_cli(*args, cwd=tmp_path)
+        result = cli(*args, cwd=tmp_path)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_hydra_route_reruns_the_saved_config(original):
     cwd, run = original
-    result = run_cli("train", "--config-dir", str(run), "--config-name", "config", "hydra.run.dir=outputs/x/hydra_route",
+    result = cli("train", "--config-dir", str(run), "--config-name", "config", "hydra.run.dir=outputs/x/hydra_route",
                      cwd=cwd)
     assert result.returncode == 0, result.stderr
     rerun = json.loads((cwd / "outputs/x/hydra_route/summary.json").read_text())

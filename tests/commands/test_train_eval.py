@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli, single
+from tests.conftest import CIFAR10_ARGS, cli, needs_cifar10, single
 
 
 def only_run(tmp_path: Path) -> Path:
@@ -18,7 +18,7 @@ def only_run(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cli")
-    result = run_cli("train", "dataset=shapes", "model=lenet5", "dataset.train_size=300", "trainer.epochs=2",
+    result = cli("train", "dataset=shapes", "model=lenet5", "dataset.train_size=300", "trainer.epochs=2",
                      "trainer.progress=false", cwd=cwd)
     assert result.returncode == 0, result.stderr
     return cwd, only_run(cwd)
@@ -40,27 +40,27 @@ def test_train_writes_the_designed_run_folder(shapes_run):
 def test_eval_prints_the_test_accuracy_of_the_run(shapes_run):
     cwd, run = shapes_run
     summary = json.loads((run / "summary.json").read_text())
-    result = run_cli("eval", str(run), cwd=cwd)
+    result = cli("eval", str(run), cwd=cwd)
     assert result.returncode == 0, result.stderr
     assert f"top-1 {summary['test_acc1']:.2f}%" in result.stdout
     assert f"({summary['test_samples']} images)" in result.stdout
 
 
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
-    result = run_cli("eval", str(tmp_path), cwd=tmp_path)
+    result = cli("eval", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "is not a cvrun run folder" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_info_reports_size_cost_and_field(tmp_path):
-    result = run_cli("info", "model=lenet5", cwd=tmp_path)
+    result = cli("info", "model=lenet5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "62,006" in result.stdout and "0.7 M per image" in result.stdout and "14 px" in result.stdout
 
 
 @needs_cifar10
 def test_lenet_learns_real_cifar10(tmp_path):
-    result = run_cli("train", "dataset=cifar10", f"dataset.root={SHARED_CIFAR10}", "model=lenet5",
+    result = cli("train", *CIFAR10_ARGS, "model=lenet5",
                      "dataset.subset=3000", "trainer.epochs=3", "trainer.batch_size=32", "optim.lr=0.05",
                      "trainer.progress=false",
                      cwd=tmp_path)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import cvrun.regimes.knn as knn
 from cvrun.errors import UserError
-from tests.conftest import SHARED_CIFAR10, needs_cifar10, train_run
+from tests.conftest import CIFAR10, needs_cifar10, train_run
 
 
 def test_votes_count_the_k_most_similar_and_chunks_change_nothing(monkeypatch):
@@ -34,7 +34,7 @@ def test_knn_on_a_pretrained_backbone_writes_a_run_without_training(source_run, 
 
 @needs_cifar10
 def test_raw_pixel_knn_on_cifar10_is_far_above_chance(tmp_path):
-    summary = train_run(tmp_path / "run", dataset={"name": "cifar10", "root": str(SHARED_CIFAR10), "subset": 5000,
+    summary = train_run(tmp_path / "run", dataset={**CIFAR10, "subset": 5000,
                                                    "image_size": 32, "std": [0.5, 0.5, 0.5]},
                         regime={"name": "knn", "features": "pixels", "k": 20})
     assert summary["test_samples"] == 10000 and summary["feature_dim"] == 3072

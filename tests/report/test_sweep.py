@@ -9,7 +9,7 @@ import pytest
 
 from cvrun.commands.summarize import sort_rows, summarize
 from cvrun.errors import UserError
-from tests.conftest import SHARED_CIFAR10, needs_cifar10, run_cli, single
+from tests.conftest import CIFAR10_ARGS, cli, needs_cifar10, run_cli, single
 
 
 def sweep_root(cwd: Path) -> Path:
@@ -20,7 +20,7 @@ def sweep_root(cwd: Path) -> Path:
 def failing_sweep(tmp_path_factory):
     """shapes at a good lr completes; at lr 1e6 it diverges; both jobs on a missing folder fail."""
     cwd = tmp_path_factory.mktemp("sweep")
-    result = run_cli("train", "-m", "dataset=shapes,imagefolder", "dataset.root=/no/such/folder", "model=lenet5",
+    result = cli("train", "-m", "dataset=shapes,imagefolder", "dataset.root=/no/such/folder", "model=lenet5",
                      "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=2", "trainer.batch_size=32",
                      "optim.lr=0.01,1e6", "trainer.progress=false", cwd=cwd)
     return result, sweep_root(cwd)
@@ -51,7 +51,7 @@ def test_summary_csv_columns_are_the_swept_keys_then_results(failing_sweep):
 
 def test_summarize_shows_the_sweep_with_its_differing_settings(failing_sweep, tmp_path):
     _, root = failing_sweep
-    shown = run_cli("summarize", str(root), "--sort", "test_acc1", "--format", "csv", cwd=tmp_path)
+    shown = cli("summarize", str(root), "--sort", "test_acc1", "--format", "csv", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     rows = list(csv.DictReader(shown.stdout.splitlines()))
     assert len(rows) == 4
@@ -100,7 +100,7 @@ def test_summarize_mistakes(tmp_path):
         summarize(tmp_path, None, "table")
     with pytest.raises(UserError, match="is not a folder"):
         summarize(tmp_path / "nope", None, "table")
-    result = run_cli("summarize", str(tmp_path), "--format", "xml", cwd=tmp_path)
+    result = cli("summarize", str(tmp_path), "--format", "xml", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -111,7 +111,7 @@ def test_sort_puts_numbers_best_first_and_missing_last():
 
 @needs_cifar10
 def test_cifar10_sweep_from_the_issue(tmp_path):
-    result = run_cli("train", "-m", "dataset=cifar10", f"dataset.root={SHARED_CIFAR10}", "model=lenet5",
+    result = cli("train", "-m", *CIFAR10_ARGS, "model=lenet5",
                      "dataset.subset=200", "trainer.epochs=1", "aug=none,basic", "trainer.progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((sweep_root(tmp_path) / "summary.csv").open()))
@@ -119,11 +119,11 @@ def test_cifar10_sweep_from_the_issue(tmp_path):
 
 
 def test_randaugment_grid_search_names_the_best_pair(tmp_path):
-    grid = run_cli("train", "hparams_search=randaug_grid", "--cfg", "hydra", cwd=tmp_path)
+    grid = cli("train", "hparams_search=randaug_grid", "--cfg", "hydra", cwd=tmp_path)
     assert grid.returncode == 0, grid.stderr
     assert "aug.n: 1,2,3" in grid.stdout and "aug.m: 5,9,14,19" in grid.stdout
     # The same search on a smaller grid (command-line values take precedence over the sweeper's params).
-    result = run_cli("train", "-m", "hparams_search=randaug_grid", "aug.n=1,2", "aug.m=9", "dataset=shapes",
+    result = cli("train", "-m", "hparams_search=randaug_grid", "aug.n=1,2", "aug.m=9", "dataset=shapes",
                      "model=lenet5", "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=1",
                      "trainer.progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -150,7 +150,7 @@ def test_other_launchers_keep_the_summary_and_the_failure_status(launcher, plugi
 
 def test_slurm_recipe_composes_onto_submitit(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    result = run_cli("train", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra",
+    result = cli("train", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout and "gpus_per_node: 1" in result.stdout
