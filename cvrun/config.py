@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
-from cvrun.errors import UserError
+from cvrun.errors import UserError, require
 
 
 @dataclass
@@ -55,76 +55,6 @@ class ModelConfig:
 # dataset.cache's modes (cvrun/data/cache.py says what each does).
 CACHE_MODES = ("auto", "none", "ram", "disk")
 
-# Names aug.mix and aug.policy accept (tests check them against cvrun.augment's registries).
-MIX_NAMES = ("cutmix", "mixup")
-AUTOAUGMENT_POLICY_NAMES = ("cifar10", "imagenet", "svhn")
-
-
-@dataclass
-class AugConfig:
-    name: str = "basic"
-    # base transform: pad-crop (small images) or random resized crop (large), then horizontal flip
-    base: bool = True
-    padding: int = 4
-    hflip: float = 0.5
-    # plain options
-    shift: int = 32  # brightness: largest offset on the 0-255 scale
-    vflip: float = 0.0  # flip: probability of a vertical flip
-    degrees: float = 0.0  # rotate: largest angle
-    rot90: float = 0.0  # rotate: probability of a 90/180/270 quarter turn
-    scale: List[float] = field(default_factory=lambda: [0.25, 1.0])  # crop: share of the area kept
-    shear: float = 0.3  # shear: largest shear factor per axis
-    distortion: float = 0.1  # affine: largest corner move, as a share of the side
-    perspective: float = 0.0  # affine: probability of a four-corner perspective warp instead
-    erase: float = 0.0  # any option: probability of random erasing (cutout)
-    # RandAugment / AutoAugment
-    n: int = 2
-    m: float = 9.0
-    policy: str = "cifar10"
-    # batch mixer on top of any option: null, cutmix or mixup
-    mix: Optional[str] = None
-    alpha: float = 1.0
-    prob: float = 1.0
-
-
-KNN_FEATURE_NAMES = ("backbone", "pixels")
-
-
-@dataclass
-class RegimeConfig:
-    """Every regime's keys in one schema; each configs/regime/*.yaml sets the ones its regime reads."""
-
-    name: str = "scratch"
-    # feature_extract, finetune: how many of the model's last linear layers form the new head (1: the output layer)
-    head_layers: int = 1
-    # feature_extract: train the head on features computed once by the frozen backbone
-    cache_features: bool = False
-    # finetune, lwf: backbone learning rate = optim.lr x this; train the head alone for the first epochs
-    backbone_lr_mult: float = 0.1
-    freeze_epochs: int = 0
-    # lwf: weight of the old-task distillation term and its softmax temperature
-    lambda_old: float = 1.0
-    temperature: float = 2.0
-    # knn: neighbours that vote, what is compared (backbone features or raw pixels), similarity-weighted votes
-    k: int = 20
-    features: str = "backbone"
-    weighted: bool = False
-    # distill, pseudo_label, noisy_student: the teacher (a run folder or checkpoint)
-    teacher: Optional[str] = None
-    # distill: loss = (1 - alpha) x CE(hard label) + alpha x T^2 x KL(teacher || student); unlabeled pool: KD alone
-    alpha: float = 0.9
-    use_unlabeled: bool = True
-    # pseudo_label, noisy_student: keep predictions with confidence >= threshold, as hard or soft labels
-    threshold: float = 0.0
-    soft: bool = False
-    unlabeled_weight: float = 1.0
-    balance: bool = False  # noisy_student: at most as many pseudo-labels per class as the rarest class has
-    # noisy_student: rounds, the student model of each round, the augmentation option used as input noise
-    rounds: int = 1
-    students: List[str] = field(default_factory=list)
-    noise_aug: str = "randaug"
-
-
 @dataclass
 class OptimConfig:
     name: str = "sgd"
@@ -148,6 +78,9 @@ class SchedConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 10
+    # Regimes that count steps rather than passes (fixmatch, mean_teacher): steps in one epoch; null: one pass
+    # over the first training loader.
+    steps_per_epoch: Optional[int] = None
     batch_size: int = 128
     eval_batch_size: Optional[int] = None
     device: str = "auto"
@@ -165,17 +98,42 @@ class TrainerConfig:
     compile: bool = False
     # Under torchrun on GPUs: batch-norm statistics over the whole batch, not each process's share.
     sync_bn: bool = False
+    # Gradient accumulation: an optimiser step every K batches (effective batch = batch_size x K).
+    accumulate: int = 1
+    # Stop after this many epochs without a validation top-1 gain of at least min_delta (0: never).
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 0.0
+    # Steps between reads of the training loss: the divergence check, and the per-step values loggers get.
+    log_every_n_steps: int = 50
+
+
+@dataclass
+class OptionConfig:
+    """The base of every option's own schema (a regime, an aug option, a logger): its name, and its checks."""
+
+    name: str = "?"
+
+    def check(self) -> None:
+        """Range checks that types alone cannot express: a UserError naming the key and the allowed values."""
+
+
+# The sections whose keys depend on the option chosen (regime=..., aug=..., logger=[...]): each option has
+# its own schema, found in the registry of its module (imported when a config is validated).
+OPTION_SECTIONS = {"aug": ("cvrun.augment.policies", "POLICIES", "basic"),
+                   "regime": ("cvrun.regimes", "REGIMES", "scratch"),
+                   "logger": ("cvrun.loggers", "LOGGERS", "csv")}
 
 
 @dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
-    regime: RegimeConfig = field(default_factory=RegimeConfig)
+    aug: Any = None  # the chosen aug option's schema (cvrun/augment/policies.py)
+    regime: Any = None  # the chosen regime's schema (cvrun/regimes/<name>.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None  # {name: that logger's schema} for each logger in the list (cvrun/loggers/<name>.py)
 
 
 @dataclass
@@ -204,7 +162,7 @@ class InfoConfig:
 @dataclass
 class PreviewConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
+    aug: Any = None
     images: int = 8  # rows: training images, spread over the classes
     draws: int = 7  # augmented draws per image, after the original
     cell: int = 128  # smallest cell size in pixels; small images are enlarged (nearest) to at least this
@@ -238,13 +196,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def validate(cfg: Any, schema: type) -> Any:
-    """Merge a composed config onto its schema; a bad key or type, or a value left unset, is a UserError."""
+    """Merge a composed config onto its schema; a bad key or type, or a value left unset, is a UserError.
+
+    The option sections (regime, aug, logger) are merged onto the schema of the option each names, so a
+    key of another option is refused here, naming the keys this one takes.
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         plain.pop("hydra", None)
+        options = {section: plain.pop(section, None) for section in OPTION_SECTIONS if _has_field(schema, section)}
         typed = OmegaConf.merge(OmegaConf.structured(schema), plain)
     except MissingMandatoryValue as err:
         key = getattr(err, "full_key", "") or "?"
@@ -253,8 +216,84 @@ def validate(cfg: Any, schema: type) -> Any:
         key = getattr(err, "full_key", "") or "?"
         reason = str(getattr(err, "msg", err)).splitlines()[0]
         raise UserError(f"config key '{key}': {reason}") from None
+    for section, values in options.items():
+        typed[section] = (typed_loggers(values) if section == "logger" else
+                          typed_option(section, values or option_values(section, OPTION_SECTIONS[section][2])))
     check_values(typed)
     return typed
+
+
+def _has_field(schema: type, name: str) -> bool:
+    return any(f.name == name for f in fields(schema))
+
+
+def option_schema(section: str, name: str) -> type:
+    """The schema of option `name` of an option section (regime, aug, logger), from its registry."""
+    import importlib
+
+    module, registry, _ = OPTION_SECTIONS[section]
+    return getattr(importlib.import_module(module), registry).get(name).config
+
+
+def option_values(section: str, name: str) -> dict[str, Any]:
+    """What `section=name` composes: the option's YAML in configs/, without its defaults list."""
+    from omegaconf import OmegaConf
+
+    from cvrun.paths import config_dir
+
+    path = config_dir() / section / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise UserError(f"unknown {section} '{name}'; valid {section} options: {', '.join(options)}")
+    values = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    values.pop("defaults", None)
+    return values
+
+
+def option_names(section: str, schema: type) -> list[str]:
+    """The options of a section whose schema is `schema` (several aug options share the base schema)."""
+    import importlib
+
+    module, registry, _ = OPTION_SECTIONS[section]
+    return [name for name, entry in getattr(importlib.import_module(module), registry).items()
+            if getattr(entry, "config", None) is schema]
+
+
+def keys_taken(section: str, schema: type) -> str:
+    """'regime=knn takes k, features, weighted': for a message about a key the option does not take."""
+    names = "/".join(option_names(section, schema)) or "?"
+    takes = ", ".join(f.name for f in fields(schema) if f.name != "name")
+    return f"{section}={names} takes {takes or 'no keys but its name'}"
+
+
+def typed_option(section: str, values: dict[str, Any], prefix: str | None = None) -> Any:
+    """One option's values on its own schema, checked; a key it does not take is a UserError naming its keys."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    prefix = prefix or section
+    name = values.get("name")
+    if name is None:
+        raise UserError(f"{prefix}.name must be set: choose one with {section}=...")
+    config = option_schema(section, str(name))
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(config), values)
+    except ConfigKeyError as err:
+        raise UserError(f"unknown config key '{prefix}.{getattr(err, 'key', '?')}'; {keys_taken(section, config)}") from None
+    except OmegaConfBaseException as err:
+        reason = str(getattr(err, "msg", err)).splitlines()[0]
+        raise UserError(f"config key '{prefix}.{getattr(err, 'key', '?')}': {reason}") from None
+    OmegaConf.to_object(node).check()
+    return node
+
+
+def typed_loggers(values: dict[str, Any] | None) -> Any:
+    """The logger section: {name: that logger's typed config} for each logger chosen (default: csv)."""
+    from omegaconf import OmegaConf
+
+    chosen = values if values is not None else {OPTION_SECTIONS["logger"][2]: {}}
+    return OmegaConf.create({name: typed_option("logger", {**(options or {}), "name": name}, f"logger.{name}")
+                             for name, options in chosen.items()})
 
 
 def load_run_config(path: Any, schema: type | None = None) -> Any:
@@ -293,13 +332,8 @@ def absolute_paths(cfg: Any) -> None:
         cfg.dataset.unlabeled_root = str(Path(cfg.dataset.unlabeled_root).expanduser().absolute())
     if cfg.model.pretrained not in (None, "imagenet"):
         cfg.model.pretrained = str(Path(cfg.model.pretrained).expanduser().absolute())
-    if cfg.regime.teacher is not None:
+    if cfg.regime.get("teacher") is not None:  # the regimes that take a teacher
         cfg.regime.teacher = str(Path(cfg.regime.teacher).expanduser().absolute())
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise UserError(message)
 
 
 def check_values(cfg: Any) -> None:
@@ -308,79 +342,48 @@ def check_values(cfg: Any) -> None:
 
     if "trainer" in cfg:
         t = cfg.trainer
-        _require(t.epochs > 0, f"trainer.epochs must be a positive integer, got {t.epochs}")
-        _require(t.batch_size > 0, f"trainer.batch_size must be a positive integer, got {t.batch_size}")
-        _require(str(t.precision) in ("32", "16", "bf16"),
+        require(t.epochs > 0, f"trainer.epochs must be a positive integer, got {t.epochs}")
+        require(t.batch_size > 0, f"trainer.batch_size must be a positive integer, got {t.batch_size}")
+        require(str(t.precision) in ("32", "16", "bf16"),
                  f"trainer.precision must be one of 32, bf16, 16, got {t.precision}")
-        _require(t.label_smoothing >= 0 and t.label_smoothing < 1,
+        require(t.label_smoothing >= 0 and t.label_smoothing < 1,
                  f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
-        _require(t.ema_decay is None or 0 < t.ema_decay < 1,
+        require(t.ema_decay is None or 0 < t.ema_decay < 1,
                  f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
-        _require(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
-        _require(cfg.optim.weight_decay >= 0,
+        require(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
+        require(cfg.optim.weight_decay >= 0,
                  f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
-        _require(t.grad_clip is None or t.grad_clip > 0,
+        require(t.grad_clip is None or t.grad_clip > 0,
                  f"trainer.grad_clip (the largest gradient norm) must be > 0 or null, got {t.grad_clip}")
-        _require(all(0 < m <= 1 for m in cfg.sched.milestones),
+        require(all(0 < m <= 1 for m in cfg.sched.milestones),
                  f"sched.milestones are shares of the training (0.5: halfway) in (0, 1], got {list(cfg.sched.milestones)}")
-        _require(t.num_workers is None or t.num_workers >= 0,
+        require(t.num_workers is None or t.num_workers >= 0,
                  f"trainer.num_workers must be >= 0 (or null: chosen for you), got {t.num_workers}")
+        require(t.accumulate >= 1, f"trainer.accumulate (batches per optimiser step) must be >= 1, got {t.accumulate}")
+        require(t.early_stop_patience >= 0 and t.early_stop_min_delta >= 0,
+                 "trainer.early_stop_patience and trainer.early_stop_min_delta must be >= 0 (patience 0: never stop "
+                 f"early), got {t.early_stop_patience} and {t.early_stop_min_delta}")
+        require(t.steps_per_epoch is None or t.steps_per_epoch > 0,
+                 f"trainer.steps_per_epoch must be positive or null (one pass), got {t.steps_per_epoch}")
+        require(t.log_every_n_steps >= 1, f"trainer.log_every_n_steps must be >= 1, got {t.log_every_n_steps}")
     if "dataset" in cfg and OmegaConf.get_type(cfg.dataset) is DatasetConfig:  # eval's dataset holds only a root
         d = cfg.dataset
-        _require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")
-        _require(d.subset is None or d.subset > 0, f"dataset.subset must be positive, got {d.subset}")
-        _require(d.labeled_per_class is None or d.labeled_per_class > 0,
+        require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")
+        require(d.subset is None or d.subset > 0, f"dataset.subset must be positive, got {d.subset}")
+        require(d.labeled_per_class is None or d.labeled_per_class > 0,
                  f"dataset.labeled_per_class must be positive, got {d.labeled_per_class}")
-        _require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
-        _require(d.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {d.cache}")
+        require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
+        require(d.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {d.cache}")
         for key in ("mean", "std"):
-            _require(len(d[key]) == 3, f"dataset.{key} needs one value per colour channel (3: images are read as "
+            require(len(d[key]) == 3, f"dataset.{key} needs one value per colour channel (3: images are read as "
                                        f"RGB), got {list(d[key])}")
-        _require(all(value > 0 for value in d.std), f"dataset.std values must be > 0, got {list(d.std)}")
+        require(all(value > 0 for value in d.std), f"dataset.std values must be > 0, got {list(d.std)}")
     if "model" in cfg:
         m = cfg.model
-        _require(str(m.small_input).lower() in ("auto", "true", "false"),
+        require(str(m.small_input).lower() in ("auto", "true", "false"),
                  f"model.small_input must be auto, true or false, got {m.small_input}")
-        _require(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
-        _require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
-    if "aug" in cfg:
-        _check_aug(cfg.aug)
-    if "regime" in cfg:
-        _check_regime(cfg.regime)
+        require(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
+        require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
     if "draws" in cfg:
         for key in ("images", "draws", "cell"):
-            _require(cfg[key] > 0, f"{key} must be a positive integer, got {cfg[key]}")
-
-
-def _check_aug(a: Any) -> None:
-    for key in ("hflip", "vflip", "rot90", "perspective", "erase", "prob"):
-        _require(0 <= a[key] <= 1, f"aug.{key} is a probability and must be in [0, 1], got {a[key]}")
-    _require(a.padding >= 0, f"aug.padding must be >= 0, got {a.padding}")
-    _require(0 <= a.shift <= 255, f"aug.shift must be in [0, 255], got {a.shift}")
-    for key in ("degrees", "shear"):
-        _require(a[key] >= 0, f"aug.{key} must be >= 0, got {a[key]}")
-    _require(0 <= a.distortion < 0.5, f"aug.distortion must be in [0, 0.5), got {a.distortion}")
-    _require(len(a.scale) == 2 and 0 < a.scale[0] <= a.scale[1] <= 1,
-             f"aug.scale must be [low, high] with 0 < low <= high <= 1, got {list(a.scale)}")
-    _require(a.n >= 0, f"aug.n (RandAugment ops per image) must be >= 0, got {a.n}")
-    _require(0 <= a.m <= 30, f"aug.m (RandAugment magnitude) must be in [0, 30], got {a.m}")
-    _require(a.policy in AUTOAUGMENT_POLICY_NAMES,
-             f"aug.policy must be one of {', '.join(AUTOAUGMENT_POLICY_NAMES)}, got {a.policy}")
-    _require(a.mix is None or a.mix in MIX_NAMES,
-             f"aug.mix must be null or one of {', '.join(MIX_NAMES)}, got {a.mix}")
-    _require(a.alpha > 0, f"aug.alpha (Beta distribution of the mixing weight) must be > 0, got {a.alpha}")
-
-
-def _check_regime(r: Any) -> None:
-    _require(r.head_layers >= 1, f"regime.head_layers must be >= 1 (1: the output layer alone), got {r.head_layers}")
-    _require(r.backbone_lr_mult >= 0, f"regime.backbone_lr_mult must be >= 0, got {r.backbone_lr_mult}")
-    _require(r.freeze_epochs >= 0, f"regime.freeze_epochs must be >= 0, got {r.freeze_epochs}")
-    _require(r.lambda_old >= 0, f"regime.lambda_old must be >= 0, got {r.lambda_old}")
-    _require(r.temperature > 0, f"regime.temperature must be > 0, got {r.temperature}")
-    _require(r.k >= 1, f"regime.k (neighbours that vote) must be >= 1, got {r.k}")
-    _require(r.features in KNN_FEATURE_NAMES,
-             f"regime.features must be one of {', '.join(KNN_FEATURE_NAMES)}, got {r.features}")
-    _require(0 <= r.alpha <= 1, f"regime.alpha (weight of the distillation term) must be in [0, 1], got {r.alpha}")
-    _require(0 <= r.threshold <= 1, f"regime.threshold (confidence cut) must be in [0, 1], got {r.threshold}")
-    _require(r.unlabeled_weight >= 0, f"regime.unlabeled_weight must be >= 0, got {r.unlabeled_weight}")
-    _require(r.rounds >= 1, f"regime.rounds must be >= 1, got {r.rounds}")
+            require(cfg[key] > 0, f"{key} must be a positive integer, got {cfg[key]}")

@@ -17,5 +17,11 @@ class UserError(Exception):
         super().__init__(message)
 
 
+def require(ok: bool, message: str) -> None:
+    """A UserError with `message` unless `ok`: the range checks of config schemas."""
+    if not ok:
+        raise UserError(message)
+
+
 class ResumeRefused(UserError):
     """trainer.resume cannot carry a run on (its data changed): the run's own record stays as it was."""

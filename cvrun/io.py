@@ -1,4 +1,4 @@
-"""Files that must never be half-written, folders claimed once, and locks on run folders.
+"""Files that must never be half-written (checkpoints too), folders claimed once, and locks on run folders.
 
 Every layer that writes (data's disk cache, engine's run folder, report's tables
 and plots) goes through this module, so a kill at any moment leaves the previous
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import itertools
 import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from cvrun.errors import UserError
 
 # Faults of the storage rather than of cvrun: a full disk, a quota, a read-only or forbidden folder.
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
@@ -67,6 +71,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(err, OSError):
             raise storage_fault(path, err) from None
         raise
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save, written atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A cvrun checkpoint, read with weights_only=True; a missing, truncated or foreign file is a UserError."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        # The first sentence of torch's message says what is wrong; the rest is advice about torch.load.
+        reason = str(err).splitlines()[0].split(". ")[0].rstrip(".") if str(err) else type(err).__name__
+        raise UserError(f"checkpoint {path} cannot be read ({reason}); it is truncated or not a "
+                        "cvrun checkpoint") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise UserError(f"checkpoint {path} is not a cvrun checkpoint (no model weights in it)")
+    return state
 
 
 # Folders claimed in this launch: Hydra reads its run and sweep dir more than once.

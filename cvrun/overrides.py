@@ -149,8 +149,9 @@ def parse(overrides: list[str], keys: list[str]) -> list[Any]:
 
 
 def preflight(command: str, args: list[str]) -> None:
-    """Check group options, key names and values before Hydra composes anything."""
-    from cvrun.config import SCHEMAS, schema_keys
+    """Check group options, key names and values before Hydra composes anything, then compose the config
+    as Hydra will and validate it: every mistake is one line before a run folder exists."""
+    from cvrun.config import OPTION_SECTIONS, SCHEMAS, schema_keys
     from cvrun.paths import config_dir
 
     overrides = override_args(args)
@@ -158,7 +159,8 @@ def preflight(command: str, args: list[str]) -> None:
         return
     keys = list(schema_keys(SCHEMAS[command]))
     root = config_dir()
-    for override in parse(overrides, keys):
+    parsed = parse(overrides, keys)
+    for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete() or override.is_add():
             continue
@@ -168,8 +170,11 @@ def preflight(command: str, args: list[str]) -> None:
         if group_dir.is_dir():
             options = sorted(p.stem for p in group_dir.glob("*.yaml"))
             for value in values:
-                if value not in options:
-                    raise UserError(f"unknown {key} '{value}'; valid {key} options: {', '.join(options)}")
+                for option in value.strip("[]").split(",") if key == "logger" else [value]:
+                    if option.strip() and option.strip() not in options:
+                        raise UserError(f"unknown {key} '{option.strip()}'; valid {key} options: {', '.join(options)}")
+        elif key.split(".")[0] in OPTION_SECTIONS:
+            continue  # its keys depend on the option chosen: the composition below checks them
         elif key not in keys and not any(k.startswith(key + ".") for k in keys):
             close = suggest_key(key, keys)
             hint = f"did you mean '{close}'?" if close else f"see `cvrun {command} --cfg job` for all keys"
@@ -177,6 +182,57 @@ def preflight(command: str, args: list[str]) -> None:
         else:
             for value in values:
                 check_value(SCHEMAS[command], key, value)
+    compose_check(command, parsed)
+
+
+# Combinations of a sweep's values composed by the check; a larger sweep is checked on its first ones.
+MAX_CHECKED_JOBS = 64
+
+
+def compose_check(command: str, parsed: list[Any]) -> None:
+    """Compose each job's config as Hydra will and validate it; a Hydra or schema error becomes one line."""
+    import itertools
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cvrun.commands import register_schemas
+    from cvrun.config import SCHEMAS, validate
+    from cvrun.paths import config_dir
+
+    choices = [[override.input_line] if not override.is_sweep_override() else
+               [f"{'+' if override.is_add() else ''}{override.key_or_group}={value}"
+                for value in override.sweep_string_iterator()] for override in parsed]
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        for job in itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS):
+            try:
+                cfg = compose(config_name=command, overrides=list(job))
+            except (HydraException, OmegaConfBaseException) as err:
+                raise UserError(composition_error(err)) from None
+            validate(cfg, SCHEMAS[command])
+
+
+def composition_error(err: BaseException) -> str:
+    """One line for Hydra's report of a config that cannot be composed: the key, and what is wrong with it."""
+    from dataclasses import is_dataclass
+
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    from cvrun.config import OPTION_SECTIONS, keys_taken
+
+    cause: BaseException | None = err
+    while cause is not None and not (isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None)):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    key, kind = cause.full_key, getattr(cause, "object_type", None)
+    if isinstance(cause, (ConfigKeyError, AttributeError)):
+        section = key.split(".")[0]
+        takes = f"; {keys_taken(section, kind)}" if section in OPTION_SECTIONS and is_dataclass(kind) else ""
+        return f"unknown config key '{key}'{takes}"
+    return f"{key}: {str(getattr(cause, 'msg', cause)).splitlines()[0]}"
 
 
 def check_value(schema: type, key: str, value: str) -> None:

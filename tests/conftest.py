@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from cvrun.config import AugConfig, TrainConfig
+from cvrun.config import TrainConfig, option_values, typed_option, validate
 from cvrun.paths import config_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,14 +44,14 @@ def decoded_once(tmp_path_factory):
 
 def make_cfg(**sections) -> object:
     """A validated TrainConfig with some sections' values replaced: make_cfg(trainer={"epochs": 2})."""
-    cfg = OmegaConf.structured(TrainConfig)
-    return OmegaConf.merge(cfg, sections)
+    if isinstance(sections.get("aug"), str):
+        sections["aug"] = option_values("aug", sections["aug"])
+    return validate(OmegaConf.merge(OmegaConf.structured(TrainConfig), sections), TrainConfig)
 
 
 def aug_cfg(option: str, **values) -> object:
-    """The `aug` section as `aug=<option>` composes it (its YAML over the schema), with values replaced."""
-    return OmegaConf.merge(OmegaConf.structured(AugConfig), OmegaConf.load(config_dir() / "aug" / f"{option}.yaml"),
-                           values)
+    """The `aug` section as `aug=<option>` composes it (its YAML over its schema), with values replaced."""
+    return typed_option("aug", {**option_values("aug", option), **values})
 
 
 def single(paths) -> Path:

@@ -96,7 +96,14 @@ CATALOGUE = [
                                                       "its smallest input is 16 px"),
     (["train", *SHAPES_RUN, "regime=feature_extract", "model.pretrained={source}", "regime.head_layers=4"],
      "regime.head_layers=4, but lenet5 has 3 linear layer(s)"),
-    (["train", *SHAPES_RUN, "regime.head_layers=0"], "regime.head_layers must be >= 1"),
+    (["train", *SHAPES_RUN, "regime=finetune", "regime.head_layers=0"], "regime.head_layers must be >= 1"),
+    (["train", "regime.k=5"], "unknown config key 'regime.k'; regime=scratch takes no keys but its name"),
+    (["train", "aug=rotate", "aug.n=5"], "unknown config key 'aug.n'; aug=rotate takes base, padding, hflip, erase, mix, "
+                                         "alpha, prob, degrees, rot90"),
+    (["train", "regime=knn", "regime.k=abc"], "regime.k: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["train", "logger=[csv,tensorbord]"], "unknown logger 'tensorbord'; valid logger options: csv, mlflow, tensorboard"),
+    (["train", "trainer.accumulate=0"], "trainer.accumulate (batches per optimiser step) must be >= 1"),
+    (["train", "trainer.early_stop_patience=-1"], "trainer.early_stop_patience and trainer.early_stop_min_delta must be"),
     (["train", *SHAPES_RUN, "dataset.classes=[circle]"], "dataset shapes has 1 class (circle); a classifier needs at "
                                                           "least 2"),
     (["train", "trainer.grad_clip=-1"], "trainer.grad_clip (the largest gradient norm) must be > 0 or null"),

@@ -1,4 +1,4 @@
-"""Augmentation options: aug.name -> the per-image step of that option.
+"""Augmentation options: aug.name -> its config schema and the per-image step it builds.
 
 A training transform is a Pipeline of steps, each (image, rng) -> image:
 
@@ -9,31 +9,78 @@ crop + flip for large ones. The plain options (brightness, flip, rotate,
 crop, shear, affine) set `base: false` in their YAML so that each can be
 compared alone against `none`; `aug.base=true` composes them with it. The
 batch mixer (`aug.mix`) lives in mixers.py: it works on whole batches.
+
+Adding an option is one function here (or in any module of cvrun/augment),
+registered with its schema, and one YAML in configs/aug/:
+
+    @dataclass
+    class BlurOption(AugOption):
+        sigma: float = 1.0
+
+    @register_policy("blur", BlurOption)
+    def blur(cfg, image_size): return lambda image, rng: cv2.GaussianBlur(image, (0, 0), cfg.sigma)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
 from cvrun.augment import ops
-from cvrun.augment.auto import AutoAugment, RandAugment, SampledPolicy, TrivialAugmentWide, apply_ops
-from cvrun.errors import UserError
+from cvrun.augment.auto import (AUTOAUGMENT_POLICIES, MAX_MAGNITUDE, AutoAugment, RandAugment, SampledPolicy,
+                                TrivialAugmentWide, apply_ops)
+from cvrun.augment.mixers import MIXERS
+from cvrun.errors import require
+from cvrun.registry import Registry
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 # Images up to this size get pad-and-crop; larger ones get a random resized crop.
 SMALL_IMAGE = 64
 
-POLICIES: dict[str, Callable[[Any, int], Transform | None]] = {}
+
+@dataclass
+class AugOption:
+    """The keys every aug option takes: the base transform, random erasing and a batch mixer."""
+
+    name: str = "none"
+    # base transform: pad-crop (small images) or random resized crop (large), then horizontal flip
+    base: bool = False
+    padding: int = 4
+    hflip: float = 0.5
+    erase: float = 0.0  # probability of random erasing (cutout)
+    # batch mixer on top of any option: null, cutmix or mixup, with Beta(alpha, alpha) on a share prob of batches
+    mix: Optional[str] = None
+    alpha: float = 1.0
+    prob: float = 1.0
+
+    def check(self) -> None:
+        for key in ("hflip", "erase", "prob"):
+            require(0 <= getattr(self, key) <= 1,
+                    f"aug.{key} is a probability and must be in [0, 1], got {getattr(self, key)}")
+        require(self.padding >= 0, f"aug.padding must be >= 0, got {self.padding}")
+        require(self.mix is None or self.mix in MIXERS,
+                f"aug.mix must be null or one of {', '.join(MIXERS)}, got {self.mix}")
+        require(self.alpha > 0, f"aug.alpha (Beta distribution of the mixing weight) must be > 0, got {self.alpha}")
 
 
-def register_policy(name: str):
-    def add(fn):
-        POLICIES[name] = fn
-        return fn
+@dataclass
+class Policy:
+    """A registered aug option: its schema and the function building its per-image step (None: no step)."""
+
+    config: type
+    build: Callable[[Any, int], Transform | None]
+
+
+POLICIES: Registry[Policy] = Registry("aug")
+
+
+def register_policy(name: str, config: type = AugOption):
+    def add(build: Callable[[Any, int], Transform | None]) -> Callable[[Any, int], Transform | None]:
+        POLICIES.register(name)(Policy(config, build))
+        return build
     return add
 
 
@@ -63,10 +110,8 @@ class Pipeline:
 
 def build_train_transform(cfg: Any, image_size: int, mean: Sequence[float] = (0.0, 0.0, 0.0)) -> Pipeline | None:
     """The per-image training transform of `aug`; `mean` (dataset.mean, 0-1) is the erasing colour."""
-    if cfg.name not in POLICIES:
-        raise UserError(f"unknown aug '{cfg.name}'; valid aug options: {', '.join(sorted(POLICIES))}")
     steps = [base_transform(cfg, image_size)] if cfg.base else []
-    own_step = POLICIES[cfg.name](cfg, image_size)
+    own_step = POLICIES.get(cfg.name).build(cfg, image_size)
     if own_step is not None:
         steps.append(own_step)
     if cfg.erase > 0:
@@ -133,7 +178,16 @@ def batch_mixing(cfg: Any, image_size: int) -> None:
     return None
 
 
-@register_policy("brightness")
+@dataclass
+class BrightnessOption(AugOption):
+    shift: int = 32  # largest offset on the 0-255 scale
+
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.shift <= 255, f"aug.shift must be in [0, 255], got {self.shift}")
+
+
+@register_policy("brightness", BrightnessOption)
 def brightness(cfg: Any, image_size: int) -> Transform:
     """Add one offset, uniform in [-aug.shift, aug.shift], to every channel, clipped to 0-255."""
     def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -141,7 +195,16 @@ def brightness(cfg: Any, image_size: int) -> Transform:
     return step
 
 
-@register_policy("flip")
+@dataclass
+class FlipOption(AugOption):
+    vflip: float = 0.5  # probability of a vertical flip (hflip: of a horizontal one)
+
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.vflip <= 1, f"aug.vflip is a probability and must be in [0, 1], got {self.vflip}")
+
+
+@register_policy("flip", FlipOption)
 def flip(cfg: Any, image_size: int) -> Transform:
     def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         image = _maybe_hflip(image, rng, cfg.hflip)
@@ -149,7 +212,18 @@ def flip(cfg: Any, image_size: int) -> Transform:
     return step
 
 
-@register_policy("rotate")
+@dataclass
+class RotateOption(AugOption):
+    degrees: float = 15.0  # largest angle
+    rot90: float = 0.0  # probability of a 90/180/270 quarter turn first
+
+    def check(self) -> None:
+        super().check()
+        require(self.degrees >= 0, f"aug.degrees must be >= 0, got {self.degrees}")
+        require(0 <= self.rot90 <= 1, f"aug.rot90 is a probability and must be in [0, 1], got {self.rot90}")
+
+
+@register_policy("rotate", RotateOption)
 def rotate(cfg: Any, image_size: int) -> Transform:
     """A quarter turn (90/180/270, probability aug.rot90), then an angle uniform in +-aug.degrees."""
     def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +235,17 @@ def rotate(cfg: Any, image_size: int) -> Transform:
     return step
 
 
-@register_policy("crop")
+@dataclass
+class CropOption(AugOption):
+    scale: List[float] = field(default_factory=lambda: [0.25, 1.0])  # share of the area kept
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1,
+                f"aug.scale must be [low, high] with 0 < low <= high <= 1, got {list(self.scale)}")
+
+
+@register_policy("crop", CropOption)
 def crop(cfg: Any, image_size: int) -> Transform:
     """A random resized crop covering aug.scale of the area, at any image size."""
     scale = tuple(cfg.scale)
@@ -172,7 +256,16 @@ def crop(cfg: Any, image_size: int) -> Transform:
     return step
 
 
-@register_policy("shear")
+@dataclass
+class ShearOption(AugOption):
+    shear: float = 0.3  # largest shear factor per axis
+
+    def check(self) -> None:
+        super().check()
+        require(self.shear >= 0, f"aug.shear must be >= 0, got {self.shear}")
+
+
+@register_policy("shear", ShearOption)
 def shear(cfg: Any, image_size: int) -> Transform:
     """Shear along x and y, each factor uniform in +-aug.shear."""
     def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -181,7 +274,19 @@ def shear(cfg: Any, image_size: int) -> Transform:
     return step
 
 
-@register_policy("affine")
+@dataclass
+class AffineOption(AugOption):
+    distortion: float = 0.1  # largest corner move, as a share of the side
+    perspective: float = 0.0  # probability of a four-corner perspective warp instead
+
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.distortion < 0.5, f"aug.distortion must be in [0, 0.5), got {self.distortion}")
+        require(0 <= self.perspective <= 1,
+                f"aug.perspective is a probability and must be in [0, 1], got {self.perspective}")
+
+
+@register_policy("affine", AffineOption)
 def affine(cfg: Any, image_size: int) -> Transform:
     """Move three corners (or, with probability aug.perspective, all four) by up to aug.distortion x side."""
     def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -194,12 +299,34 @@ def affine(cfg: Any, image_size: int) -> Transform:
     return step
 
 
-@register_policy("randaug")
+@dataclass
+class RandAugOption(AugOption):
+    n: int = 2  # ops per image
+    m: float = 9.0  # magnitude on torchvision's 0-30 scale
+
+    def check(self) -> None:
+        super().check()
+        require(self.n >= 0, f"aug.n (RandAugment ops per image) must be >= 0, got {self.n}")
+        require(0 <= self.m <= MAX_MAGNITUDE,
+                f"aug.m (RandAugment magnitude) must be in [0, {MAX_MAGNITUDE}], got {self.m}")
+
+
+@register_policy("randaug", RandAugOption)
 def randaug(cfg: Any, image_size: int) -> Transform:
     return RandAugment(n=cfg.n, m=cfg.m)
 
 
-@register_policy("autoaug")
+@dataclass
+class AutoAugOption(AugOption):
+    policy: str = "cifar10"  # the learned policy: cifar10, imagenet or svhn
+
+    def check(self) -> None:
+        super().check()
+        require(self.policy in AUTOAUGMENT_POLICIES,
+                f"aug.policy must be one of {', '.join(AUTOAUGMENT_POLICIES)}, got {self.policy}")
+
+
+@register_policy("autoaug", AutoAugOption)
 def autoaug(cfg: Any, image_size: int) -> Transform:
     return AutoAugment(policy=cfg.policy)
 

@@ -13,18 +13,25 @@ log = logging.getLogger("cvrun")
 
 
 def register_schemas() -> None:
-    """Put the dataclass schemas where the primary configs' defaults find them, and the resolvers
-    the run and sweep folders go through: `unique` (claimed once) and `short_name` (a name the
-    file system accepts)."""
+    """Put the dataclass schemas where the configs' defaults find them: each command's (train_schema, ...)
+    and each regime's and aug option's (regime/<name>_schema, aug/<name>_schema, named in the option's
+    YAML); and the resolvers the run and sweep folders go through: `unique` (claimed once) and
+    `short_name` (a name the file system accepts)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
+    from cvrun.augment import POLICIES
     from cvrun.config import SCHEMAS
     from cvrun.io import claim_folder, forget_claims, short_name
+    from cvrun.regimes import REGIMES
 
     store = ConfigStore.instance()
     for command, schema in SCHEMAS.items():
         store.store(name=f"{command}_schema", node=schema)
+    for name, regime in REGIMES.items():
+        store.store(group="regime", name=f"{name}_schema", node=regime.config)
+    for name, policy in POLICIES.items():
+        store.store(group="aug", name=f"{name}_schema", node=policy.config)
     forget_claims()
     OmegaConf.register_new_resolver("unique", lambda path: str(claim_folder(path)), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("short_name", short_name, replace=True)

@@ -13,19 +13,17 @@ from cvrun.errors import UserError
 def load_run(run_dir: Path) -> tuple[Any, dict]:
     """A run folder's validated config and its best checkpoint."""
     from cvrun.config import load_run_config
-    from cvrun.engine.checkpoint import load_checkpoint
+    from cvrun.io import load_checkpoint
+    from cvrun.regimes import REGIMES
 
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a cvrun run folder (no config.yaml); "
                         "pass a folder such as outputs/YYYY-MM-DD/HH-MM-SS_scratch_resnet18")
     best = run_dir / "checkpoints" / "best.pt"
     cfg = load_run_config(run_dir / "config.yaml")
-    if cfg.regime.name == "knn":
-        raise UserError(f"{run_dir} is a regime=knn run: it trains no weights to evaluate; its val and test "
-                        "accuracies are in its summary.json")
-    if cfg.regime.name == "noisy_student":
-        raise UserError(f"{run_dir} is a regime=noisy_student run: its weights are in its rounds; "
-                        f"evaluate one of them, e.g. cvrun eval {run_dir / 'round_1'}")
+    no_weights = REGIMES.get(cfg.regime.name).no_weights
+    if no_weights is not None:
+        raise UserError(f"{run_dir} is a regime={cfg.regime.name} run: {no_weights.format(run_dir=run_dir)}")
     if not best.is_file():
         raise UserError(f"{run_dir} has no checkpoints/best.pt: the run ended before its first epoch")
     return cfg, load_checkpoint(best)

@@ -46,7 +46,7 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
     by the option's YAML, as `cvrun train group=option` would compose it."""
     from omegaconf import OmegaConf
 
-    from cvrun.config import TrainConfig, validate
+    from cvrun.config import TrainConfig, option_values, validate
     from cvrun.paths import config_dir
 
     for override in overrides:
@@ -56,12 +56,8 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
         if key in ("experiment", "hparams_search"):
             raise UserError(f"reproduce takes key=value and group=option overrides, not {key}=...: its presets "
                             f"set several groups; start a new run with `cvrun train {key}={option}`")
-        group = config_dir() / key
-        if group.is_dir():
-            options = sorted(p.stem for p in group.glob("*.yaml"))
-            if option not in options:
-                raise UserError(f"unknown {key} '{option}'; valid {key} options: {', '.join(options)}")
-            config[key] = OmegaConf.load(group / f"{option}.yaml")
+        if (config_dir() / key).is_dir():
+            config[key] = option_values(key, option)
         else:
             config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
     return validate(config, TrainConfig)

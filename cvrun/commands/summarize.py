@@ -55,7 +55,7 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 
 SEED_KEY = "trainer.seed"
-AVERAGED = ["best_val_acc1", "test_acc1", "test_acc5", "wall_seconds", "old_task_acc1", "pseudo_label_acc1"]
+AVERAGED = ["best_val_acc1", "test_acc1", "test_acc5", "wall_seconds"]  # and every regime's result columns
 
 
 def numeric_order(text: str) -> tuple[int, str]:
@@ -65,11 +65,13 @@ def numeric_order(text: str) -> tuple[int, str]:
 def mean_over_seeds(rows: list[dict[str, Any]], keys: list[str],
                     results: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per setting (the differing keys but the seed): mean and sd of each result over completed runs."""
+    from cvrun.report.table import regime_columns
+
     setting_keys = [k for k in keys if k != SEED_KEY]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(k) for k in setting_keys), []).append(row)
-    averaged = [c for c in AVERAGED if c in results]
+    averaged = [c for c in [*AVERAGED, *regime_columns(rows)] if c in results]
     merged = []
     for setting, runs in groups.items():
         completed = [r for r in runs if r["status"] == "completed"]

@@ -17,21 +17,36 @@ log = logging.getLogger("cvrun")
 def train(cfg: Any) -> float | None:
     """One run; returns its best validation accuracy, the objective an optimising sweeper (Optuna) maximises."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from cvrun.engine import distributed
     from cvrun.engine.rundir import RunFolder, use_cvrun_log_format
     from cvrun.engine.runtime import signals_raise
+    from cvrun.parallel import is_main
 
     use_cvrun_log_format()
     # A train.log that cannot be written (full disk) is reported by the write that fails next,
     # in one line; logging's own report would be a traceback per line.
     logging.raiseExceptions = False
-    run_path = distributed.start(cfg, HydraConfig.get().runtime.output_dir)
+    refuse_under_torchrun(cfg)
+    hydra = HydraConfig.get()
+    sweep_dir = Path(hydra.sweep.dir).absolute() if hydra.mode == RunMode.MULTIRUN else None
+    run_path = distributed.start(cfg, hydra.runtime.output_dir)
     try:
-        with signals_raise(), held_folder(Path(run_path), distributed.is_main()):
-            return start_run(cfg, RunFolder(Path(run_path), writes=distributed.is_main())).get("best_val_acc1")
+        with signals_raise(), held_folder(Path(run_path), is_main()):
+            run = RunFolder(Path(run_path), writes=is_main())
+            return start_run(cfg, run, sweep_dir).get("best_val_acc1")
     finally:
         distributed.finish()
+
+
+def refuse_under_torchrun(cfg: Any) -> None:
+    from cvrun.parallel import world_size
+    from cvrun.regimes import REGIMES
+
+    reason = REGIMES.get(cfg.regime.name).not_distributed
+    if world_size() > 1 and reason is not None:
+        raise UserError(f"regime={cfg.regime.name} does not run under torchrun ({reason}); start it with cvrun train")
 
 
 @contextmanager
@@ -63,7 +78,7 @@ def lock_run_folder(folder: Path) -> None:
                         "(a run folder takes one process at a time)") from None
 
 
-def start_run(cfg: Any, run: Any) -> dict:
+def start_run(cfg: Any, run: Any, sweep_dir: Path | None = None) -> dict:
     """Validate, record the resolved config, seed, and hand the run to its regime; every ending is recorded."""
     from omegaconf import OmegaConf
 
@@ -71,7 +86,7 @@ def start_run(cfg: Any, run: Any) -> dict:
     from cvrun.engine.rundir import resume_hint
     from cvrun.engine.runtime import Interrupted, seed_everything
     from cvrun.io import StorageError
-    from cvrun.regimes import run_regime
+    from cvrun.regimes import REGIMES
 
     # A resume that cannot start leaves the earlier run's record as it was.
     resumed = resumed_config(cfg, run) if cfg.trainer.resume is not None else None
@@ -82,7 +97,8 @@ def start_run(cfg: Any, run: Any) -> dict:
             run.write_config(OmegaConf.to_yaml(typed))
         log.info("run folder: %s", run.path)
         seed_everything(typed.trainer.seed, typed.trainer.deterministic)
-        return run_regime(typed, run)
+        regime = REGIMES.get(typed.regime.name)(typed, run, run_callbacks(typed, run, sweep_dir), run_callbacks)
+        return regime.start()
     except ResumeRefused:
         raise
     except (UserError, StorageError) as err:
@@ -100,6 +116,14 @@ def start_run(cfg: Any, run: Any) -> dict:
         raise
 
 
+def run_callbacks(cfg: Any, run: Any, sweep_dir: Path | None = None) -> list:
+    """What receives a run's events: its record (summary.json, curves.png, train.log), then its loggers."""
+    from cvrun.loggers import LoggerContext, build_loggers
+    from cvrun.report.record import RunRecord
+
+    return [RunRecord(run, cfg.trainer.epochs), *build_loggers(cfg, LoggerContext(run, cfg, sweep_dir))]
+
+
 def record_end(run: Any, status: str, reason: str) -> None:
     """Write the run's status and reason where the folder can still be written (never raises on a full disk,
     and a second Ctrl-C during the write leaves the previous summary.json)."""
@@ -114,8 +138,6 @@ def record_end(run: Any, status: str, reason: str) -> None:
 
 # The settings a resumed run may change: they do not touch what it computes.
 RESUME_MAY_CHANGE = ("trainer.progress", "trainer.num_workers")
-NOT_RESUMABLE = {"knn": "it trains nothing; run it again",
-                 "noisy_student": "resume the round folder that stopped, then start the later rounds anew"}
 # What makes a folder a run's (or a sweep's): Hydra's record, cvrun's files, or a training lock.
 RUN_MARKERS = (".hydra", "config.yaml", "summary.json", "metrics.csv", "checkpoints", "train.log", ".lock")
 SWEEP_MARKERS = ("multirun.yaml", "jobs.jsonl", "summary.csv")
@@ -133,9 +155,23 @@ def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def hydra_args(args: list[str]) -> list[str]:
+    """Under torchrun: one run (no -m), and Hydra makes a folder and a log on rank 0 only."""
+    from cvrun.parallel import is_main, world_size
+
+    if world_size() == 1:
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise UserError("torchrun trains one run over several processes; drop -m (sweep without torchrun)")
+    if is_main():
+        return args
+    kept = [arg for arg in args if not arg.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
+    return [*kept, "hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+
+
 def prepare_args(args: list[str]) -> list[str]:
     """What Hydra gets for `cvrun train`: a resume runs in its own folder, a new run never in another's."""
-    from cvrun.engine.distributed import hydra_args, is_main
+    from cvrun.parallel import is_main
 
     resume = resume_args(args)
     if resume is None and is_main():  # other torchrun ranks follow rank 0's folder
@@ -186,7 +222,7 @@ def resume_args(args: list[str]) -> list[str] | None:
 
     None when the command resumes nothing. The run folder is locked here, before Hydra appends to its train.log.
     """
-    from cvrun.engine.distributed import is_main
+    from cvrun.parallel import is_main
 
     overrides = override_args(args) or []
     given = [o for o in overrides if key_of(o) == "trainer.resume"]
@@ -254,6 +290,7 @@ def resumed_config(cfg: Any, run: Any) -> Any:
     from omegaconf import OmegaConf
 
     from cvrun.config import load_run_config
+    from cvrun.regimes import REGIMES
 
     typed = load_run_config(run.path / "config.yaml")
     where = f"trainer.resume={run.path}"
@@ -261,8 +298,9 @@ def resumed_config(cfg: Any, run: Any) -> Any:
     if summary.get("status") == "completed":
         raise UserError(f"{where}: the run already completed (test_acc1 {summary.get('test_acc1')}); "
                         "there is nothing to carry on")
-    if typed.regime.name in NOT_RESUMABLE:
-        raise UserError(f"{where}: a {typed.regime.name} run cannot be resumed; {NOT_RESUMABLE[typed.regime.name]}")
+    reason = REGIMES.get(typed.regime.name).not_resumable
+    if reason is not None:
+        raise UserError(f"{where}: a {typed.regime.name} run cannot be resumed; {reason}")
     run.remove_partial_writes()
     typed.trainer.resume = str(run.path)
     for override in given_overrides():

@@ -9,69 +9,74 @@ uninterrupted one would have.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cvrun.data.samples import Samples
-from cvrun.engine import distributed
+from cvrun import parallel
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 class ImageDataset(Dataset):
-    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, target).
+    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, label).
 
-    The target is the label, or the row of `targets` when a regime gives one per image
-    (soft labels; LwF's recorded old-task outputs after the class columns).
+    With `extras` ({name: tensor with one row per image}), the label becomes a dict of the label and each
+    extra's row: what a regime keeps per image (LwF's recorded old-task outputs, pseudo-labels).
     """
 
     def __init__(self, samples: Samples, image_size: int, transform: Transform | None = None,
-                 targets: torch.Tensor | None = None):
+                 extras: dict[str, torch.Tensor] | None = None):
         self.samples = samples
         self.image_size = image_size
         self.transform = transform
-        self.targets = targets
+        self.extras = extras
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, Any]:
         index, seed = item
         image = self.samples.image(index, self.image_size)
         if self.transform is not None:
             image = self.transform(image, np.random.default_rng(seed))
         chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return chw, int(self.samples.labels[index]) if self.targets is None else self.targets[index]
+        label = int(self.samples.labels[index])
+        if self.extras is None:
+            return chw, label
+        return chw, {"label": label, **{name: rows[index] for name, rows in self.extras.items()}}
 
 
 class SeededSampler(Sampler):
     """Yields (index, augmentation seed); the order is shuffled per epoch when asked.
 
-    shard: under torchrun, this process's share of the order (see distributed.shard);
+    shard: under torchrun, this process's share of the order (see parallel.shard);
     every rank draws the same order and seeds, so a run's images do not depend on N.
     """
 
     def __init__(self, size: int, seed: int, shuffle: bool, shard: bool = False):
         self.size, self.seed, self.shuffle, self.shard = size, seed, shuffle, shard
-        self.epoch = 0
+        self.epoch, self.repeat = 0, 0
         # Worked out once: DataLoader asks for the length at every step.
-        self.length = len(distributed.shard(list(range(size)), pad=shuffle)) if shard else size
+        self.length = len(parallel.shard(list(range(size)), pad=shuffle)) if shard else size
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, repeat: int = 0) -> None:
+        """The order of `epoch`; `repeat` > 0: the repeat-th further pass within it (a loader that a regime
+        draws from for more steps than it has batches)."""
+        self.epoch, self.repeat = epoch, repeat
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = np.random.default_rng([self.seed, self.epoch, self.repeat] if self.repeat else [self.seed, self.epoch])
         order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         seeds = rng.integers(0, 2**63 - 1, self.size)
         pairs = list(zip(order.tolist(), seeds.tolist()))
-        return iter(distributed.shard(pairs, pad=self.shuffle) if self.shard else pairs)
+        return iter(parallel.shard(pairs, pad=self.shuffle) if self.shard else pairs)
 
 
 def auto_workers(samples: Samples, requested: int | None, augmented: bool, cuda: bool) -> int:
@@ -96,14 +101,15 @@ def file_workers() -> int:
 
 def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
                 transform: Transform | None = None, num_workers: int | None = None,
-                cuda: bool = False, targets: torch.Tensor | None = None, shard: bool = False) -> DataLoader:
+                cuda: bool = False, extras: dict[str, torch.Tensor] | None = None, shard: bool = False) -> DataLoader:
     """cuda: the batches go to a GPU (pinned memory, workers for augmentation).
-    shard: under torchrun, this process's share of the images, in batches of batch_size / N."""
+    shard: under torchrun, this process's share of the images, in batches of batch_size / N.
+    extras: per-image tensors that come with each label (see ImageDataset)."""
     workers = auto_workers(samples, num_workers, augmented=transform is not None, cuda=cuda)
-    batch_size = batch_size // distributed.world_size() if shard else batch_size
+    batch_size = batch_size // parallel.world_size() if shard else batch_size
     sampler = SeededSampler(len(samples), seed, shuffle=train, shard=shard)
     return DataLoader(
-        ImageDataset(samples, image_size, transform, targets),
+        ImageDataset(samples, image_size, transform, extras),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
@@ -137,6 +143,6 @@ class FeatureDataset(Dataset):
 def make_feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
                         seed: int) -> DataLoader:
     """Batches of cached features, in the same seeded order an image loader would use (sharded as it would be)."""
-    return DataLoader(FeatureDataset(features, labels), batch_size=batch_size // distributed.world_size(),
+    return DataLoader(FeatureDataset(features, labels), batch_size=batch_size // parallel.world_size(),
                       sampler=SeededSampler(len(labels), seed, shuffle=train, shard=True),
                       generator=torch.Generator().manual_seed(seed))

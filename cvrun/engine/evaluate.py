@@ -20,6 +20,7 @@ class Normalize:
     """
 
     def __init__(self, mean: list[float], std: list[float], device: torch.device, channels_last: bool = False):
+        self.mean, self.std = list(mean), list(std)
         std_t = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.scale = 1.0 / std_t
         self.shift = -torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255 / std_t

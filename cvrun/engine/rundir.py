@@ -96,7 +96,7 @@ class RunFolder:
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> None:
         """checkpoints/<name>, written atomically (by rank 0 alone under torchrun)."""
-        from cvrun.engine.checkpoint import save_checkpoint  # imports torch: only when a checkpoint is written
+        from cvrun.io import save_checkpoint  # imports torch: only when a checkpoint is written
 
         if self.writes:
             save_checkpoint(self.checkpoints / name, state)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from cvrun.engine.distributed import local_rank
+from cvrun.parallel import local_rank
 from cvrun.errors import UserError
 
 

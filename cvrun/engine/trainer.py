@@ -1,9 +1,29 @@
 """The one training loop every regime goes through.
 
-A regime prepares a TrainingJob (model, loaders, loss, parameter groups) and
-calls Trainer.fit. The loop keeps per-step work on the device: metrics are
-accumulated as tensors and read once per epoch, so there is no host-device
-synchronisation per step.
+A regime (cvrun/regimes/base.py) prepares its data, models and loaders and defines its training
+step; the trainer owns what is common to all: device, autocast and GradScaler, DistributedDataParallel
+around every module that trains, gradient accumulation and clipping, the schedule, EMA, the divergence
+check, early stopping, checkpoints of every module with the random states, signals, validation, the
+test of the best weights, and the run's events (engine/events.py), which callbacks turn into files.
+
+What fit() reads from a prepared regime:
+
+    model                  the classifier that is validated, kept as best and tested (its EMA with
+                           trainer.ema_decay)
+    trained                {name: module}: every module that trains by gradient, "model" among them
+    train_loaders          {name: loader}: a step takes one batch of each; the first sets the epoch's
+                           length (or trainer.steps_per_epoch does), the others start again when spent
+    val_loader, test_loader, normalize (a loader's images -> model input on the device)
+    class_names, image_size, splits, summary_extra, result_columns, unused_parameters
+    param_groups()         the optimiser's parameter groups
+    epoch_start(epoch)     before each epoch trains (finetune: unfreeze the backbone)
+    training_step(trained, batches, ema) -> (loss, sums): runs inside the (distributed) forward
+    epoch_metrics(sums)    the epoch's summed step values -> metrics.csv columns (train_acc1, ...)
+    test(model)            {"acc1", "acc5", "loss", "samples"} on the test split
+    finished(summary)      the regime's results once the run is tested (LwF's old task)
+
+Per step the loop keeps its work on the device: sums are tensors, and the loss is read once per
+trainer.log_every_n_steps steps.
 """
 
 from __future__ import annotations
@@ -12,78 +32,37 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cvrun.engine import distributed
+from cvrun import parallel
 from cvrun.data.splits import split_changes
-from cvrun.engine.checkpoint import load_checkpoint
-from cvrun.engine.evaluate import Normalize, evaluate
+from cvrun.engine import distributed
+from cvrun.engine.evaluate import evaluate
+from cvrun.engine.events import Callback, Events
 from cvrun.engine.optim import build_optimizer, build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
 from cvrun.engine.runtime import Interrupted, autocast, autocast_dtype, select_device
 from cvrun.errors import ResumeRefused, UserError
-from cvrun.io import StorageError
+from cvrun.io import StorageError, load_checkpoint
 from cvrun.models.registry import Classifier, count_parameters
-from cvrun.report.curves import plot_curves
 
 log = logging.getLogger("cvrun")
 
-# Steps between checks of the training loss: one host-device sync per interval, not per step.
-CHECK_EVERY = 50
 # A dataset.std below this (on the 0-1 scale; real images have about 0.2-0.3) blows the inputs up.
 TINY_STD = 1e-3
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Diverged(Exception):
     """The training loss became non-finite."""
-
-
-@dataclass
-class TrainingJob:
-    """What a regime hands the trainer."""
-
-    model: Classifier
-    train_loader: DataLoader
-    val_loader: DataLoader | None
-    test_loader: DataLoader
-    class_names: list[str]
-    image_size: int
-    mean: list[float]
-    std: list[float]
-    # loss(logits, targets); targets are class indices or per-class probabilities.
-    loss_fn: LossFn | None = None
-    # Optimiser parameter groups; by default every trainable parameter at optim.lr.
-    param_groups: list[dict[str, Any]] | None = None
-    # (images, labels) -> (images, soft targets) on each normalised training batch: CutMix, MixUp.
-    batch_mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
-    # Loader batch -> model input on the device; by default uint8 images normalised with mean and std.
-    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
-    # Called with the 0-based epoch before it trains (finetune: unfreeze the backbone).
-    epoch_start: Callable[[int], None] | None = None
-    # Modules trained beside the model (LwF's old output layer): checkpointed with it and restored with the best.
-    extra_modules: dict[str, nn.Module] = field(default_factory=dict)
-    summary_extra: dict[str, Any] = field(default_factory=dict)
-    # What the run trains, validates and tests on (DataSplits.record): summary.json and last.pt keep it,
-    # and a resume refuses other data.
-    splits: dict[str, Any] = field(default_factory=dict)
-
-
-def hard_labels(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Class indices of a batch of targets: labels, or rows whose first num_classes columns are a distribution."""
-    return targets[:, :num_classes].argmax(dim=1) if targets.ndim == 2 else targets
 
 
 def place_model(model: Classifier, tcfg: Any, device: torch.device) -> Classifier:
@@ -128,63 +107,92 @@ def check_same_splits(recorded: dict[str, Any] | None, current: dict[str, Any], 
                             f"{'; '.join(changes[:5])}{more}; put the data back as it was, or start a new run")
 
 
-def check_trainable(job: TrainingJob, batch_size: int) -> None:
+def check_trainable(regime: Any, batch_size: int, steps: int) -> None:
     """A run that would take no optimisation step, or steps batch norm cannot take, is refused before it starts."""
-    loader = job.train_loader
-    images = len(loader.dataset)
-    if len(loader) == 0:
-        raise UserError(f"the training set gives no optimisation step: {images} image(s) at trainer.batch_size="
-                        f"{batch_size} (a last batch of a single image is left out: batch norm cannot train on it); "
-                        "train on more images (dataset.subset, dataset.labeled_per_class)")
+    loader = next(iter(regime.train_loaders.values()))
+    if steps == 0:
+        raise UserError(f"the training set gives no optimisation step: {len(loader.dataset)} image(s) at "
+                        f"trainer.batch_size={batch_size} (a last batch of a single image is left out: batch "
+                        "norm cannot train on it); train on more images (dataset.subset, dataset.labeled_per_class)")
     # Cached features feed the head alone, which holds no batch norm.
-    with_batch_norm = not job.model.takes_features and any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in job.model.train().modules())
+    with_batch_norm = not regime.model.takes_features and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in regime.model.train().modules())
     if loader.batch_size == 1 and with_batch_norm:
         raise UserError(f"trainer.batch_size={batch_size} gives steps of a single image, on which batch norm "
                         "cannot train; use trainer.batch_size=2 or more")
 
 
+def to_device(value: Any, device: torch.device) -> Any:
+    """A loader's batch (tensors, or tuples and dicts of them) on the device."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {key: to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(item, device) for item in value)
+    return value
+
+
+def batch_size_of(batch: Any) -> int:
+    """How many images a batch holds (its first tensor's length)."""
+    return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
+
+
+def cycled(loader: DataLoader, epoch: int) -> Iterator[Any]:
+    """The loader's batches for one epoch, starting again (in another seeded order) when it is spent:
+    the order depends on (trainer.seed, epoch, pass) alone, so a resumed run sees what an uninterrupted one did."""
+    for repeat in range(1_000_000):
+        loader.sampler.set_epoch(epoch, repeat)
+        yield from loader
+
+
+class StepModule(nn.Module):
+    """One training step as one module: DistributedDataParallel wraps it whole, so the gradients of every
+    trained module (LwF's old output layer too) are reduced over the processes."""
+
+    def __init__(self, regime: Any, trained: dict[str, nn.Module]):
+        super().__init__()
+        self.trained = nn.ModuleDict(trained)
+        self.regime = regime  # not a Module: not registered
+
+    def forward(self, batches: dict[str, Any], ema: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.regime.training_step(self.trained, batches, ema)
+
+
 class Trainer:
-    def __init__(self, cfg: Any, run: RunFolder):
+    def __init__(self, cfg: Any, run: RunFolder, callbacks: Sequence[Callback] = ()):
         self.cfg = cfg
         self.run = run
         self.device = select_device(cfg.trainer.device)
         self.dtype = autocast_dtype(cfg.trainer.precision, self.device)
+        self.events = Events(callbacks)
 
-    def fit(self, job: TrainingJob) -> dict[str, Any]:
+    def start_summary(self, params: int, trainable: int, facts: dict[str, Any]) -> dict[str, Any]:
+        """summary.json as the run starts: what was there (a reproduce's note), the run's facts, the regime's."""
+        return {**self.run.read_summary(), "status": "running", "reason": None, "seed": self.cfg.trainer.seed,
+                "params": params, "trainable_params": trainable, "world_size": parallel.world_size(),
+                "device": str(self.device), "versions": versions(), **facts}
+
+    def fit(self, regime: Any) -> dict[str, Any]:
         """Train, validate every epoch, checkpoint, test the best weights; return summary.json.
 
-        Every ending is recorded in summary.json: completed, interrupted (SIGINT/SIGTERM, exit 130),
-        failed (a diverged loss, exit 1; a full or read-only disk, StorageError).
+        Every ending is recorded: completed, interrupted (SIGINT/SIGTERM, exit 130), failed (a diverged
+        loss, exit 1; a full or read-only disk, StorageError).
         """
         tcfg = self.cfg.trainer
         started = time.time()
-        check_trainable(job, tcfg.batch_size)
+        steps = tcfg.steps_per_epoch or len(next(iter(regime.train_loaders.values())))
+        check_trainable(regime, tcfg.batch_size, steps)
         last = self.run.checkpoints / "last.pt"
         resumed = load_checkpoint(last) if tcfg.resume is not None and last.is_file() else None
         if resumed is not None:
-            check_same_splits(resumed.get("splits"), job.splits, self.run.path)
-        model = place_model(job.model, tcfg, self.device)
-        train_model = self._distributed(model, job)
-        # Modules trained beside the model (LwF's old output layer) count as the run's parameters too.
-        counts = [count_parameters(m) for m in (model, *job.extra_modules.values())]
-        params, trainable = sum(c[0] for c in counts), sum(c[1] for c in counts)
-        summary = self.run.update_summary(
-            status="running", reason=None, seed=tcfg.seed, params=params, trainable_params=trainable,
-            world_size=distributed.world_size(), device=str(self.device), versions=versions(),
-            class_names=job.class_names, splits=job.splits, **job.summary_extra)
-        normalize = job.prepare or Normalize(job.mean, job.std, self.device, tcfg.channels_last)
-        for module in job.extra_modules.values():
-            module.to(self.device)
-        groups = job.param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        optimizer = build_optimizer(groups, self.cfg.optim, self.device)
-        scheduler = build_scheduler(optimizer, self.cfg.sched, self.cfg.optim.lr, tcfg.epochs, len(job.train_loader))
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay), use_buffers=True)
-               if tcfg.ema_decay else None)
-        loss_fn = job.loss_fn or (lambda logits, targets: F.cross_entropy(
-            logits, targets, label_smoothing=tcfg.label_smoothing))
-        loop = _Loop(self, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize, job, started)
+            check_same_splits(resumed.get("splits"), regime.splits, self.run.path)
+        regime.model = place_model(regime.model, tcfg, self.device)
+        trained = {"model": regime.model, **{k: m.to(self.device) for k, m in regime.trained.items() if k != "model"}}
+        counts = [count_parameters(m) for m in trained.values()]
+        summary = self.start_summary(sum(c[0] for c in counts), sum(c[1] for c in counts), regime_facts(regime))
+        self.events.emit("on_run_start", summary)
+        loop = _Loop(self, regime, trained, steps, started)
         try:
             if resumed is not None:
                 loop.resume_from(resumed)
@@ -195,119 +203,140 @@ class Trainer:
             test = loop.test_best()
             summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
                            test_loss=round(test["loss"], 4), test_samples=test["samples"])
+            summary.update(regime.finished(summary))
             loop.stage = "finishing"
-            self._finish(summary, loop, "completed", None)
+            self.end(summary, loop, "completed", None)
         except Interrupted as err:
-            reason = loop.interrupt_reason(str(err))
-            self._record_end(summary, loop, "interrupted", reason)
-            log.warning(reason)
+            self.end(summary, loop, "interrupted", loop.interrupt_reason(str(err)), quiet=True)
             raise SystemExit(130) from None
         except Diverged as err:
-            self._record_end(summary, loop, "failed", str(err))
-            log.error(str(err))
+            self.end(summary, loop, "failed", str(err), quiet=True)
             raise SystemExit(1) from None
         except StorageError as err:
-            if loop.epoch_done == tcfg.epochs:  # the weights exist: say where, and how to score them
+            if loop.epoch_done == tcfg.epochs or loop.stopped_early:  # the weights exist: where, and how to score
                 tested = f"test top-1 {summary['test_acc1']}%, " if "test_acc1" in summary else ""
                 err = err.with_advice(f"training finished ({tested}best weights in {self.run.checkpoints / 'best.pt'}); "
                                       f"once there is room, `cvrun eval {self.run.path}` gives the test score")
-            self._record_end(summary, loop, "failed", str(err))
+            self.end(summary, loop, "failed", str(err), quiet=True)
             raise err from None
-        log.info("test: top-1 %.2f%%  top-5 %.2f%%  (%d images, best epoch %s)",
-                 test["acc1"], test["acc5"], test["samples"], summary["best_epoch"])
         return summary
 
-    def _finish(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None) -> None:
-        """curves.png, then summary.json with the ending: a run reads `completed` only once every file is written."""
-        summary.update(status=status, reason=reason, epochs_run=len(loop.rows),
-                       best_epoch=loop.best_epoch, best_val_acc1=loop.best_val_acc1,
+    def end(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None, quiet: bool = False) -> None:
+        """The run-end event with the final figures. `quiet`: the run is already ending for another reason;
+        the record is written as far as the disk allows, and a second Ctrl-C here ends at once (every write
+        is atomic, so it leaves the previous good version)."""
+        summary.update(status=status, reason=reason, epochs_run=len(loop.rows), best_epoch=loop.best_epoch,
+                       best_val_acc1=loop.best_val_acc1,
                        final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
-                       wall_seconds=round(loop.wall_seconds(), 2))
-        if loop.rows and self.run.writes:
-            plot_curves(loop.rows, self.run.path / "curves.png")
-        self.run.write_summary(summary)
+                       stopped_early=loop.stopped_early, wall_seconds=round(loop.wall_seconds(), 2))
+        if reason is not None:
+            (log.warning if status == "interrupted" else log.error)(reason)
+        with contextlib.suppress(Interrupted) if quiet else contextlib.nullcontext():
+            self.events.emit("on_run_end", summary, loop.rows, quiet=(StorageError, Interrupted) if quiet else ())
 
-    def _record_end(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str) -> None:
-        """_finish as far as the disk allows; never raises. A second Ctrl-C here ends the process at once:
-        every write is atomic, so it leaves the previous good version behind."""
+    def record(self, params: int, facts: dict[str, Any], body: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """The life cycle of a run that takes no training steps of its own (knn; noisy_student, whose rounds
+        are runs): the run-start event, `body` filling the summary's results, the run-end event."""
+        started = time.time()
+        summary = self.start_summary(params, 0, facts)
+        self.events.emit("on_run_start", summary)
         try:
-            self._finish(summary, loop, status, reason)
-        except StorageError:  # curves.png could not be written: the status still can be
-            with contextlib.suppress(StorageError, Interrupted):
-                self.run.write_summary(summary)
-        except Interrupted:
-            pass
+            body(summary)
+        except Interrupted as err:
+            reason = f"interrupted by {err}; {resume_hint(self.run.path)}"
+            summary.update(status="interrupted", reason=reason, wall_seconds=round(time.time() - started, 2))
+            with contextlib.suppress(Interrupted):
+                self.events.emit("on_run_end", summary, [], quiet=(StorageError, Interrupted))
+            raise SystemExit(130) from None
+        summary.update(status="completed", reason=None, wall_seconds=round(time.time() - started, 2))
+        self.events.emit("on_run_end", summary, [])
+        return summary
 
-    def _distributed(self, model: Classifier, job: TrainingJob) -> nn.Module:
-        """The module training steps call: under torchrun, model wrapped in DistributedDataParallel."""
-        if not distributed.active():
-            return model
-        if self.cfg.trainer.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        # An epoch hook may freeze parameters for a while (finetune's freeze_epochs); DDP must then
-        # look for parameters without gradients.
-        return nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=job.epoch_start is not None)
+
+def regime_facts(regime: Any) -> dict[str, Any]:
+    """What summary.json records of a prepared regime: classes, splits, its result columns and extras."""
+    return {"class_names": regime.class_names, "splits": regime.splits, "result_columns": list(regime.result_columns),
+            **regime.summary_extra}
 
 
 class _Loop:
-    """The state of one fit(): epochs, checkpoints, best weights."""
+    """The state of one fit(): epochs, steps, checkpoints, best weights, early stopping."""
 
-    def __init__(self, trainer: Trainer, model, train_model, ema, optimizer, scheduler, scaler, loss_fn, normalize,
-                 job, started: float):
-        self.trainer, self.cfg, self.run = trainer, trainer.cfg, trainer.run
-        self.device, self.dtype = trainer.device, trainer.dtype
-        # model: the Classifier (checkpoints, evaluation, EMA); train_model: what steps call (DDP under torchrun).
-        self.train_model = train_model
-        self.model, self.ema, self.optimizer, self.scheduler, self.scaler = model, ema, optimizer, scheduler, scaler
-        self.loss_fn, self.normalize, self.job = loss_fn, normalize, job
+    def __init__(self, trainer: Trainer, regime: Any, trained: dict[str, nn.Module], steps: int, started: float):
+        self.trainer, self.regime, self.cfg, self.run = trainer, regime, trainer.cfg, trainer.run
+        self.device, self.dtype, self.events = trainer.device, trainer.dtype, trainer.events
+        tcfg = self.cfg.trainer
+        self.steps = steps
+        self.trained = trained
+        self.step_module = StepModule(regime, trained)
+        self.train_step = self._distributed(self.step_module)
+        self.optimizer = build_optimizer(regime.param_groups(), self.cfg.optim, self.device)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.sched, self.cfg.optim.lr, tcfg.epochs,
+                                         -(-steps // tcfg.accumulate))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.ema = (AveragedModel(regime.model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay), use_buffers=True)
+                    if tcfg.ema_decay else None)
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
-        # After the epochs: "testing" the best weights, then "finishing" (curves.png, summary.json).
+        # After the epochs: "testing" the best weights, then "finishing" (the run-end event's files).
         self.stage = "training"
         self.best_epoch: int | None = None
         self.best_val_acc1: float | None = None
         self.best_val_loss: float | None = None
+        # Early stopping: the best validation top-1 that counted as a gain, and the epochs since.
+        self.gain_acc1: float | None = None
+        self.stale_epochs = 0
+        self.stopped_early = False
         # Time spent before a resume, so wall_seconds counts the whole run.
         self.earlier_seconds = 0.0
         self.started = started
+
+    def _distributed(self, step_module: StepModule) -> nn.Module:
+        """What steps call: under torchrun, the step module wrapped in DistributedDataParallel."""
+        if not distributed.active():
+            return step_module
+        if self.cfg.trainer.sync_bn:
+            step_module = nn.SyncBatchNorm.convert_sync_batchnorm(step_module)
+        # A regime may hold parameters out of a step (finetune's freeze_epochs, LwF's old output at
+        # lambda_old=0): DDP must then look for parameters without gradients.
+        return nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.regime.unused_parameters)
 
     def wall_seconds(self) -> float:
         return self.earlier_seconds + time.time() - self.started
 
     @property
-    def eval_model(self):
+    def eval_model(self) -> nn.Module:
         """The weights that are validated, kept as best and tested: EMA when enabled."""
-        return self.ema.module if self.ema is not None else self.model
+        return self.ema.module if self.ema is not None else self.regime.model
+
+    @property
+    def epoch_done(self) -> int:
+        return len(self.rows)
 
     def run_epochs(self) -> None:
-        epochs = self.cfg.trainer.epochs
-        for self.epoch in range(self.epoch, epochs):
+        tcfg = self.cfg.trainer
+        for self.epoch in range(self.epoch, tcfg.epochs):
+            if self.stopped_early:
+                break
             started = time.perf_counter()
             train = self.train_one_epoch()
-            val = (evaluate(self.eval_model, self.job.val_loader, self.normalize, self.dtype)
-                   if self.job.val_loader is not None else None)
-            row = {"epoch": self.epoch + 1, "lr": train["lr"], "train_loss": train["loss"],
-                   "train_acc1": train["acc1"],
-                   "val_loss": val and val["loss"], "val_acc1": val and val["acc1"], "val_acc5": val and val["acc5"],
-                   "epoch_seconds": time.perf_counter() - started,
-                   "train_images_per_second": train["images_per_second"]}
+            val = (evaluate(self.eval_model, self.regime.val_loader, self.regime.normalize, self.dtype)
+                   if self.regime.val_loader is not None else None)
+            row = {"epoch": self.epoch + 1, **train, "val_loss": val and val["loss"], "val_acc1": val and val["acc1"],
+                   "val_acc5": val and val["acc5"], "epoch_seconds": time.perf_counter() - started}
             self.rows.append(row)
-            improved = self.improves(val)
-            if improved:
+            if self.improves(val):
                 self.best_epoch = self.epoch + 1
                 self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
                 self.best_val_loss = None if val is None else val["loss"]
-                self.run.save_checkpoint("best.pt", self.best_state())
+                self.save("best.pt", self.best_state())
+            self.count_towards_early_stop(val)
             # Checkpoints before metrics.csv: an epoch listed there is always in last.pt too.
             self.save_last()
-            self.run.write_metrics(self.rows)
-            val_text = f"val loss {val['loss']:.4f} acc1 {val['acc1']:.2f}%" if val else "no validation split"
-            log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s  (%.1fs, %.0f img/s)%s", self.epoch + 1, epochs,
-                     train["loss"], train["acc1"], val_text, row["epoch_seconds"], train["images_per_second"],
-                     "  *best*" if improved else "")
+            self.events.emit("on_epoch_end", row, self.rows)
 
     def improves(self, val: dict[str, float] | None) -> bool:
         """Higher validation top-1 (as reported, to 2 decimals); on a tie, lower validation loss.
@@ -320,65 +349,92 @@ class _Loop:
         acc1 = round(val["acc1"], 2)
         return acc1 > self.best_val_acc1 or (acc1 == self.best_val_acc1 and val["loss"] < self.best_val_loss)
 
+    def count_towards_early_stop(self, val: dict[str, float] | None) -> None:
+        """trainer.early_stop_patience epochs without a validation top-1 gain of early_stop_min_delta end the run."""
+        tcfg = self.cfg.trainer
+        if val is None or tcfg.early_stop_patience == 0:
+            return
+        if self.gain_acc1 is None or val["acc1"] >= self.gain_acc1 + tcfg.early_stop_min_delta:
+            self.gain_acc1, self.stale_epochs = val["acc1"], 0
+        else:
+            self.stale_epochs += 1
+        if self.stale_epochs >= tcfg.early_stop_patience and self.epoch + 1 < tcfg.epochs:
+            self.stopped_early = True
+            log.info("early stop after epoch %d: no validation top-1 gain of %s in %d epochs", self.epoch + 1,
+                     tcfg.early_stop_min_delta, tcfg.early_stop_patience)
+
     def train_one_epoch(self) -> dict[str, float]:
         tcfg = self.cfg.trainer
-        loader = self.job.train_loader
-        loader.sampler.set_epoch(self.epoch)
-        self.train_model.train()
+        self.step_module.train()
+        self.regime.epoch_start(self.epoch)
+        batches = {name: cycled(loader, self.epoch) for name, loader in self.regime.train_loaders.items()}
+        sums: dict[str, torch.Tensor] = {}
         loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        labeled = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         started = time.perf_counter()
         lr = self.optimizer.param_groups[-1]["lr"]
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tcfg.epochs}", leave=False,
-                   disable=not tcfg.progress or not distributed.is_main(), mininterval=1.0, dynamic_ncols=True)
-        if self.job.epoch_start is not None:
-            self.job.epoch_start(self.epoch)
-        num_classes = len(self.job.class_names)
-        # Step losses stay on the device; every CHECK_EVERY steps they are checked and summed at once.
+        bar = tqdm(range(self.steps), desc=f"epoch {self.epoch + 1}/{tcfg.epochs}", leave=False,
+                   disable=not tcfg.progress or not parallel.is_main(), mininterval=1.0, dynamic_ncols=True)
+        # Step losses stay on the device; every log_every_n_steps steps they are checked and summed at once.
         losses: list[torch.Tensor] = []
         sizes: list[int] = []
-        steps = len(loader)
-        first_step = self.epoch * steps + 1
-        for step_in_epoch, (images, targets) in enumerate(bar):
-            images = self.normalize(images)
-            targets = targets.to(self.device, non_blocking=True)
-            if self.job.batch_mixer is not None:
-                images, targets = self.job.batch_mixer(images, targets)
-            with autocast(self.device, self.dtype):
-                logits = self.train_model(images)
-                loss = self.loss_fn(logits.float(), targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if tcfg.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
+        first_step = self.epoch * self.steps + 1
+        for step in bar:
+            batch = {name: to_device(next(source), self.device) for name, source in batches.items()}
+            if self.epoch == 0 and step == 0:
+                images = next(iter(batch.values()))[0]
+                if images.ndim == 4:  # images, not cached features
+                    self.events.emit("on_train_images", images)
+            loss, step_sums = self.step(batch, step)
+            for key, value in step_sums.items():
+                sums[key] = sums[key] + value.detach() if key in sums else value.detach().clone()
             losses.append(loss.detach())
-            sizes.append(targets.shape[0])
-            labels = hard_labels(targets, num_classes)
-            # Train accuracy counts the images whose label training may see: a hidden label (-1) never
-            # matches the argmax, and is not counted as labeled.
-            correct += (logits.argmax(dim=1) == labels).sum()
-            labeled += (labels >= 0).sum()
-            if len(losses) == CHECK_EVERY or step_in_epoch + 1 == steps:
-                loss_sum += self.checked_loss_sum(losses, sizes, first_step + step_in_epoch + 1 - len(losses))
+            sizes.append(batch_size_of(next(iter(batch.values()))))
+            if len(losses) == tcfg.log_every_n_steps or step + 1 == self.steps:
+                loss_sum += self.checked_loss_sum(losses, sizes, first_step + step + 1 - len(losses))
                 seen += sum(sizes)
                 losses, sizes = [], []
         seen_total = torch.tensor(seen, device=self.device)
-        distributed.sum_over_ranks(loss_sum, correct, labeled, seen_total)
+        names = sorted(sums)  # every process reduces the same tensors in the same order
+        distributed.sum_over_ranks(loss_sum, seen_total, *(sums[name] for name in names))
         seconds = time.perf_counter() - started
-        mean_loss = loss_sum.item() / max(seen_total.item(), 1)
-        return {"loss": mean_loss, "acc1": 100.0 * correct.item() / max(labeled.item(), 1), "lr": lr,
-                "images_per_second": seen_total.item() / max(seconds, 1e-9)}
+        return {"lr": lr, "train_loss": loss_sum.item() / max(seen_total.item(), 1),
+                **self.regime.epoch_metrics({name: sums[name].item() for name in names}),
+                "train_images_per_second": seen_total.item() / max(seconds, 1e-9)}
+
+    def step(self, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One batch through the step module; the optimiser steps every trainer.accumulate batches (and at the
+        epoch's end), with gradients reduced over the processes only then."""
+        accumulate = self.cfg.trainer.accumulate
+        group_start = step - step % accumulate
+        group_size = min(accumulate, self.steps - group_start)
+        last_in_group = step + 1 == group_start + group_size
+        if step == group_start:
+            self.optimizer.zero_grad(set_to_none=True)
+        holding = (self.train_step.no_sync() if isinstance(self.train_step, nn.parallel.DistributedDataParallel)
+                   and not last_in_group else contextlib.nullcontext())
+        with holding:
+            with autocast(self.device, self.dtype):
+                loss, sums = self.train_step(batch, self.ema)
+            self.scaler.scale(loss if group_size == 1 else loss / group_size).backward()
+        if last_in_group:
+            self.optimizer_step()
+        return loss, sums
+
+    def optimizer_step(self) -> None:
+        grad_clip = self.cfg.trainer.grad_clip
+        if grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.regime.model)
 
     def checked_loss_sum(self, losses: list[torch.Tensor], sizes: list[int], first_step: int) -> torch.Tensor:
-        """The image-weighted sum of some steps' losses; a non-finite one stops the run (one host sync)."""
+        """The image-weighted sum of some steps' losses; a non-finite one stops the run (one host sync).
+        The steps' mean loss and the learning rate go to the loggers."""
         stacked = torch.stack(losses)
         finite = torch.isfinite(stacked)
         any_bad = (~finite).any().to(torch.int32)
@@ -388,46 +444,53 @@ class _Loop:
             raise Diverged(f"training loss became {stacked[index].item()} at step {first_step + index} "
                            f"(epoch {self.epoch + 1}); checkpoints/last.pt keeps epoch {self.epoch_done}; "
                            f"{self.divergence_advice()}")
-        return (stacked * torch.tensor(sizes, device=stacked.device, dtype=stacked.dtype)).sum()
+        weighted = (stacked * torch.tensor(sizes, device=stacked.device, dtype=stacked.dtype)).sum()
+        self.events.emit("on_steps", first_step + len(losses) - 1,
+                         {"lr": self.optimizer.param_groups[-1]["lr"], "train_loss": weighted.item() / sum(sizes)})
+        return weighted
 
     def divergence_advice(self) -> str:
         # Normalising by a standard deviation near 0 makes inputs of size 1/std: no learning rate copes.
-        if self.job.prepare is None and min(self.job.std) < TINY_STD:
-            return (f"dataset.std={list(self.job.std)} has a value near 0, which makes the normalised inputs huge; "
+        std = getattr(self.regime.normalize, "std", None)
+        if std is not None and min(std) < TINY_STD:
+            return (f"dataset.std={list(std)} has a value near 0, which makes the normalised inputs huge; "
                     "set dataset.mean and dataset.std to the data's own statistics")
         return "lower optim.lr or set trainer.grad_clip"
 
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        self.run.save_checkpoint(name, state)
+        self.events.emit("on_checkpoint", name, self.run.checkpoints / name)
+
     def best_state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(),
+        return {"model": self.regime.model.state_dict(),
                 "ema": None if self.ema is None else self.ema.module.state_dict(),
-                "extra": {name: module.state_dict() for name, module in self.job.extra_modules.items()},
+                "extra": {name: module.state_dict() for name, module in self.trained.items() if name != "model"},
                 "epoch": self.epoch + 1, "val_acc1": self.best_val_acc1,
-                "class_names": self.job.class_names, "image_size": self.job.image_size,
+                "class_names": self.regime.class_names, "image_size": self.regime.image_size,
                 "config": OmegaConf.to_container(self.cfg)}
 
     def load_weights(self, state: dict[str, Any]) -> None:
-        """The model, EMA and extra modules from a best_state() or save_last() checkpoint."""
-        self.model.load_state_dict(state["model"])
+        """The trained modules and the EMA from a best_state() or save_last() checkpoint."""
+        self.regime.model.load_state_dict(state["model"])
         if self.ema is not None:
             self.ema.module.load_state_dict(state["ema"])
-        for name, module in self.job.extra_modules.items():
-            module.load_state_dict(state["extra"][name])
+        for name, module in self.trained.items():
+            if name != "model":
+                module.load_state_dict(state["extra"][name])
 
     def save_last(self) -> None:
         """checkpoints/last.pt: everything an uninterrupted run would carry into the next epoch."""
-        self.run.save_checkpoint("last.pt", {
+        self.save("last.pt", {
             **self.best_state(), "epoch": self.epoch_done, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1,
-            "best_val_loss": self.best_val_loss, "metrics": self.rows, "splits": self.job.splits,
+            "best_val_loss": self.best_val_loss, "metrics": self.rows, "splits": self.regime.splits,
+            "early_stop": {"gain_acc1": self.gain_acc1, "stale_epochs": self.stale_epochs,
+                           "stopped": self.stopped_early},
             "wall_seconds": self.wall_seconds(), "rng": rng_states()})
 
-    @property
-    def epoch_done(self) -> int:
-        return len(self.rows)
-
     def resume_from(self, state: dict[str, Any]) -> None:
-        """Carry on from last.pt: weights, optimiser, schedule, scaler, EMA, metrics and random states."""
+        """Carry on from last.pt: weights, optimiser, schedule, scaler, EMA, metrics, early stopping, random states."""
         self.load_weights(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -436,6 +499,9 @@ class _Loop:
         self.epoch = self.epoch_done
         self.best_epoch, self.best_val_acc1 = state["best_epoch"], state["best_val_acc1"]
         self.best_val_loss = state["best_val_loss"]
+        early = state.get("early_stop", {})
+        self.gain_acc1, self.stale_epochs = early.get("gain_acc1"), early.get("stale_epochs", 0)
+        self.stopped_early = early.get("stopped", False)
         self.earlier_seconds = state["wall_seconds"]
         restore_rng_states(state["rng"])
         log.info("resumed from %s after epoch %d of %d", self.run.checkpoints / "last.pt", self.epoch,
@@ -445,7 +511,7 @@ class _Loop:
         """Load best.pt into the evaluated weights and score them on the test split."""
         distributed.barrier()  # rank 0 has written it
         self.load_weights(load_checkpoint(self.run.checkpoints / "best.pt"))
-        return evaluate(self.eval_model, self.job.test_loader, self.normalize, self.dtype)
+        return self.regime.test(self.eval_model)
 
     def interrupt_reason(self, signal_name: str) -> str:
         """Why the run stopped and how to carry it on, in one line."""

@@ -35,7 +35,7 @@ class SourceRun:
 def load_source_run(reference: str, key: str = "model.pretrained") -> SourceRun:
     """Rebuild the model of a run folder (config.yaml + checkpoints/best.pt) or of a checkpoint file."""
     from cvrun.config import load_run_config
-    from cvrun.engine.checkpoint import load_checkpoint
+    from cvrun.io import load_checkpoint
 
     path = Path(reference).expanduser()
     if path.is_dir():

@@ -52,6 +52,10 @@ class Classifier(nn.Module):
             return self._head_part()[1](images)
         return self.head(self.dropout(self.backbone(images)))
 
+    def penultimate(self, images: torch.Tensor) -> torch.Tensor:
+        """The input of the output layer (the same computation as forward, stopped one layer short)."""
+        return self.hidden_layers(self.dropout(self.backbone(images)))
+
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         return [(name, m) for name, m in self.named_modules() if isinstance(m, nn.Linear)]
 

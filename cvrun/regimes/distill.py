@@ -7,47 +7,63 @@ regime.use_unlabeled) carry no label and train on the distillation term alone.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cvrun.data.samples import HIDDEN, Samples
+from cvrun.data.splits import build_splits
 from cvrun.engine.losses import distillation_loss
-from cvrun.engine.rundir import RunFolder
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import log, refuse_mixing, standard_job, trainer_data_model
-from cvrun.regimes.teacher import Teacher, load_teacher
+from cvrun.errors import require
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig, accuracy_sums
+from cvrun.regimes.teacher import load_teacher
+
+log = logging.getLogger("cvrun")
 
 
-@register_regime("distill")
-def distill(cfg: Any, run: RunFolder) -> dict:
-    refuse_mixing(cfg)
-    trainer, data, model = trainer_data_model(cfg, run)
-    teacher = load_teacher(cfg, data, trainer.device)
-    train = data.train
-    if cfg.regime.use_unlabeled and data.unlabeled is not None and len(data.unlabeled):
-        train = Samples.concat(data.train, data.unlabeled, data.image_size)
-        log.info("distill: %d labeled + %d unlabeled images (distillation term alone)",
-                 len(data.train), len(data.unlabeled))
-    job = standard_job(cfg, replace(data, train=train), model, trainer.device)
-    job.loss_fn = distill_loss(model, teacher, cfg)
-    job.summary_extra.update(labeled_samples=len(data.train), unlabeled_samples=len(train) - len(data.train))
-    return trainer.fit(job)
+@dataclass
+class DistillConfig(RegimeConfig):
+    name: str = "distill"
+    teacher: Optional[str] = None  # the teacher's run folder or checkpoint
+    alpha: float = 0.9  # weight of the distillation term
+    temperature: float = 4.0
+    use_unlabeled: bool = True  # pool images (dataset.labeled_per_class, unlabeled_root) train on the KD term alone
+
+    def check(self) -> None:
+        require(0 <= self.alpha <= 1, f"regime.alpha (weight of the distillation term) must be in [0, 1], got {self.alpha}")
+        require(self.temperature > 0, f"regime.temperature must be > 0, got {self.temperature}")
 
 
-def distill_loss(model: torch.nn.Module, teacher: Teacher, cfg: Any):
-    alpha, temperature = cfg.regime.alpha, cfg.regime.temperature
-    batch: dict[str, torch.Tensor] = {}
-    # The trainer's loss sees the student's logits; its input batch is caught here, so the
-    # teacher runs on exactly the (augmented, normalised) images the student just saw.
-    model.register_forward_pre_hook(lambda module, args: batch.__setitem__("images", args[0]))
+@REGIMES.register("distill")
+class Distill(Regime):
+    config = DistillConfig
+    mixes = False  # the teacher's outputs belong to single images
 
-    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        teacher_logits = teacher(batch["images"]).float()
-        known = labels != HIDDEN
+    def prepare(self) -> None:
+        data = self.data = build_splits(self.cfg.dataset)
+        self.model = self.build_model()
+        self.teacher = load_teacher(self.cfg, data, self.device)
+        train = data.train
+        if self.cfg.regime.use_unlabeled and data.unlabeled is not None and len(data.unlabeled):
+            train = Samples.concat(data.train, data.unlabeled, data.image_size)
+            log.info("distill: %d labeled + %d unlabeled images (distillation term alone)",
+                     len(data.train), len(data.unlabeled))
+        self.setup_loaders(replace(data, train=train))
+        self.summary_extra.update(labeled_samples=len(data.train), unlabeled_samples=len(train) - len(data.train))
+
+    def training_step(self, trained: nn.ModuleDict, batches: dict[str, Any],
+                      ema: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, labels = batches["labeled"]
+        images = self.normalize(images)
+        logits = trained["model"](images).float()
+        teacher_logits = self.teacher(images).float()
+        r = self.cfg.regime
         # Mean over the labeled rows, with no host sync to count them (none labeled: the term is 0).
+        known = labels != HIDDEN
         hard = F.cross_entropy(logits, labels, ignore_index=HIDDEN, reduction="sum") / known.sum().clamp(min=1)
-        return (1 - alpha) * hard + alpha * distillation_loss(logits, teacher_logits, temperature)
-    return loss
+        loss = (1 - r.alpha) * hard + r.alpha * distillation_loss(logits, teacher_logits, r.temperature)
+        return loss, accuracy_sums(logits, labels)

@@ -3,56 +3,65 @@ linear layers; 1: the output layer alone), trained on the frozen part's features
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass
 
 from cvrun.data.loaders import make_feature_loader
-from cvrun.data.splits import DataSplits
+from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize, ToDevice, predict
-from cvrun.engine.rundir import RunFolder
-from cvrun.engine.trainer import Trainer, TrainingJob
-from cvrun.errors import UserError
-from cvrun.models.registry import Classifier
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import (eval_batch_size, log, plain_loader, require_pretrained, split_sizes, standard_job,
-                                  trainer_data_model)
+from cvrun.errors import UserError, require
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
+
+log = logging.getLogger("cvrun")
 
 
-@register_regime("feature_extract")
-def feature_extract(cfg: Any, run: RunFolder) -> dict:
-    require_pretrained(cfg)
-    trainer, data, model = trainer_data_model(cfg, run)
-    model.freeze_backbone()
-    if cfg.regime.cache_features:
-        return trainer.fit(cached_feature_job(cfg, data, model, trainer))
-    return trainer.fit(standard_job(cfg, data, model, trainer.device))
+@dataclass
+class FeatureExtractConfig(RegimeConfig):
+    name: str = "feature_extract"
+    head_layers: int = 1  # the model's last linear layers that form the new head (1: the output layer)
+    cache_features: bool = False  # run the frozen part once over un-augmented images; train on the stored features
+
+    def check(self) -> None:
+        require(self.head_layers >= 1,
+                f"regime.head_layers must be >= 1 (1: the output layer alone), got {self.head_layers}")
 
 
-def cached_feature_job(cfg: Any, data: DataSplits, model: Classifier, trainer: Trainer) -> TrainingJob:
-    """Run the frozen backbone once over every split; the head then trains on the stored features."""
-    if cfg.aug.name != "none" or cfg.aug.mix:
-        log.warning("regime.cache_features=true: aug=%s is not applied, the features are computed once "
-                    "from un-augmented images", cfg.aug.name)
-    normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
-    try:
-        frozen = model.frozen_part().to(trainer.device)
-    except ValueError:
-        raise UserError(f"regime.cache_features=true needs the head to lie after the backbone, but "
-                        f"regime.head_layers={cfg.regime.head_layers} of {cfg.model.name} reaches into it; "
-                        "use a smaller regime.head_layers or regime.cache_features=false") from None
-    batch = {"train": cfg.trainer.batch_size, "eval": eval_batch_size(cfg)}
+@REGIMES.register("feature_extract")
+class FeatureExtract(Regime):
+    config = FeatureExtractConfig
 
-    def cached(samples, train: bool):
-        features, labels = predict(frozen, plain_loader(cfg, samples, data.image_size, trainer.device),
-                                   normalize, trainer.dtype)
-        return make_feature_loader(features, labels, batch["train" if train else "eval"], train=train,
-                                   seed=cfg.trainer.seed)
+    def prepare(self) -> None:
+        self.require_pretrained()
+        self.data = build_splits(self.cfg.dataset)
+        self.model = self.build_model(self.cfg.regime.head_layers)
+        self.model.freeze_backbone()
+        self.setup_loaders(self.data)
+        if self.cfg.regime.cache_features:
+            self.use_cached_features()
 
-    train_loader = cached(data.train, True)
-    val_loader = cached(data.val, False) if data.val is not None and len(data.val) else None
-    test_loader = cached(data.test, False)
-    log.info("cached %d-wide features of %d training images", train_loader.dataset.features.shape[1], len(data.train))
-    model.takes_features = True
-    return TrainingJob(model=model, train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
-                       class_names=data.class_names, image_size=data.image_size,
-                       mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
-                       prepare=ToDevice(trainer.device), summary_extra=split_sizes(data), splits=data.record)
+    def use_cached_features(self) -> None:
+        """Run the frozen part once over every split; the head then trains on the stored features."""
+        cfg = self.cfg
+        if cfg.aug.name != "none" or cfg.aug.mix:
+            log.warning("regime.cache_features=true: aug=%s is not applied, the features are computed once "
+                        "from un-augmented images", cfg.aug.name)
+        try:
+            frozen = self.model.frozen_part().to(self.device)
+        except ValueError:
+            raise UserError(f"regime.cache_features=true needs the head to lie after the backbone, but "
+                            f"regime.head_layers={cfg.regime.head_layers} of {cfg.model.name} reaches into it; "
+                            "use a smaller regime.head_layers or regime.cache_features=false") from None
+        normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), self.device)
+
+        def cached(samples, train: bool):
+            features, labels = predict(frozen, self.plain_loader(samples), normalize, self.dtype)
+            batch_size = cfg.trainer.batch_size if train else cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size
+            return make_feature_loader(features, labels, batch_size, train=train, seed=cfg.trainer.seed)
+
+        self.train_loaders = {"labeled": cached(self.data.train, True)}
+        self.val_loader = cached(self.data.val, False) if self.val_loader is not None else None
+        self.test_loader = cached(self.data.test, False)
+        self.normalize, self.mixer = ToDevice(self.device), None
+        log.info("cached %d-wide features of %d training images",
+                 self.train_loaders["labeled"].dataset.features.shape[1], len(self.data.train))
+        self.model.takes_features = True

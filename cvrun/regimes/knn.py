@@ -10,7 +10,7 @@ exp(similarity / 0.07) as in the k-NN monitor of Wu et al. 2018.
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,67 +19,82 @@ from torch import nn
 
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize, predict
-from cvrun.engine.rundir import RunFolder, versions
-from cvrun.engine.runtime import autocast_dtype, select_device
+from cvrun.engine.trainer import regime_facts
+from cvrun.errors import require
 from cvrun.models import build_model
 from cvrun.models.registry import count_parameters
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import plain_loader, require_pretrained, split_sizes
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
 
 log = logging.getLogger("cvrun")
 
 VOTE_TEMPERATURE = 0.07
 # Similarities are computed for this many query images at a time: 512 x 50,000 floats is 100 MB.
 QUERY_CHUNK = 512
+FEATURES = ("backbone", "pixels")
 
 
-@register_regime("knn")
-def knn(cfg: Any, run: RunFolder) -> dict:
-    started = time.time()
-    device = select_device(cfg.trainer.device)
-    dtype = autocast_dtype(cfg.trainer.precision, device)
-    data = build_splits(cfg.dataset)
-    embed, params = embedding(cfg, data.num_classes, data.image_size)
-    embed.to(device)
-    normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), device)
-    run.update_summary(status="running", reason=None, seed=cfg.trainer.seed, params=params, trainable_params=0,
-                       world_size=1, device=str(device), versions=versions(), class_names=data.class_names,
-                       splits=data.record, **split_sizes(data))
+@dataclass
+class KnnConfig(RegimeConfig):
+    name: str = "knn"
+    k: int = 20  # neighbours that vote
+    features: str = "backbone"  # backbone (of model.pretrained) or pixels
+    weighted: bool = False  # votes weighted by exp(cosine similarity / 0.07)
 
-    def embedded(samples):
-        features, labels = predict(embed, plain_loader(cfg, samples, data.image_size, device), normalize, dtype)
-        return features.to(device), labels.to(device)
-
-    memory, memory_labels = embedded(data.train)
-    centre = memory.mean(dim=0)
-    memory = F.normalize(memory - centre, dim=1)
-    scores = {}
-    for split, samples in (("val", data.val), ("test", data.test)):
-        if samples is None or not len(samples):
-            continue
-        queries, labels = embedded(samples)
-        votes = knn_votes(memory, memory_labels, F.normalize(queries - centre, dim=1), cfg.regime.k,
-                          data.num_classes, cfg.regime.weighted)
-        scores[split] = {"acc1": topk_accuracy(votes, labels, 1), "acc5": topk_accuracy(votes, labels, 5),
-                         "samples": len(labels)}
-        log.info("%s: k-NN (k=%d, %s) top-1 %.2f%%  top-5 %.2f%%  (%d images, %d in memory)", split,
-                 cfg.regime.k, cfg.regime.features, scores[split]["acc1"], scores[split]["acc5"], len(labels),
-                 len(memory_labels))
-    test, val = scores["test"], scores.get("val")
-    return run.update_summary(
-        status="completed", test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
-        test_samples=test["samples"], best_val_acc1=val and round(val["acc1"], 2), best_epoch=None, epochs_run=0,
-        knn_k=cfg.regime.k, knn_features=cfg.regime.features, feature_dim=memory.shape[1],
-        wall_seconds=round(time.time() - started, 2))
+    def check(self) -> None:
+        require(self.k >= 1, f"regime.k (neighbours that vote) must be >= 1, got {self.k}")
+        require(self.features in FEATURES, f"regime.features must be one of {', '.join(FEATURES)}, got {self.features}")
 
 
-def embedding(cfg: Any, num_classes: int, image_size: int) -> tuple[nn.Module, int]:
-    """The function from normalised images to the vectors compared, and its parameter count."""
-    if cfg.regime.features == "pixels":
-        return nn.Flatten(), 0
-    require_pretrained(cfg)
-    model = build_model(cfg.model, num_classes, image_size)
-    return model.backbone, count_parameters(model.backbone)[0]
+@REGIMES.register("knn")
+class Knn(Regime):
+    config = KnnConfig
+    not_distributed = "it takes no gradient steps"
+    not_resumable = "it trains nothing; run it again"
+    no_weights = "it trains no weights to evaluate; its val and test accuracies are in its summary.json"
+    result_columns = ("knn_k",)
+
+    def start(self) -> dict:
+        """The run's life cycle without training: embed, vote on val and test, record."""
+        self.data = build_splits(self.cfg.dataset)
+        embed, params = self.embedding()
+        self.embed = embed.to(self.device)
+        self.summary_extra.update(train_samples=len(self.data.train),
+                                  val_samples=0 if self.data.val is None else len(self.data.val))
+        return self.trainer.record(params, regime_facts(self), self.vote)
+
+    def embedding(self) -> tuple[nn.Module, int]:
+        """The function from normalised images to the vectors compared, and its parameter count."""
+        if self.cfg.regime.features == "pixels":
+            return nn.Flatten(), 0
+        self.require_pretrained()
+        model = build_model(self.cfg.model, self.data.num_classes, self.data.image_size)
+        return model.backbone, count_parameters(model.backbone)[0]
+
+    def embedded(self, samples: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        normalize = Normalize(list(self.cfg.dataset.mean), list(self.cfg.dataset.std), self.device)
+        features, labels = predict(self.embed, self.plain_loader(samples), normalize, self.dtype)
+        return features.to(self.device), labels.to(self.device)
+
+    def vote(self, summary: dict[str, Any]) -> None:
+        r, data = self.cfg.regime, self.data
+        memory, memory_labels = self.embedded(data.train)
+        centre = memory.mean(dim=0)
+        memory = F.normalize(memory - centre, dim=1)
+        scores = {}
+        for split, samples in (("val", data.val), ("test", data.test)):
+            if samples is None or not len(samples):
+                continue
+            queries, labels = self.embedded(samples)
+            votes = knn_votes(memory, memory_labels, F.normalize(queries - centre, dim=1), r.k, data.num_classes,
+                              r.weighted)
+            scores[split] = {"acc1": topk_accuracy(votes, labels, 1), "acc5": topk_accuracy(votes, labels, 5),
+                             "samples": len(labels)}
+            log.info("%s: k-NN (k=%d, %s) top-1 %.2f%%  top-5 %.2f%%  (%d images, %d in memory)", split, r.k,
+                     r.features, scores[split]["acc1"], scores[split]["acc5"], len(labels), len(memory_labels))
+        test, val = scores["test"], scores.get("val")
+        summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
+                       test_samples=test["samples"], best_val_acc1=val and round(val["acc1"], 2), best_epoch=None,
+                       epochs_run=0, knn_k=r.k, knn_features=r.features, feature_dim=memory.shape[1])
 
 
 def knn_votes(memory: torch.Tensor, memory_labels: torch.Tensor, queries: torch.Tensor, k: int,

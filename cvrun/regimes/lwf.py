@@ -1,101 +1,122 @@
 """`regime=lwf`: Learning without Forgetting (Li & Hoiem 2016).
 
-As in the paper, each task owns only its output layer (theta_o, theta_n); everything
-below it is shared (theta_s), including a hidden head layer such as LeNet-5's F6,
-which starts from the source run. Before training, the old model's outputs on the
-new task's (un-augmented) training images are recorded; the loss is cross-entropy on
-the new output plus regime.lambda_old x the softened KL divergence (no T^2 factor, as
-in the paper) between the old output layer's current outputs and the recorded ones.
-At the end the old output layer, on the trained shared layers, is scored on the old
+As in the paper, each task owns only its output layer (theta_o, theta_n); everything below it is
+shared (theta_s), including a hidden head layer such as LeNet-5's F6, which starts from the source
+run. Before training, the old model's outputs on the new task's (un-augmented) training images are
+recorded; the loss is cross-entropy on the new output plus regime.lambda_old x the softened KL
+divergence (no T^2 factor, as in the paper) between the old output layer's current outputs and the
+recorded ones. At the end the old output layer, on the trained shared layers, is scored on the old
 task's test split (`old_task_acc1`).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize, evaluate, predict
 from cvrun.engine.losses import soft_kl
-from cvrun.engine.rundir import RunFolder
-from cvrun.engine.trainer import Trainer
-from cvrun.models.pretrained import SourceRun, load_source_run
+from cvrun.errors import require
+from cvrun.models.pretrained import load_source_run
 from cvrun.models.registry import Classifier
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import (head_first, log, plain_loader, refuse_mixing, require_pretrained, standard_job,
-                                  trainer_data_model)
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig, accuracy_sums
+from cvrun.regimes.transfer import backbone_and_head_groups, head_first
+
+log = logging.getLogger("cvrun")
 
 
-@register_regime("lwf")
-def lwf(cfg: Any, run: RunFolder) -> dict:
-    source = load_source_run(require_pretrained(cfg, runs_only=True))
-    refuse_mixing(cfg)
-    trainer, data, model = trainer_data_model(cfg, run, head_layers=1)  # F6 comes from the source
-    normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), trainer.device)
-    old_model = source.model.to(trainer.device)
-    recorded, labels = predict(old_model, plain_loader(cfg, data.train, data.image_size, trainer.device),
-                               normalize, trainer.dtype)
-    score_old_task = old_task_scorer(source, cfg, trainer)
-    old_task_before = score_old_task(old_model)
-    log.info("lwf: every layer below the output layer is shared and starts from the source; recorded the old "
-             "outputs on %d images; old task (%s) top-1 before: %.2f%%",
-             len(labels), ", ".join(source.class_names), old_task_before)
-    # Each target row: the new task's one-hot label, then the recorded old-task logits.
-    targets = torch.cat([F.one_hot(labels, data.num_classes).float(), recorded], dim=1)
-    old_output = copy.deepcopy(source.model.output_layer)
-    job = standard_job(cfg, data, model, trainer.device, train_targets=targets)
-    job.loss_fn = lwf_loss(model, old_output, data.num_classes, cfg)
-    job.param_groups = shared_and_output_groups(model, old_output, cfg)
-    # The paper's warm-up: the new output layer alone, shared layers and old output held.
-    job.epoch_start = head_first(model, cfg.regime.freeze_epochs, held_with_backbone=[model.hidden_layers, old_output])
-    job.extra_modules = {"old_output": old_output}
-    summary = trainer.fit(job)
-    old_task_model = copy.deepcopy(model)
-    old_task_model.replace_output_layer(old_output)  # the trained shared layers under the trained old output
-    summary.update(old_task_acc1=round(score_old_task(old_task_model), 2),
-                   old_task_acc1_before=round(old_task_before, 2), old_task_classes=source.class_names)
-    run.write_summary(summary)
-    log.info("lwf: old task top-1 %.2f%% after training (%.2f%% before)", summary["old_task_acc1"], old_task_before)
-    return summary
+@dataclass
+class LwfConfig(RegimeConfig):
+    name: str = "lwf"
+    lambda_old: float = 1.0  # weight of the term that keeps the old output (0: plain fine-tuning, old output kept)
+    temperature: float = 2.0
+    backbone_lr_mult: float = 1.0  # shared layers at optim.lr x this; the paper trains all at one rate
+    freeze_epochs: int = 0  # the paper's warm-up: epochs that train the new output layer alone
+
+    def check(self) -> None:
+        require(self.lambda_old >= 0, f"regime.lambda_old must be >= 0, got {self.lambda_old}")
+        require(self.temperature > 0, f"regime.temperature must be > 0, got {self.temperature}")
+        require(self.backbone_lr_mult >= 0, f"regime.backbone_lr_mult must be >= 0, got {self.backbone_lr_mult}")
+        require(self.freeze_epochs >= 0, f"regime.freeze_epochs must be >= 0, got {self.freeze_epochs}")
 
 
-def shared_and_output_groups(model: Classifier, old_output: torch.nn.Module, cfg: Any) -> list[dict]:
-    """Shared layers at optim.lr x regime.backbone_lr_mult, the two output layers at optim.lr."""
-    outputs = [*model.output_layer.parameters(), *old_output.parameters()]
-    output_ids = {id(p) for p in outputs}
-    shared = [p for p in model.parameters() if id(p) not in output_ids]
-    return [{"params": shared, "lr": cfg.optim.lr * cfg.regime.backbone_lr_mult},
-            {"params": outputs, "lr": cfg.optim.lr}]
+@REGIMES.register("lwf")
+class Lwf(Regime):
+    config = LwfConfig
+    mixes = False  # the recorded outputs belong to single images
+    result_columns = ("old_task_acc1",)
+    # The old output takes no gradient at lambda_old=0, and the warm-up holds the shared layers.
+    unused_parameters = True
+
+    def prepare(self) -> None:
+        source = load_source_run(self.require_pretrained(runs_only=True))
+        self.data = build_splits(self.cfg.dataset)
+        self.model = self.build_model(head_layers=1)  # F6 (any hidden head layer) comes from the source
+        normalize = Normalize(list(self.cfg.dataset.mean), list(self.cfg.dataset.std), self.device)
+        old_model = source.model.to(self.device)
+        recorded, labels = predict(old_model, self.plain_loader(self.data.train), normalize, self.dtype)
+        self.score_old_task = old_task_scorer(self, source)
+        self.old_task_before = self.score_old_task(old_model)
+        log.info("lwf: every layer below the output layer is shared and starts from the source; recorded the old "
+                 "outputs on %d images; old task (%s) top-1 before: %.2f%%",
+                 len(labels), ", ".join(source.class_names), self.old_task_before)
+        self.old_output = copy.deepcopy(source.model.output_layer)
+        self.old_task_classes = source.class_names
+        self.setup_loaders(self.data, extras={"old_logits": recorded})
+
+    @property
+    def trained(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "old_output": self.old_output}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Shared layers at optim.lr x regime.backbone_lr_mult, the two output layers at optim.lr."""
+        return backbone_and_head_groups(self.model, self.cfg.optim.lr, self.cfg.regime.backbone_lr_mult,
+                                        beside_head=[self.old_output])
+
+    def epoch_start(self, epoch: int) -> None:
+        # The paper's warm-up: the new output layer alone; the shared layers and the old output held.
+        head_first(self.model, epoch, self.cfg.regime.freeze_epochs,
+                   held_with_backbone=[self.model.hidden_layers, self.old_output])
+
+    def training_step(self, trained: nn.ModuleDict, batches: dict[str, Any],
+                      ema: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Cross-entropy on the new output + lambda_old x distillation of the old output towards its recorded values,
+        both output layers on the same shared features (one pass)."""
+        images, targets = batches["labeled"]
+        model, r = trained["model"], self.cfg.regime
+        features = model.penultimate(self.normalize(images))
+        logits = model.output_layer(features)
+        labels = targets["label"]
+        one_hot = F.one_hot(labels, self.data.num_classes).float()
+        loss = F.cross_entropy(logits.float(), one_hot, label_smoothing=self.cfg.trainer.label_smoothing)
+        if r.lambda_old != 0:  # 0: the forgetting baseline, the old output kept but never updated
+            loss = loss + r.lambda_old * soft_kl(trained["old_output"](features).float(), targets["old_logits"],
+                                                 r.temperature)
+        return loss, accuracy_sums(logits, labels)
+
+    def finished(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The old output layer, on the trained shared layers, scored on the old task."""
+        old_task_model = copy.deepcopy(self.model)
+        old_task_model.replace_output_layer(self.old_output)
+        after = self.score_old_task(old_task_model)
+        log.info("lwf: old task top-1 %.2f%% after training (%.2f%% before)", after, self.old_task_before)
+        return {"old_task_acc1": round(after, 2), "old_task_acc1_before": round(self.old_task_before, 2),
+                "old_task_classes": self.old_task_classes}
 
 
-def lwf_loss(model: Classifier, old_output: torch.nn.Module, num_classes: int, cfg: Any):
-    """Cross-entropy on the new output + lambda_old x distillation of the old output towards its recorded values."""
-    lambda_old, temperature = cfg.regime.lambda_old, cfg.regime.temperature
-    label_smoothing = cfg.trainer.label_smoothing
-    features: dict[str, torch.Tensor] = {}
-    # The trainer's loss sees the new output's logits; the shared features that the same forward
-    # pass feeds the new output layer are caught here, so the old one runs without a second pass.
-    model.output_layer.register_forward_pre_hook(lambda module, inputs: features.__setitem__("shared", inputs[0]))
-
-    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        new_task = F.cross_entropy(logits, targets[:, :num_classes], label_smoothing=label_smoothing)
-        if lambda_old == 0:  # the forgetting baseline: the old output is kept but never updated
-            return new_task
-        old_logits = old_output(features["shared"]).float()
-        return new_task + lambda_old * soft_kl(old_logits, targets[:, num_classes:], temperature)
-    return loss
-
-
-def old_task_scorer(source: SourceRun, cfg: Any, trainer: Trainer) -> Callable[[Classifier], float]:
+def old_task_scorer(regime: Regime, source: Any):
     """Top-1 of a model on the test split of the task the source run was trained on (split read once)."""
     old = build_splits(source.cfg.dataset)
-    normalize = Normalize(list(source.cfg.dataset.mean), list(source.cfg.dataset.std), trainer.device)
-    loader = plain_loader(cfg, old.test, old.image_size, trainer.device)
+    normalize = Normalize(list(source.cfg.dataset.mean), list(source.cfg.dataset.std), regime.device)
+    loader = regime.plain_loader(old.test, image_size=old.image_size)
 
     def score(model: Classifier) -> float:
-        return evaluate(model.to(trainer.device), loader, normalize, trainer.dtype)["acc1"]
+        return evaluate(model.to(regime.device), loader, normalize, regime.dtype)["acc1"]
     return score

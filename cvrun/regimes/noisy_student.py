@@ -10,50 +10,95 @@ as the next teacher. Each round is a complete run folder round_k/ inside the run
 from __future__ import annotations
 
 import copy
-import time
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional
 
 from omegaconf import OmegaConf
 
-from cvrun.config import AugConfig
+from cvrun.config import option_values, typed_option
 from cvrun.engine.rundir import RunFolder, logging_to
-from cvrun.errors import UserError
+from cvrun.errors import UserError, require
 from cvrun.models import MODELS
-from cvrun.paths import config_dir
-from cvrun.regimes import register_regime, run_regime
-from cvrun.regimes.common import log, refuse_mixing
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
+from cvrun.regimes.pseudo_label import PseudoLabelConfig
+from cvrun.regimes.scratch import ScratchConfig
+
+log = logging.getLogger("cvrun")
 
 
-@register_regime("noisy_student")
-def noisy_student(cfg: Any, run: RunFolder) -> dict:
-    started = time.time()
-    r = cfg.regime
-    refuse_mixing(cfg)
-    students = student_models(cfg)
-    noise = noise_aug(r.noise_aug)
-    rounds: list[dict] = []
-    teacher = r.teacher
-    if teacher is None:
-        first_teacher_cfg = copy.deepcopy(cfg)
-        first_teacher_cfg.regime.name = "scratch"
-        summary = run_round(first_teacher_cfg, run.path / "round_0")
-        rounds.append(round_entry(0, cfg.model.name, summary))
-        teacher = str(run.path / "round_0")
-    for k, student in enumerate(students, start=1):
-        # A round is a pseudo_label run of the student, with the noise as its aug: its config.yaml
-        # reproduces that round alone.
-        round_cfg = copy.deepcopy(cfg)
-        round_cfg.regime.name, round_cfg.regime.teacher = "pseudo_label", teacher
-        round_cfg.model.name, round_cfg.aug = student, noise
-        summary = run_round(round_cfg, run.path / f"round_{k}")
-        rounds.append(round_entry(k, student, summary))
-        log.info("noisy_student round %d: %s student, test top-1 %.2f%%", k, student, summary["test_acc1"])
-        teacher = str(run.path / f"round_{k}")
-    log_round_table(rounds)
-    # The run's result is the last student's (every summary key of a single run), plus the rounds.
-    return run.update_summary(**{**summary, "rounds": rounds, "model": rounds[-1]["model"],
-                                 "wall_seconds": round(time.time() - started, 2)})
+@dataclass
+class NoisyStudentConfig(RegimeConfig):
+    name: str = "noisy_student"
+    teacher: Optional[str] = None  # null: round_0/ trains the first teacher on the labeled set
+    rounds: int = 2
+    students: List[str] = field(default_factory=list)  # one model per round; empty: model.name every round
+    noise_aug: str = "randaug"  # the aug option used as input noise
+    # Each round's pseudo_label settings.
+    threshold: float = 0.0
+    soft: bool = True
+    unlabeled_weight: float = 1.0
+    balance: bool = False
+
+    def check(self) -> None:
+        require(self.rounds >= 1, f"regime.rounds must be >= 1, got {self.rounds}")
+        require(0 <= self.threshold <= 1, f"regime.threshold (confidence cut) must be in [0, 1], got {self.threshold}")
+        require(self.unlabeled_weight >= 0, f"regime.unlabeled_weight must be >= 0, got {self.unlabeled_weight}")
+
+
+@REGIMES.register("noisy_student")
+class NoisyStudent(Regime):
+    config = NoisyStudentConfig
+    mixes = False
+    not_distributed = "it runs several training runs in turn"
+    not_resumable = "resume the round folder that stopped, then start the later rounds anew"
+    no_weights = "its weights are in its rounds; evaluate one of them, e.g. cvrun eval {run_dir}/round_1"
+    result_columns = ("pseudo_label_acc1", "pseudo_labels_kept")
+
+    def start(self) -> dict:
+        r = self.cfg.regime
+        students = student_models(self.cfg)
+        noise = noise_aug(r.noise_aug)
+        rounds: list[dict] = []
+
+        def run_rounds(summary: dict[str, Any]) -> None:
+            teacher = r.teacher
+            if teacher is None:
+                first = self.run_round(self.stage_config(self.cfg.model.name, OmegaConf.structured(ScratchConfig()),
+                                                         self.cfg.aug), "round_0")
+                rounds.append(round_entry(0, self.cfg.model.name, first))
+                teacher = str(self.folder.path / "round_0")
+            for k, student in enumerate(students, start=1):
+                # A round is a pseudo_label run of the student, with the noise as its aug: its config.yaml
+                # reproduces that round alone.
+                regime = OmegaConf.structured(PseudoLabelConfig(teacher=teacher, threshold=r.threshold, soft=r.soft,
+                                                                unlabeled_weight=r.unlabeled_weight, balance=r.balance))
+                result = self.run_round(self.stage_config(student, regime, noise), f"round_{k}")
+                rounds.append(round_entry(k, student, result))
+                log.info("noisy_student round %d: %s student, test top-1 %.2f%%", k, student, result["test_acc1"])
+                teacher = str(self.folder.path / f"round_{k}")
+            log_round_table(rounds)
+            # The run's result is the last student's (every summary key of a single run), plus the rounds.
+            last = {key: value for key, value in result.items() if key not in ("status", "reason", "wall_seconds")}
+            summary.update(last, rounds=rounds, model=rounds[-1]["model"])
+
+        # The rounds record their own data; the top summary takes the last round's keys at the end.
+        return self.trainer.record(0, {"result_columns": list(self.result_columns)}, run_rounds)
+
+    def stage_config(self, model: str, regime: Any, aug: Any) -> Any:
+        stage = copy.deepcopy(self.cfg)
+        stage.model.name, stage.regime, stage.aug = model, regime, aug
+        return stage
+
+    def run_round(self, cfg: Any, name: str) -> dict:
+        """One round as a complete run folder: config.yaml, train.log, metrics, checkpoints, summary."""
+        stage = RunFolder(self.folder.path / name)
+        stage.write_config(OmegaConf.to_yaml(cfg))
+        callbacks = self.callbacks_for(cfg, stage) if self.callbacks_for is not None else []
+        with logging_to(stage.path / "train.log"):
+            log.info("run folder: %s", stage.path)
+            return REGIMES.get(cfg.regime.name)(cfg, stage, callbacks, self.callbacks_for).start()
 
 
 def student_models(cfg: Any) -> list[str]:
@@ -71,19 +116,11 @@ def student_models(cfg: Any) -> list[str]:
 
 def noise_aug(name: str) -> Any:
     """The aug option regime.noise_aug, composed as `aug=<name>` would compose it."""
-    options = sorted(p.stem for p in (config_dir() / "aug").glob("*.yaml"))
-    if name not in options:
-        raise UserError(f"regime.noise_aug: unknown aug option '{name}'; valid options: {', '.join(options)}")
-    return OmegaConf.merge(OmegaConf.structured(AugConfig), OmegaConf.load(config_dir() / "aug" / f"{name}.yaml"))
-
-
-def run_round(cfg: Any, path: Path) -> dict:
-    """One round as a complete run folder: config.yaml, train.log, metrics, checkpoints, summary."""
-    stage = RunFolder(path)
-    stage.write_config(OmegaConf.to_yaml(cfg))
-    with logging_to(path / "train.log"):
-        log.info("run folder: %s", path)
-        return run_regime(cfg, stage)
+    try:
+        values = option_values("aug", name)
+    except UserError as err:
+        raise UserError(f"regime.noise_aug: {err}") from None
+    return typed_option("aug", values, "regime.noise_aug")
 
 
 def log_round_table(rounds: list[dict]) -> None:

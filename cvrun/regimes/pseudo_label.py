@@ -3,16 +3,67 @@ trains on the labeled images plus the confidently pseudo-labeled ones."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
-from cvrun.engine.rundir import RunFolder
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import trainer_data_model
-from cvrun.regimes.teacher import load_teacher, pseudo_labeled_job
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvrun.data.samples import Samples
+from cvrun.data.splits import build_splits
+from cvrun.errors import require
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig, accuracy_sums
+from cvrun.regimes.teacher import load_teacher, require_pool, select_pseudo_labels, teacher_probabilities
+
+log = logging.getLogger("cvrun")
 
 
-@register_regime("pseudo_label")
-def pseudo_label(cfg: Any, run: RunFolder) -> dict:
-    trainer, data, model = trainer_data_model(cfg, run)
-    teacher = load_teacher(cfg, data, trainer.device)
-    return trainer.fit(pseudo_labeled_job(cfg, data, model, teacher, trainer.device, trainer.dtype))
+@dataclass
+class PseudoLabelConfig(RegimeConfig):
+    name: str = "pseudo_label"
+    teacher: Optional[str] = None  # the teacher's run folder or checkpoint
+    threshold: float = 0.95  # keep pool predictions with at least this confidence
+    soft: bool = False  # true: the teacher's whole distribution instead of its top class
+    unlabeled_weight: float = 1.0  # loss weight of a pseudo-labeled image
+    balance: bool = False  # every class keeps at most as many pseudo-labels as the rarest class has
+
+    def check(self) -> None:
+        require(0 <= self.threshold <= 1, f"regime.threshold (confidence cut) must be in [0, 1], got {self.threshold}")
+        require(self.unlabeled_weight >= 0, f"regime.unlabeled_weight must be >= 0, got {self.unlabeled_weight}")
+
+
+@REGIMES.register("pseudo_label")
+class PseudoLabel(Regime):
+    config = PseudoLabelConfig
+    mixes = False  # pseudo-labels belong to single images
+    result_columns = ("pseudo_label_acc1", "pseudo_labels_kept")
+
+    def prepare(self) -> None:
+        """Labeled images + the pool images the teacher labels confidently, the latter weighted by unlabeled_weight;
+        the pool's own labels stay hidden (scoring the pseudo-labels only)."""
+        r = self.cfg.regime
+        data = self.data = build_splits(self.cfg.dataset)
+        self.model = self.build_model()
+        teacher = load_teacher(self.cfg, data, self.device)
+        pool = require_pool(data, r.name)
+        probabilities = teacher_probabilities(teacher, self.plain_loader(pool), self.cfg, self.device, self.dtype)
+        pseudo = select_pseudo_labels(probabilities, pool, data.class_names, r.threshold, r.soft, r.balance)
+        log.info("pseudo-labels: kept %d of %d pool images (confidence >= %.2f), %s%% correct where known",
+                 pseudo.stats["pseudo_labels_kept"], len(pool), r.threshold, pseudo.stats["pseudo_label_acc1"])
+        labeled_rows = F.one_hot(torch.as_tensor(data.train.labels), data.num_classes).float()
+        extras = {"target": torch.cat([labeled_rows, pseudo.targets]),
+                  "weight": torch.cat([torch.ones(len(labeled_rows)),
+                                       torch.full((len(pseudo.kept),), float(r.unlabeled_weight))])}
+        self.setup_loaders(replace(data, train=Samples.concat(data.train, pool.take(pseudo.kept), data.image_size)),
+                           extras)
+        self.summary_extra.update(pseudo.stats, labeled_samples=len(data.train))
+
+    def training_step(self, trained: nn.ModuleDict, batches: dict[str, Any],
+                      ema: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per image: cross-entropy against its class distribution (label or pseudo-label), times its weight."""
+        images, targets = batches["labeled"]
+        logits = trained["model"](self.normalize(images))
+        per_image = -(targets["target"] * logits.float().log_softmax(dim=1)).sum(dim=1)
+        return (per_image * targets["weight"]).mean(), accuracy_sums(logits, targets["target"].argmax(dim=1))

@@ -1,15 +1,17 @@
-"""`regime=scratch`: train the model from its initial weights on the labeled set."""
+"""`regime=scratch`: train the model from its initial weights on the labeled set (the standard run)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from cvrun.engine.rundir import RunFolder
-from cvrun.regimes import register_regime
-from cvrun.regimes.common import standard_job, trainer_data_model
+from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
 
 
-@register_regime("scratch")
-def scratch(cfg: Any, run: RunFolder) -> dict:
-    trainer, data, model = trainer_data_model(cfg, run)
-    return trainer.fit(standard_job(cfg, data, model, trainer.device))
+@dataclass
+class ScratchConfig(RegimeConfig):
+    name: str = "scratch"
+
+
+@REGIMES.register("scratch")
+class Scratch(Regime):
+    config = ScratchConfig

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from cvrun.data.samples import Samples
 from cvrun.data.splits import DataSplits
 from cvrun.engine.evaluate import Normalize, predict
-from cvrun.engine.trainer import TrainingJob
 from cvrun.errors import UserError
 from cvrun.models.pretrained import load_source_run
-from cvrun.regimes.common import log, plain_loader, refuse_mixing, standard_job
+
+log = logging.getLogger("cvrun")
 
 
 class Teacher(nn.Module):
@@ -75,11 +77,11 @@ def require_pool(data: DataSplits, regime: str) -> Samples:
     return data.unlabeled
 
 
-def teacher_probabilities(teacher: Teacher, cfg: Any, pool: Samples, image_size: int, device: torch.device,
+def teacher_probabilities(teacher: Teacher, loader: DataLoader, cfg: Any, device: torch.device,
                           dtype: torch.dtype | None) -> torch.Tensor:
-    """The teacher's class distribution for every pool image, un-augmented, in pool order."""
+    """The teacher's class distribution for every image of a plain loader (the pool, un-augmented), in order."""
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), device)
-    logits, _ = predict(teacher, plain_loader(cfg, pool, image_size, device), normalize, dtype)
+    logits, _ = predict(teacher, loader, normalize, dtype)
     return logits.softmax(dim=1)
 
 
@@ -110,34 +112,3 @@ def select_pseudo_labels(probabilities: torch.Tensor, pool: Samples, class_names
         "pseudo_label_counts": {name: int((chosen == c).sum()) for c, name in enumerate(class_names)},
     }
     return PseudoLabels(kept, targets, stats)
-
-
-def pseudo_labeled_job(cfg: Any, data: DataSplits, model: nn.Module, teacher: Teacher, device: torch.device,
-                       dtype: torch.dtype | None) -> TrainingJob:
-    """Labeled images + the pool images the teacher labels confidently, the latter weighted by unlabeled_weight.
-
-    Each target row is [class distribution | sample weight]; the unlabeled pool's own labels stay hidden.
-    """
-    r = cfg.regime
-    refuse_mixing(cfg)
-    pool = require_pool(data, r.name)
-    probabilities = teacher_probabilities(teacher, cfg, pool, data.image_size, device, dtype)
-    pseudo = select_pseudo_labels(probabilities, pool, data.class_names, r.threshold, r.soft, r.balance)
-    log.info("pseudo-labels: kept %d of %d pool images (confidence >= %.2f), %s%% correct where known",
-             pseudo.stats["pseudo_labels_kept"], len(pool), r.threshold, pseudo.stats["pseudo_label_acc1"])
-    labeled_rows = torch.nn.functional.one_hot(torch.as_tensor(data.train.labels), data.num_classes).float()
-    weights = torch.cat([torch.ones(len(labeled_rows)), torch.full((len(pseudo.kept),), float(r.unlabeled_weight))])
-    targets = torch.cat([torch.cat([labeled_rows, pseudo.targets]), weights[:, None]], dim=1)
-    train = Samples.concat(data.train, pool.take(pseudo.kept), data.image_size)
-    job = standard_job(cfg, replace(data, train=train), model, device, train_targets=targets)
-    job.loss_fn = weighted_soft_cross_entropy(data.num_classes)
-    job.summary_extra.update(pseudo.stats, labeled_samples=len(data.train))
-    return job
-
-
-def weighted_soft_cross_entropy(num_classes: int):
-    """Per row: cross-entropy against the row's class distribution, times the row's weight (last column)."""
-    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        per_row = -(targets[:, :num_classes] * logits.log_softmax(dim=1)).sum(dim=1)
-        return (per_row * targets[:, num_classes]).mean()
-    return loss

@@ -135,6 +135,15 @@ class SweepSummary(Callback):
     failed_jobs = 0
     unwritten = False
 
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        """With logger.mlflow, the sweep's parent MLflow run, which each job's run names as its parent."""
+        options = (config.get("logger") or {}).get("mlflow")
+        if options is not None:
+            from cvrun.loggers.mlflow import start_parent_run
+
+            with tracker_warnings("the sweep's MLflow run"):
+                start_parent_run(options, Path(config.hydra.sweep.dir))
+
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -166,6 +175,22 @@ class SweepSummary(Callback):
                 chosen = " ".join(f"{k}={v}" for k, v in best["overrides"].items())
                 print(f"best of {len(rows)} jobs by validation accuracy: {chosen} "
                       f"(val {best['best_val_acc1']}%, test {best['test_acc1']}%); see {sweep_dir / 'best.json'}")
+        options = (config.get("logger") or {}).get("mlflow")
+        if options is not None:
+            from cvrun.loggers.mlflow import end_parent_run
+
+            with tracker_warnings("the sweep's MLflow run"):
+                end_parent_run(options, sweep_dir, failed=SweepSummary.failed_jobs > 0)
+
+
+@contextmanager
+def tracker_warnings(what: str) -> Iterator[None]:
+    """A tracker that fails warns in one line; it never costs the sweep its results."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - a tracker's failure of any kind
+        print(f"cvrun: warning: {what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              "the sweep goes on without it", file=sys.stderr)
 
 
 @contextmanager

@@ -11,12 +11,15 @@ from typing import Any
 from omegaconf import OmegaConf
 
 RESULT_COLUMNS = ["status", "reason", "best_val_acc1", "test_acc1", "test_acc5", "epochs_run", "wall_seconds"]
-# Results that regimes add to summary.json: a table has the column when one of its runs does.
-REGIME_COLUMNS = ["old_task_acc1", "pseudo_label_acc1", "pseudo_labels_kept"]
+
+
+def regime_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The results the runs' regimes add (each run's summary.json lists its regime's, `result_columns`)."""
+    return list(dict.fromkeys(column for row in rows for column in row.get("result_columns") or []))
 
 
 def result_columns(rows: list[dict[str, Any]]) -> list[str]:
-    return RESULT_COLUMNS + [c for c in REGIME_COLUMNS if any(row.get(c) is not None for row in rows)]
+    return RESULT_COLUMNS + regime_columns(rows)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -51,7 +54,8 @@ def run_row(run_dir: Path, overrides: list[str], status: str | None = None) -> d
     """One run's row: its overrides as columns, then its results from summary.json."""
     summary, problem = read_json_checked(run_dir / "summary.json")
     row: dict[str, Any] = dict(split_override(o) for o in overrides)
-    row.update({column: summary.get(column) for column in RESULT_COLUMNS + REGIME_COLUMNS})
+    row["result_columns"] = summary.get("result_columns") or []
+    row.update({column: summary.get(column) for column in RESULT_COLUMNS + row["result_columns"]})
     if problem is not None:
         row.update(status="unreadable", reason=problem)
     if row["status"] is None:

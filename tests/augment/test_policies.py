@@ -10,7 +10,7 @@ from cvrun.augment import POLICIES, build_train_transform
 from cvrun.augment.auto import (AUGMENT_OPS, AUTOAUGMENT_POLICIES, SIGNED, AutoAugment, RandAugment,
                                 TrivialAugmentWide, apply_ops)
 from cvrun.augment.mixers import MIXERS
-from cvrun.config import AUTOAUGMENT_POLICY_NAMES, MIX_NAMES, TrainConfig, validate
+from cvrun.config import TrainConfig, validate
 from cvrun.errors import UserError
 from cvrun.paths import config_dir
 from tests.conftest import aug_cfg, cli
@@ -26,7 +26,7 @@ def test_every_designed_option_has_a_yaml_and_a_policy():
     designed = {"none", "basic", "brightness", "flip", "rotate", "crop", "shear", "affine", "cutmix", "mixup",
                 "randaug", "autoaug", "trivialaug"}
     assert set(OPTIONS) == designed == set(POLICIES)
-    assert set(MIX_NAMES) == set(MIXERS) and set(AUTOAUGMENT_POLICY_NAMES) == set(AUTOAUGMENT_POLICIES)
+    assert set(MIXERS) == {"cutmix", "mixup"} and set(AUTOAUGMENT_POLICIES) == {"cifar10", "imagenet", "svhn"}
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -61,8 +61,16 @@ def test_random_erasing_paints_the_mean_colour():
 
 
 def test_unknown_option_is_a_user_error():
-    with pytest.raises(UserError, match="valid aug options"):
-        build_train_transform(aug_cfg("none", name="sparkle"), 32)
+    with pytest.raises(UserError, match="unknown aug 'sparkle'; valid aug options"):
+        aug_cfg("none", name="sparkle")
+
+
+def test_each_option_takes_its_own_keys_and_checks_their_ranges():
+    with pytest.raises(UserError, match=r"unknown config key 'aug.n'; aug=rotate takes base, .*, degrees, rot90"):
+        aug_cfg("rotate", n=5)
+    with pytest.raises(UserError, match=r"aug.degrees must be >= 0, got -1"):
+        aug_cfg("rotate", degrees=-1)
+    assert aug_cfg("randaug", n=3).n == 3 and aug_cfg("flip").vflip == 0.5
 
 
 def test_randaugment_draws_n_ops_at_magnitude_m():

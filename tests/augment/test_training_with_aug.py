@@ -6,7 +6,8 @@ import pytest
 
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.runtime import seed_everything
-from cvrun.regimes import run_regime
+from cvrun.commands.train import run_callbacks
+from cvrun.regimes import REGIMES
 from tests.augment.test_policies import OPTIONS
 from tests.conftest import CIFAR10, aug_cfg, make_cfg, needs_cifar10
 
@@ -20,7 +21,7 @@ def cifar_run(tmp_path, aug, epochs=1, seed=0, subset=500):
                             "num_workers": 0, "seed": seed})
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     run = RunFolder(tmp_path)
-    return run_regime(cfg, run), run
+    return REGIMES.get(cfg.regime.name)(cfg, run, run_callbacks(cfg, run)).start(), run
 
 
 @pytest.mark.parametrize("option", OPTIONS)

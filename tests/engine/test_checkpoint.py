@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cvrun.engine.checkpoint import load_checkpoint, save_checkpoint
+from cvrun.io import load_checkpoint, save_checkpoint
 from cvrun.engine.rundir import RunFolder
 from cvrun.errors import UserError
 

@@ -37,18 +37,30 @@ def test_shards_cover_the_order_and_evaluation_counts_each_image_once(monkeypatc
 
 
 def test_only_rank_0_gives_hydra_a_run_folder(monkeypatch):
+    from cvrun.commands.train import hydra_args
+
     args = ["dataset=shapes", "hydra.run.dir=outputs/x"]
     as_rank(monkeypatch, 0)
-    assert distributed.hydra_args(args) == args
+    assert hydra_args(args) == args
     as_rank(monkeypatch, 1)
-    assert distributed.hydra_args(args) == ["dataset=shapes", "hydra.run.dir=.", "hydra.output_subdir=null",
-                                            "hydra/job_logging=disabled"]
+    assert hydra_args(args) == ["dataset=shapes", "hydra.run.dir=.", "hydra.output_subdir=null",
+                                "hydra/job_logging=disabled"]
     with pytest.raises(UserError, match="drop -m"):
-        distributed.hydra_args(["-m", "model=lenet5,resnet18"])
+        hydra_args(["-m", "model=lenet5,resnet18"])
+
+
+def test_regimes_that_cannot_run_under_torchrun_say_why(monkeypatch):
+    from cvrun.commands.train import refuse_under_torchrun
+
+    as_rank(monkeypatch, 0)
+    for regime, reason in (("knn", "it takes no gradient steps"), ("noisy_student", "several training runs")):
+        with pytest.raises(UserError, match=f"regime={regime} does not run under torchrun \\(.*{reason}"):
+            refuse_under_torchrun(make_cfg(regime={"name": regime}))
+    refuse_under_torchrun(make_cfg(regime={"name": "lwf"}))  # lwf and distill run under torchrun
+    refuse_under_torchrun(make_cfg(regime={"name": "distill"}))
 
 
 @pytest.mark.parametrize("sections, message", [
-    ({"regime": {"name": "knn"}}, "regime=knn does not run under torchrun"),
     ({"trainer": {"batch_size": 33}}, "trainer.batch_size=33 does not split over 2 processes"),
     ({"trainer": {"sync_bn": True, "device": "cpu"}}, "trainer.sync_bn=true needs CUDA"),
 ])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cvrun.engine.checkpoint import load_checkpoint
+from cvrun.io import load_checkpoint
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.runtime import Interrupted
 from cvrun.io import StorageError
@@ -62,11 +62,11 @@ def test_a_full_disk_for_the_final_summary_still_tells_the_test_score_and_the_we
 
 
 STAGES = {  # where each stage of a run can be stopped
-    "data decoding": "cvrun.regimes.common.build_splits",
+    "data decoding": "cvrun.regimes.base.build_splits",
     "the first checkpoint": "cvrun.engine.rundir.RunFolder.save_checkpoint",
     "validation": "cvrun.engine.trainer.evaluate",
     "the final test evaluation": "cvrun.engine.trainer._Loop.test_best",
-    "the curve plot": "cvrun.engine.trainer.plot_curves",
+    "the curve plot": "cvrun.report.record.plot_curves",
 }
 
 

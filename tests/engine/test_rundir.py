@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from cvrun.engine.checkpoint import load_checkpoint
+from cvrun.io import load_checkpoint
 from cvrun.io import claim_folder, forget_claims
 
 
@@ -40,7 +40,7 @@ def test_three_runs_launched_at_once_leave_three_folders(tmp_path):
 WRITER = """
 import sys, torch
 from pathlib import Path
-from cvrun.engine.checkpoint import save_checkpoint
+from cvrun.io import save_checkpoint
 path = Path(sys.argv[1])
 for version in range(1000):
     save_checkpoint(path, {"model": {"w": torch.full((4_000_000,), float(version))}, "epoch": version})

@@ -7,12 +7,11 @@ import re
 import pytest
 import torch
 
-from cvrun.data.splits import build_splits
+from cvrun.commands.train import run_callbacks
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.runtime import seed_everything
-from cvrun.engine.trainer import Trainer
 from cvrun.models import build_model
-from cvrun.regimes.common import standard_job
+from cvrun.regimes import REGIMES
 from tests.conftest import make_cfg
 
 
@@ -23,10 +22,7 @@ def shapes_run(tmp_path, name="run", lr=0.02, train_size=1000, **trainer):
         trainer={"epochs": 10, "batch_size": 32, "progress": False, "deterministic": True, **trainer})
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     run = RunFolder(tmp_path / name)
-    trainer_ = Trainer(cfg, run)
-    data = build_splits(cfg.dataset)
-    model = build_model(cfg.model, data.num_classes, data.image_size)
-    return trainer_.fit(standard_job(cfg, data, model, trainer_.device)), run
+    return REGIMES.get("scratch")(cfg, run, run_callbacks(cfg, run)).start(), run
 
 
 @pytest.fixture(scope="module")

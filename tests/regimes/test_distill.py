@@ -10,28 +10,29 @@ import torch.nn.functional as F
 from cvrun.data.samples import HIDDEN
 from cvrun.engine.losses import distillation_loss
 from cvrun.models import create_model
-from cvrun.regimes.distill import distill_loss
 from cvrun.regimes.teacher import Teacher
 from tests.conftest import make_cfg, train_run
+from tests.regimes.conftest import bare_regime
 
 THREE = {"classes": ["circle", "ring", "square"]}
 
 
-def test_the_loss_mixes_hard_labels_and_the_teacher_and_hidden_rows_only_distill():
+def test_the_loss_mixes_hard_labels_and_the_teacher_and_hidden_rows_only_distill(tmp_path):
     torch.manual_seed(0)
     student, teacher_model = create_model("lenet5", 3, 32), create_model("lenet5", 3, 32).eval()
-    teacher = Teacher(teacher_model, ([0.5] * 3, [0.5] * 3), ([0.5] * 3, [0.5] * 3))
-    cfg = make_cfg(regime={"name": "distill", "alpha": 0.7, "temperature": 3.0})
-    loss_fn = distill_loss(student, teacher, cfg)
+    regime = bare_regime(make_cfg(regime={"name": "distill", "alpha": 0.7, "temperature": 3.0}), tmp_path)
+    regime.teacher = Teacher(teacher_model, ([0.5] * 3, [0.5] * 3), ([0.5] * 3, [0.5] * 3))
     images = torch.randn(4, 3, 32, 32)
     labels = torch.tensor([0, HIDDEN, 2, HIDDEN])
-    logits = student(images)  # the forward pass the hook watches
+    trained = torch.nn.ModuleDict({"model": student})
+    loss, sums = regime.training_step(trained, {"labeled": (images, labels)}, None)
+    logits = student(images)
     with torch.no_grad():
         teacher_logits = teacher_model(images)
     expected = (0.3 * F.cross_entropy(logits[[0, 2]], labels[[0, 2]])
                 + 0.7 * distillation_loss(logits, teacher_logits, 3.0))
-    assert torch.isclose(loss_fn(logits, labels), expected, atol=1e-5)
-    unlabeled_only = distill_loss(student, teacher, cfg)(student(images), torch.full((4,), HIDDEN))
+    assert torch.isclose(loss, expected, atol=1e-5) and sums["labeled"] == 2
+    unlabeled_only, _ = regime.training_step(trained, {"labeled": (images, torch.full((4,), HIDDEN))}, None)
     assert torch.isfinite(unlabeled_only)
 
 

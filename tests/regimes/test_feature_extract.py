@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cvrun.engine.checkpoint import load_checkpoint
+from cvrun.io import load_checkpoint
 from cvrun.errors import UserError
 from cvrun.models.pretrained import load_source_run
 from tests.conftest import train_run

@@ -5,29 +5,31 @@ import logging
 import pytest
 import torch
 
-from cvrun.engine.checkpoint import load_checkpoint
+from cvrun.io import load_checkpoint
 from cvrun.models import create_model
 from cvrun.models.pretrained import load_source_run
-from cvrun.regimes.common import backbone_and_head_groups, head_first
-from tests.conftest import make_cfg, train_run
+from cvrun.regimes.transfer import backbone_and_head_groups, head_first
+from tests.conftest import train_run
 
 
 def test_backbone_and_head_get_their_learning_rates():
     model = create_model("lenet5", 3, 32)
-    cfg = make_cfg(optim={"lr": 0.2}, regime={"name": "finetune", "backbone_lr_mult": 0.1})
-    backbone, head = backbone_and_head_groups(model, cfg)
+    backbone, head = backbone_and_head_groups(model, 0.2, 0.1)
     assert backbone["lr"] == pytest.approx(0.02) and head["lr"] == 0.2
     assert len(backbone["params"]) + len(head["params"]) == len(list(model.parameters()))
+    assert head["params"] == list(model.output_layer.parameters())  # head_layers=1: the output layer
+    model.head_layers = 2
+    assert len(backbone_and_head_groups(model, 0.2, 0.1)[1]["params"]) == 4  # F6 too
 
 
 def test_head_first_freezes_then_releases_the_backbone():
     model = create_model("lenet5", 3, 32)
-    hook = head_first(model, freeze_epochs=2)
-    hook(0)
+    head_first(model, 0, freeze_epochs=2)
     assert model.backbone_frozen and not any(p.requires_grad for p in model.backbone.parameters())
-    hook(2)
+    head_first(model, 2, freeze_epochs=2)
     assert not model.backbone_frozen and all(p.requires_grad for p in model.backbone.parameters())
-    assert head_first(model, 0) is None
+    head_first(model, 0, freeze_epochs=0)
+    assert not model.backbone_frozen
 
 
 def test_finetune_trains_everything_after_the_frozen_epochs(source_run, tmp_path, caplog):

@@ -3,16 +3,16 @@
 import torch
 import torch.nn.functional as F
 
-from cvrun.engine.checkpoint import load_checkpoint
+from cvrun.io import load_checkpoint
 from cvrun.models import create_model
 from cvrun.models.pretrained import load_source_run
-from cvrun.regimes.lwf import lwf_loss
 from tests.conftest import make_cfg, train_run
+from tests.regimes.conftest import bare_regime
 
 TARGET = {"classes": ["triangle", "cross"]}
 
 
-def test_the_loss_is_cross_entropy_plus_lambda_times_the_old_output_term():
+def test_the_loss_is_cross_entropy_plus_lambda_times_the_old_output_term(tmp_path):
     torch.manual_seed(0)
     model = create_model("lenet5", 2, 32)
     old_output = torch.nn.Linear(84, 3)  # on the shared F6 features, like the new output layer
@@ -20,11 +20,13 @@ def test_the_loss_is_cross_entropy_plus_lambda_times_the_old_output_term():
     labels = torch.tensor([0, 1, 1, 0])
     with torch.no_grad():
         recorded = old_output(model.hidden_layers(model.backbone(images)))
-    targets = torch.cat([F.one_hot(labels, 2).float(), recorded + torch.tensor([1.0, 0.0, -1.0])], dim=1)
+    targets = {"label": labels, "old_logits": recorded + torch.tensor([1.0, 0.0, -1.0])}
+    trained = torch.nn.ModuleDict({"model": model, "old_output": old_output})
     for lambda_old in (0.0, 2.0):
-        cfg = make_cfg(regime={"name": "lwf", "lambda_old": lambda_old, "temperature": 2.0})
-        loss = lwf_loss(model, old_output, 2, cfg)(model(images), targets)
-        shifted = F.kl_div(F.log_softmax(recorded / 2, 1), F.log_softmax(targets[:, 2:] / 2, 1),
+        regime = bare_regime(make_cfg(regime={"name": "lwf", "lambda_old": lambda_old, "temperature": 2.0}), tmp_path)
+        regime.data = type("Data", (), {"num_classes": 2})()
+        loss, _ = regime.training_step(trained, {"labeled": (images, targets)}, None)
+        shifted = F.kl_div(F.log_softmax(recorded / 2, 1), F.log_softmax(targets["old_logits"] / 2, 1),
                            log_target=True, reduction="batchmean")
         expected = F.cross_entropy(model(images), labels) + lambda_old * shifted
         assert torch.isclose(loss, expected, atol=1e-5), (lambda_old, loss, expected)
@@ -35,7 +37,7 @@ def test_lwf_keeps_the_old_output_and_scores_the_old_task(source_run, tmp_path):
     kept = {}
     for lambda_old in (0.0, 1.0):
         summary = train_run(tmp_path / str(lambda_old), dataset=TARGET, model={"pretrained": str(source_run)},
-                            regime={"name": "lwf", "lambda_old": lambda_old}, optim={"lr": 0.05},
+                            regime={"name": "lwf", "lambda_old": lambda_old, "backbone_lr_mult": 0.1}, optim={"lr": 0.05},
                             trainer={"epochs": 3})
         assert summary["status"] == "completed" and summary["test_acc1"] >= 75, summary
         assert summary["old_task_classes"] == ["circle", "ring", "square"]

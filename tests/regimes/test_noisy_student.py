@@ -46,7 +46,7 @@ def test_rounds_hand_the_student_on_as_the_next_teacher(tmp_path, caplog):
 def test_noisy_student_mistakes_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="regime.students lists 1 models but regime.rounds=2"):
         train_run(tmp_path / "a", dataset=THREE, regime={"name": "noisy_student", "rounds": 2, "students": ["lenet5"]})
-    with pytest.raises(UserError, match="regime.noise_aug: unknown aug option 'noise'"):
+    with pytest.raises(UserError, match="regime.noise_aug: unknown aug 'noise'; valid aug options"):
         train_run(tmp_path / "b", dataset=THREE, regime={"name": "noisy_student", "noise_aug": "noise"})
     with pytest.raises(UserError, match="regime.students: unknown model resnet9"):
-        train_run(tmp_path / "c", dataset=THREE, regime={"name": "noisy_student", "students": ["resnet9"]})
+        train_run(tmp_path / "c", dataset=THREE, regime={"name": "noisy_student", "rounds": 1, "students": ["resnet9"]})

@@ -4,7 +4,8 @@ import json
 
 import torch
 
-import cvrun.regimes.teacher as teacher_module
+import cvrun.regimes.pseudo_label as pseudo_label_module
+from cvrun.regimes import Regime
 from tests.conftest import train_run
 
 THREE = {"classes": ["circle", "ring", "square"], "labeled_per_class": 30}
@@ -24,16 +25,16 @@ def test_training_targets_come_from_the_teacher_not_the_hidden_labels(source_run
     """A teacher that calls everything 'circle': every pool image trains as a circle."""
     seen = {}
 
-    def everything_is_class_0(teacher, cfg, pool, image_size, device, dtype):
-        seen["pool_labels"] = pool.labels.copy()
-        return torch.tensor([[1.0, 0.0, 0.0]]).repeat(len(pool), 1)
-    monkeypatch.setattr(teacher_module, "teacher_probabilities", everything_is_class_0)
-    original = teacher_module.standard_job
+    def everything_is_class_0(teacher, loader, cfg, device, dtype):
+        seen["pool_labels"] = loader.dataset.samples.labels.copy()
+        return torch.tensor([[1.0, 0.0, 0.0]]).repeat(len(loader.dataset), 1)
+    monkeypatch.setattr(pseudo_label_module, "teacher_probabilities", everything_is_class_0)
+    original = Regime.setup_loaders
 
-    def spy(cfg, data, model, device, train_targets=None):
-        seen["targets"] = train_targets
-        return original(cfg, data, model, device, train_targets=train_targets)
-    monkeypatch.setattr(teacher_module, "standard_job", spy)
+    def spy(self, data, extras=None):
+        seen["targets"] = extras["target"]
+        return original(self, data, extras)
+    monkeypatch.setattr(Regime, "setup_loaders", spy)
     summary = train_run(tmp_path / "run", dataset=THREE, trainer={"epochs": 1},
                         regime={"name": "pseudo_label", "teacher": str(source_run), "threshold": 0.5})
     assert (seen["pool_labels"] == -1).all()

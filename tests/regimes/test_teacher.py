@@ -7,8 +7,9 @@ import torch
 from cvrun.data.samples import HIDDEN, Samples
 from cvrun.errors import UserError
 from cvrun.models import create_model
-from cvrun.regimes.teacher import Teacher, select_pseudo_labels, weighted_soft_cross_entropy
-from tests.conftest import train_run
+from cvrun.regimes.teacher import Teacher, select_pseudo_labels
+from tests.conftest import make_cfg, train_run
+from tests.regimes.conftest import bare_regime
 
 STATS = ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
 
@@ -57,12 +58,16 @@ def test_balanced_pseudo_labels_cap_every_class_at_the_rarest():
     assert balanced.kept.tolist() == [0, 3]  # the most confident "a" and the only "b"
 
 
-def test_weighted_soft_cross_entropy_weighs_each_row():
+def test_the_pseudo_label_step_weighs_each_images_soft_cross_entropy(tmp_path):
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
-    rows = torch.tensor([[1.0, 0.0, 1.0], [0.3, 0.7, 0.5]])
+    regime = bare_regime(make_cfg(regime={"name": "pseudo_label"}), tmp_path)
+    targets = {"label": torch.tensor([0, HIDDEN]), "target": torch.tensor([[1.0, 0.0], [0.3, 0.7]]),
+               "weight": torch.tensor([1.0, 0.5])}
+    model = torch.nn.ModuleDict({"model": torch.nn.Identity()})  # the "images" are the logits
+    loss, sums = regime.training_step(model, {"labeled": (logits, targets)}, None)
     log_p = logits.log_softmax(1)
     expected = (-(log_p[0, 0]) * 1.0 + -(0.3 * log_p[1, 0] + 0.7 * log_p[1, 1]) * 0.5) / 2
-    assert torch.isclose(weighted_soft_cross_entropy(2)(logits, rows), expected)
+    assert torch.isclose(loss, expected) and sums["correct"] == 2
 
 
 def test_teacher_mistakes_are_user_errors(source_run, tmp_path):

@@ -84,7 +84,8 @@ def test_mean_over_seeds_merges_the_runs_that_differ_only_in_their_seed(tmp_path
                                                (0, 10, 45.0, "completed"), (1, 0, 52.0, "completed"),
                                                (1, 1, 53.0, "completed"), (1, 2, None, "failed")]:
         write_run(tmp_path / f"{lambda_old}-{seed}", f"regime:\n  lambda_old: {lambda_old}\ntrainer:\n  seed: {seed}\n",
-                  status=status, test_acc1=None if old_task is None else 40.0 + seed, old_task_acc1=old_task)
+                  status=status, test_acc1=None if old_task is None else 40.0 + seed, old_task_acc1=old_task,
+                  result_columns=["old_task_acc1"])
     rows = list(csv.DictReader(summarize(tmp_path, "old_task_acc1", "csv", seed_means=True).splitlines()))
     assert [(r["regime.lambda_old"], r["runs"], r["completed"], r["seeds"]) for r in rows] == [
         ("1", "3", "2", "0 1"), ("0", "3", "3", "0 1 10")]

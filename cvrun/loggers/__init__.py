@@ -1,0 +1,20 @@
+"""Loggers: the `logger` config group, a list (`logger=[csv,tensorboard,mlflow]`, default `[csv]`).
+
+A logger is a Callback of the run's events (cvrun/engine/events.py) with its own config schema,
+registered by name; adding one is one module here and one YAML in configs/logger/. A logger that
+fails warns once and the run goes on (metrics.csv, the run's own record, is the exception).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cvrun.loggers.base import LOGGERS, Logger, LoggerConfig, LoggerContext
+from cvrun.loggers import csv, mlflow, tensorboard  # noqa: E402,F401  (importing them registers the loggers)
+
+__all__ = ["LOGGERS", "Logger", "LoggerConfig", "LoggerContext", "build_loggers"]
+
+
+def build_loggers(cfg: Any, context: LoggerContext) -> list[Logger]:
+    """One logger per entry of the run's `logger` section, in the order given."""
+    return [LOGGERS.get(name)(options, context) for name, options in cfg.logger.items()]

@@ -1,0 +1,157 @@
+"""`logger=[csv,mlflow]`: one MLflow run per cvrun run.
+
+Params are the flattened config; metrics each metrics.csv column per epoch (and the learning rate and
+loss every trainer.log_every_n_steps steps); tags the status, regime, model and dataset; artifacts
+config.yaml, summary.json and curves.png (the checkpoints with `logger.mlflow.checkpoints=true`).
+The tracking URI is MLFLOW_TRACKING_URI, else `logger.mlflow.tracking_uri`, else an SQLite store
+beside outputs/ (`sqlite:///<folder holding outputs/>/mlflow.db`, MLflow's own default kind of store
+since 3.0), with artifacts in `mlartifacts/` beside it. A sweep is a parent run (made by the sweep's
+callback, cvrun/report/sweep.py) with one child per job; a resumed run continues its MLflow run
+(`mlflow_run_id` in summary.json); the MLflow status follows summary.json's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from cvrun.config import flatten
+from cvrun.loggers.base import LOGGERS, Logger, LoggerConfig
+
+# summary.json's status -> MLflow's run status.
+MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
+PARENT_RUN_FILE = "mlflow_parent_run_id"
+# MLflow limits a param's value to this many characters.
+PARAM_LENGTH = 6000
+
+
+@dataclass
+class MlflowConfig(LoggerConfig):
+    name: str = "mlflow"
+    tracking_uri: Optional[str] = None  # null: MLFLOW_TRACKING_URI, else sqlite beside outputs/
+    experiment: str = "cvrun"
+    checkpoints: bool = False  # also log checkpoints/best.pt and last.pt as artifacts
+
+
+def store_folder(run_path: Path) -> Path:
+    """The folder holding outputs/ (or multirun/) above a run folder, where the default store lives."""
+    for folder in run_path.resolve().parents:
+        if folder.name in ("outputs", "multirun"):
+            return folder.parent
+    return run_path.resolve().parent
+
+
+def tracking_uri(options: Any, run_path: Path) -> str:
+    return (os.environ.get("MLFLOW_TRACKING_URI") or options.tracking_uri
+            or f"sqlite:///{store_folder(run_path) / 'mlflow.db'}")
+
+
+def experiment_id(client: Any, name: str, run_path: Path) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=(store_folder(run_path) / "mlartifacts").as_uri())
+
+
+def start_parent_run(options: Any, sweep_dir: Path) -> None:
+    """The sweep's MLflow run; its id goes to SWEEP/mlflow_parent_run_id for the jobs, which may run elsewhere."""
+    from mlflow.tracking import MlflowClient
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri(options, sweep_dir))
+    run = client.create_run(experiment_id(client, options.experiment, sweep_dir), run_name=sweep_dir.name,
+                            tags={"cvrun.sweep_dir": str(sweep_dir)})
+    (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id + "\n")
+
+
+def end_parent_run(options: Any, sweep_dir: Path, failed: bool) -> None:
+    from mlflow.tracking import MlflowClient
+
+    if (sweep_dir / PARENT_RUN_FILE).is_file():
+        client = MlflowClient(tracking_uri(options, sweep_dir))
+        run_id = (sweep_dir / PARENT_RUN_FILE).read_text().strip()
+        for name in ("summary.csv", "summary.png", "best.json"):
+            if (sweep_dir / name).is_file():
+                client.log_artifact(run_id, str(sweep_dir / name))
+        client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+@LOGGERS.register("mlflow")
+class MlflowLogger(Logger):
+    config = MlflowConfig
+
+    def __init__(self, options: Any, context: Any):
+        super().__init__(options, context)
+        self.client, self.run_id = None, None
+
+    def on_run_start(self, summary: dict[str, Any]) -> None:
+        if not self.context.run.writes:
+            return
+        from mlflow.tracking import MlflowClient
+        from omegaconf import OmegaConf
+
+        path = self.context.run.path
+        self.client = MlflowClient(tracking_uri(self.options, path))
+        cfg = self.context.cfg
+        self.run_id = summary.get("mlflow_run_id")  # a resumed run carries its MLflow run on
+        if self.run_id is None:
+            tags = {"cvrun.run_dir": str(path), "regime": cfg.regime.name, "model": cfg.model.name,
+                    "dataset": cfg.dataset.name}
+            parent = self.parent_run_id()
+            if parent is not None:
+                tags["mlflow.parentRunId"] = parent
+            run = self.client.create_run(experiment_id(self.client, self.options.experiment, path), tags=tags,
+                                         run_name=path.name)
+            self.run_id = run.info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(key, str(value)[:PARAM_LENGTH])
+                      for key, value in flatten(OmegaConf.to_container(cfg)).items()]
+            for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+                self.client.log_batch(self.run_id, params=params[start:start + 100])
+            summary["mlflow_run_id"] = self.run_id
+            self.context.run.update_summary(mlflow_run_id=self.run_id)
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+        self.client.set_tag(self.run_id, "status", "running")
+
+    def parent_run_id(self) -> str | None:
+        sweep = self.context.sweep_dir
+        if sweep is None or not (sweep / PARENT_RUN_FILE).is_file():
+            return None
+        return (sweep / PARENT_RUN_FILE).read_text().strip()
+
+    def on_steps(self, step: int, values: dict[str, float]) -> None:
+        self.log_metrics({f"step_{key}": value for key, value in values.items()}, step)
+
+    def on_epoch_end(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        self.log_metrics({key: value for key, value in row.items() if key != "epoch"}, row["epoch"])
+
+    def log_metrics(self, values: dict[str, Any], step: int) -> None:
+        if self.client is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(1000 * time.time())
+        metrics = [Metric(key, float(value), now, step) for key, value in values.items()
+                   if isinstance(value, (int, float)) and value is not None]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def on_run_end(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        if self.client is None:
+            return
+        run = self.context.run
+        self.client.log_dict(self.run_id, summary, "summary.json")
+        for name in ("config.yaml", "curves.png"):
+            if (run.path / name).is_file():
+                self.client.log_artifact(self.run_id, str(run.path / name))
+        if self.options.checkpoints:
+            for checkpoint in sorted(run.checkpoints.glob("*.pt")):
+                self.client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
+        self.client.set_tag(self.run_id, "status", summary["status"])
+        if summary.get("reason"):
+            self.client.set_tag(self.run_id, "reason", str(summary["reason"])[:PARAM_LENGTH])
+        self.client.set_terminated(self.run_id, status=MLFLOW_STATUS.get(summary["status"], "FAILED"))
