@@ -73,8 +73,10 @@ def run_command(args: list[str]) -> int:
     rest = quote_paths(split_positional(rest, positional))
     module = importlib.import_module(module_name)
     from cvrun.io import StorageError
+    from cvrun.registry import load_plugins
 
     try:
+        load_plugins()
         if "--help" not in rest and "-h" not in rest:
             preflight(command, rest)
             rest = getattr(module, "prepare_args", list)(rest)

@@ -119,9 +119,8 @@ class OptionConfig:
 
 # The sections whose keys depend on the option chosen (regime=..., aug=..., logger=[...]): each option has
 # its own schema, found in the registry of its module (imported when a config is validated).
-OPTION_SECTIONS = {"aug": ("cvrun.augment.policies", "POLICIES", "basic"),
-                   "regime": ("cvrun.regimes", "REGIMES", "scratch"),
-                   "logger": ("cvrun.loggers", "LOGGERS", "csv")}
+OPTION_SECTIONS = {"aug": ("cvrun.augment.policies", "POLICIES"), "regime": ("cvrun.regimes", "REGIMES"),
+                   "logger": ("cvrun.loggers", "LOGGERS")}
 
 
 @dataclass
@@ -218,7 +217,7 @@ def validate(cfg: Any, schema: type) -> Any:
         raise UserError(f"config key '{key}': {reason}") from None
     for section, values in options.items():
         typed[section] = (typed_loggers(values) if section == "logger" else
-                          typed_option(section, values or option_values(section, OPTION_SECTIONS[section][2])))
+                          typed_option(section, values or option_values(section, default_option(section))))
     check_values(typed)
     return typed
 
@@ -231,8 +230,20 @@ def option_schema(section: str, name: str) -> type:
     """The schema of option `name` of an option section (regime, aug, logger), from its registry."""
     import importlib
 
-    module, registry, _ = OPTION_SECTIONS[section]
+    module, registry = OPTION_SECTIONS[section]
     return getattr(importlib.import_module(module), registry).get(name).config
+
+
+def default_option(section: str) -> Any:
+    """The option configs/train.yaml's defaults list chooses for a section (a list for the logger)."""
+    from omegaconf import OmegaConf
+
+    from cvrun.paths import config_dir
+
+    for entry in OmegaConf.to_container(OmegaConf.load(config_dir() / "train.yaml"))["defaults"]:
+        if isinstance(entry, dict) and section in entry:
+            return entry[section]
+    raise KeyError(section)
 
 
 def option_values(section: str, name: str) -> dict[str, Any]:
@@ -254,13 +265,13 @@ def option_names(section: str, schema: type) -> list[str]:
     """The options of a section whose schema is `schema` (several aug options share the base schema)."""
     import importlib
 
-    module, registry, _ = OPTION_SECTIONS[section]
+    module, registry = OPTION_SECTIONS[section]
     return [name for name, entry in getattr(importlib.import_module(module), registry).items()
             if getattr(entry, "config", None) is schema]
 
 
 def keys_taken(section: str, schema: type) -> str:
-    """'regime=knn takes k, features, weighted': for a message about a key the option does not take."""
+    """'aug=rotate takes ..., degrees, rot90': for a message about a key the option does not take."""
     names = "/".join(option_names(section, schema)) or "?"
     takes = ", ".join(f.name for f in fields(schema) if f.name != "name")
     return f"{section}={names} takes {takes or 'no keys but its name'}"
@@ -291,7 +302,7 @@ def typed_loggers(values: dict[str, Any] | None) -> Any:
     """The logger section: {name: that logger's typed config} for each logger chosen (default: csv)."""
     from omegaconf import OmegaConf
 
-    chosen = values if values is not None else {OPTION_SECTIONS["logger"][2]: {}}
+    chosen = values if values is not None else {name: {} for name in default_option("logger")}
     return OmegaConf.create({name: typed_option("logger", {**(options or {}), "name": name}, f"logger.{name}")
                              for name, options in chosen.items()})
 

@@ -94,6 +94,19 @@ def with_overrides(args: list[str], extra: list[str]) -> list[str]:
     return [*args, *extra]
 
 
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its YAML files, and the options that plugins store in Hydra's
+    ConfigStore (CVRUN_PLUGINS: a regime of your own needs no YAML in cvrun's configs/)."""
+    from hydra.core.config_store import ConfigStore
+
+    from cvrun.paths import config_dir
+
+    stored = ConfigStore.instance().repo.get(group, {})
+    names = {p.stem for p in (config_dir() / group).glob("*.yaml")}
+    names |= {name.removesuffix(".yaml") for name in stored if not name.removesuffix(".yaml").endswith("_schema")}
+    return sorted(names)
+
+
 def group_names() -> list[str]:
     from cvrun.paths import config_dir
 
@@ -168,7 +181,7 @@ def preflight(command: str, args: list[str]) -> None:
                   else [override.get_value_element_as_str()])
         group_dir = root / key
         if group_dir.is_dir():
-            options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+            options = group_options(key)
             for value in values:
                 for option in value.strip("[]").split(",") if key == "logger" else [value]:
                     if option.strip() and option.strip() not in options:

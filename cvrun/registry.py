@@ -13,6 +13,8 @@ A registered name is the name of its YAML file in configs/<group>/ (tests check 
 from __future__ import annotations
 
 import difflib
+import importlib
+import os
 from typing import Callable, Generic, Iterator, TypeVar
 
 from cvrun.errors import UserError
@@ -60,3 +62,14 @@ class Registry(Generic[T]):
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
+
+
+def load_plugins() -> None:
+    """CVRUN_PLUGINS=package.module[,...]: modules of your own, imported before a command runs, that register
+    their regimes, models, aug options, loggers or datasets with the registries above (README, Extending)."""
+    for name in filter(None, (part.strip() for part in os.environ.get("CVRUN_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise UserError(f"CVRUN_PLUGINS names {name}, which cannot be imported ({err}); "
+                            "put its folder on PYTHONPATH or fix the name") from None

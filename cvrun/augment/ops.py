@@ -28,9 +28,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from cvrun.registry import Registry
+
 Op = Callable[[np.ndarray, float], np.ndarray]
 
-OPS: dict[str, Op] = {}
+OPS: Registry[Op] = Registry("augmentation op")
 
 _LEVELS = np.arange(256, dtype=np.float32)
 # torchvision's rgb_to_grayscale weights; the offset floors instead of rounding (see _TRUNCATE).
@@ -38,11 +40,8 @@ _GRAY_TRANSFORM = np.array([[0.2989, 0.587, 0.114, -0.5 + 1e-3]], dtype=np.float
 _SHARPEN_KERNEL = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
 
 
-def register_op(name: str):
-    def add(fn: Op) -> Op:
-        OPS[name] = fn
-        return fn
-    return add
+def register_op(name: str) -> Callable[[Op], Op]:
+    return OPS.register(name)
 
 
 def _apply_lut(image: np.ndarray, lut: np.ndarray) -> np.ndarray:

@@ -23,8 +23,10 @@ def register_schemas() -> None:
     from cvrun.augment import POLICIES
     from cvrun.config import SCHEMAS
     from cvrun.io import claim_folder, forget_claims, short_name
+    from cvrun.registry import load_plugins
     from cvrun.regimes import REGIMES
 
+    load_plugins()  # again in every process Hydra runs a job in (a launcher's)
     store = ConfigStore.instance()
     for command, schema in SCHEMAS.items():
         store.store(name=f"{command}_schema", node=schema)

@@ -16,6 +16,7 @@ import numpy as np
 from cvrun.data import shapes
 from cvrun.data.samples import Samples, list_images
 from cvrun.errors import UserError
+from cvrun.registry import Registry
 
 log = logging.getLogger("cvrun")
 
@@ -29,20 +30,15 @@ class Source:
     val: Samples | None = None
 
 
-SOURCES: dict[str, Callable[[Any], Source]] = {}
+SOURCES: Registry[Callable[[Any], Source]] = Registry("dataset")
 
 
-def register_source(name: str):
-    def add(fn: Callable[[Any], Source]) -> Callable[[Any], Source]:
-        SOURCES[name] = fn
-        return fn
-    return add
+def register_source(name: str) -> Callable[[Callable[[Any], Source]], Callable[[Any], Source]]:
+    return SOURCES.register(name)
 
 
 def load_source(cfg: Any) -> Source:
-    if cfg.name not in SOURCES:
-        raise UserError(f"unknown dataset '{cfg.name}'; valid datasets: {', '.join(sorted(SOURCES))}")
-    return SOURCES[cfg.name](cfg)
+    return SOURCES.get(cfg.name)(cfg)
 
 
 @dataclass

@@ -16,7 +16,7 @@ What fit() reads from a prepared regime:
     val_loader, test_loader, normalize (a loader's images -> model input on the device)
     class_names, image_size, splits, summary_extra, result_columns, unused_parameters
     param_groups()         the optimiser's parameter groups
-    epoch_start(epoch)     before each epoch trains (finetune: unfreeze the backbone)
+    epoch_start(epoch)     before each epoch trains (a transfer regime: unfreeze the backbone)
     training_step(trained, batches, ema) -> (loss, sums): runs inside the (distributed) forward
     epoch_metrics(sums)    the epoch's summed step values -> metrics.csv columns (train_acc1, ...)
     test(model)            {"acc1", "acc5", "loss", "samples"} on the test split
@@ -236,8 +236,8 @@ class Trainer:
             self.events.emit("on_run_end", summary, loop.rows, quiet=(StorageError, Interrupted) if quiet else ())
 
     def record(self, params: int, facts: dict[str, Any], body: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """The life cycle of a run that takes no training steps of its own (knn; noisy_student, whose rounds
-        are runs): the run-start event, `body` filling the summary's results, the run-end event."""
+        """The life cycle of a run that takes no training steps of its own (a k-NN vote; rounds of runs
+        nested in this one): the run-start event, `body` filling the summary's results, the run-end event."""
         started = time.time()
         summary = self.start_summary(params, 0, facts)
         self.events.emit("on_run_start", summary)
@@ -298,8 +298,8 @@ class _Loop:
             return step_module
         if self.cfg.trainer.sync_bn:
             step_module = nn.SyncBatchNorm.convert_sync_batchnorm(step_module)
-        # A regime may hold parameters out of a step (finetune's freeze_epochs, LwF's old output at
-        # lambda_old=0): DDP must then look for parameters without gradients.
+        # A regime may hold parameters out of a step (a backbone frozen for some epochs, a module whose
+        # loss term is switched off): DDP must then look for parameters without gradients.
         return nn.parallel.DistributedDataParallel(
             step_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=self.regime.unused_parameters)

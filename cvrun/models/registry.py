@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from cvrun.errors import UserError
+from cvrun.registry import Registry
 
-MODELS: dict[str, Callable[..., "Classifier"]] = {}
+MODELS: Registry[Callable[..., "Classifier"]] = Registry("model")
 
 # model.small_input=auto picks the CIFAR-style stem for images this size or smaller.
 SMALL_INPUT_MAX = 32
@@ -123,8 +124,7 @@ def register_model(name: str, has_blocks: bool = False):
     """`has_blocks`: the model has residual blocks, so model.drop_path applies."""
     def add(fn):
         fn.has_blocks = has_blocks
-        MODELS[name] = fn
-        return fn
+        return MODELS.register(name)(fn)
     return add
 
 
@@ -137,9 +137,7 @@ def resolve_small_input(small_input: Any, image_size: int) -> bool:
 
 def create_model(name: str, num_classes: int, image_size: int, small_input: Any = "auto",
                  dropout: float = 0.0, drop_path: float = 0.0) -> Classifier:
-    if name not in MODELS:
-        raise UserError(f"unknown model '{name}'; valid models: {', '.join(sorted(MODELS))}")
-    builder = MODELS[name]
+    builder = MODELS.get(name)
     if drop_path > 0 and not builder.has_blocks:
         with_blocks = sorted(n for n, b in MODELS.items() if b.has_blocks)
         raise UserError(f"model.drop_path needs residual blocks, which {name} has not; "

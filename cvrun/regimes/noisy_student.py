@@ -110,7 +110,7 @@ def student_models(cfg: Any) -> list[str]:
                         "give one student per round")
     unknown = [name for name in students if name not in MODELS]
     if unknown:
-        raise UserError(f"regime.students: unknown model {', '.join(unknown)}; valid models: {', '.join(sorted(MODELS))}")
+        raise UserError(f"regime.students: unknown model {', '.join(unknown)}; valid models: {', '.join(MODELS)}")
     return students
 
 

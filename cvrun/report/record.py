@@ -1,6 +1,6 @@
 """RunRecord: the callback that keeps a run folder's summary.json, curves.png and train.log lines.
 
-Every run has it (a knn run and noisy_student's top folder too); the logger list adds metrics.csv
+Every run has it (one without training steps too); the logger list adds metrics.csv
 (`csv`) and the trackers. On the run-end event curves.png is drawn before summary.json is written,
 so a run reads `completed` only once its files are there.
 """

@@ -75,5 +75,5 @@ def test_drop_path_on_a_model_without_blocks_is_a_user_error():
 
 
 def test_unknown_model_lists_valid_ones():
-    with pytest.raises(UserError, match="valid models: alexnet"):
+    with pytest.raises(UserError, match="valid model options: alexnet"):
         create_model("resnet9000", 10, 32)
