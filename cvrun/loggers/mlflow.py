@@ -86,6 +86,7 @@ class MlflowLogger(Logger):
     def __init__(self, options: Any, context: Any):
         super().__init__(options, context)
         self.client, self.run_id = None, None
+        self.logged_epochs = 0
 
     def on_run_start(self, summary: dict[str, Any]) -> None:
         if not self.context.run.writes:
@@ -116,6 +117,8 @@ class MlflowLogger(Logger):
             self.context.run.update_summary(mlflow_run_id=self.run_id)
         else:
             self.client.update_run(self.run_id, status="RUNNING")
+            self.logged_epochs = max((m.step for m in self.client.get_metric_history(self.run_id, "train_loss")),
+                                     default=0)
         self.client.set_tag(self.run_id, "status", "running")
 
     def parent_run_id(self) -> str | None:
@@ -128,7 +131,10 @@ class MlflowLogger(Logger):
         self.log_metrics({f"step_{key}": value for key, value in values.items()}, step)
 
     def on_epoch_end(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        self.log_metrics({key: value for key, value in row.items() if key != "epoch"}, row["epoch"])
+        """Every row the MLflow run lacks: after a resume, those an interruption kept from it."""
+        for earlier in rows[self.logged_epochs:]:
+            self.log_metrics({key: value for key, value in earlier.items() if key != "epoch"}, earlier["epoch"])
+        self.logged_epochs = len(rows)
 
     def log_metrics(self, values: dict[str, Any], step: int) -> None:
         if self.client is None:

@@ -33,6 +33,7 @@ class TensorBoardLogger(Logger):
     def __init__(self, options: Any, context: Any):
         super().__init__(options, context)
         self.writer = None
+        self.written = 0  # metrics rows written by this process
 
     def on_run_start(self, summary: dict[str, Any]) -> None:
         if self.context.run.writes:
@@ -51,11 +52,16 @@ class TensorBoardLogger(Logger):
                 self.writer.add_scalar(f"step/{key}", value, step)
 
     def on_epoch_end(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        if self.writer is not None:
-            for key, value in row.items():
+        """Every row this process has not written: a resumed run writes the rows before the stop again (the
+        last of an interrupted epoch's may be missing; TensorBoard shows one value per step)."""
+        if self.writer is None:
+            return
+        for earlier in rows[self.written:]:
+            for key, value in earlier.items():
                 if key != "epoch" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"epoch/{key}", value, row["epoch"])
-            self.writer.flush()
+                    self.writer.add_scalar(f"epoch/{key}", value, earlier["epoch"])
+        self.written = len(rows)
+        self.writer.flush()
 
     def on_run_end(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         if self.writer is None:

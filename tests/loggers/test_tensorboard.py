@@ -1,0 +1,42 @@
+"""logger=tensorboard: read back with TensorBoard's own event reader and served by `tensorboard`."""
+
+import shutil
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.loggers.conftest import free_port, get_json, metrics_rows, server
+
+
+def test_every_metrics_column_per_epoch_and_the_steps_hparams_and_images(logged_run):
+    events = EventAccumulator(str(logged_run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    rows = metrics_rows(logged_run)
+    for column in rows[0]:
+        if column == "epoch":
+            continue
+        logged = events.Scalars(f"epoch/{column}")
+        assert [event.step for event in logged] == [int(row["epoch"]) for row in rows], column
+        for event, row in zip(logged, rows):
+            assert event.value == pytest.approx(row[column], rel=1e-4, abs=1e-4), column
+    losses = events.Scalars("step/train_loss")
+    # 270 training images at batch 32: 9 steps an epoch; every 4 steps, and each epoch's last
+    assert [event.step for event in losses] == [4, 8, 9, 13, 17, 18, 22, 26, 27]
+    rates = [event.value for event in events.Scalars("step/lr")]
+    assert 0 < rates[-1] < rates[0] <= 0.05  # the cosine schedule, step by step
+    assert events.Images("train/augmented_images")[0].width == 8 * 32
+    assert "hparams/test_acc1" in events.Tags()["scalars"]
+
+
+def test_tensorboard_serves_the_runs_metrics(logged_run):
+    if shutil.which("tensorboard") is None:
+        pytest.skip("the tensorboard command is not installed")
+    port = free_port()
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logged_run.parent), "--host", "127.0.0.1",
+               "--port", str(port)]
+    with server(command, "/data/runs", port) as base:
+        runs = get_json(base + "/data/runs")
+        run = next(name for name in runs if name.endswith("tensorboard"))
+        values = get_json(base + f"/data/plugin/scalars/scalars?run={run}&tag=epoch/val_acc1")
+    assert [round(v[2], 2) for v in values] == [round(row["val_acc1"], 2) for row in metrics_rows(logged_run)]
