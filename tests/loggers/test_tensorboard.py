@@ -25,7 +25,8 @@ def test_every_metrics_column_per_epoch_and_the_steps_hparams_and_images(logged_
     assert [event.step for event in losses] == [4, 8, 9, 13, 17, 18, 22, 26, 27]
     rates = [event.value for event in events.Scalars("step/lr")]
     assert 0 <= rates[-1] < rates[1] < rates[0] <= 0.05  # the cosine schedule, step by step
-    assert events.Images("train/augmented_images")[0].width == 8 * 32
+    image = events.Images("train/augmented_images")[0]
+    assert (image.width, image.height) == (8 * 40, 2 * 40)  # 16 shapes of 40 px, 8 a row
     assert "hparams/test_acc1" in events.Tags()["scalars"]
 
 
