@@ -9,7 +9,7 @@ import pytest
 from cvrun.data.loaders import SeededSampler
 from cvrun.engine import distributed
 from cvrun.errors import UserError
-from tests.conftest import make_cfg
+from tests.conftest import cli, make_cfg
 
 
 def as_rank(monkeypatch, rank, world=2):
@@ -70,12 +70,20 @@ def test_what_cannot_run_under_torchrun_is_refused_before_joining(monkeypatch, s
         distributed.start(make_cfg(**sections), "outputs/x")
 
 
+TORCHRUN = ["dataset=shapes", "dataset.train_size=1000", "dataset.test_size=201", "model=lenet5", "trainer.epochs=4",
+            "trainer.batch_size=32", "trainer.accumulate=2", "optim.lr=0.05", "trainer.deterministic=true",
+            "trainer.progress=false"]
+
+
+def train_losses(run_dir):
+    return [float(line.split(",")[2]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+
+
 def test_torchrun_two_processes_one_folder_every_test_image_once(tmp_path):
+    """Two processes accumulating two half-batches each (no gradient sync but on the last) train as one."""
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cvrun", "train",
-         "dataset=shapes", "dataset.train_size=1000", "dataset.test_size=201", "model=lenet5", "trainer.epochs=4",
-         "trainer.batch_size=32", "optim.lr=0.05", "trainer.progress=false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+         *TORCHRUN], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs").glob("*/*"))
     assert len(runs) == 1, runs
@@ -84,3 +92,28 @@ def test_torchrun_two_processes_one_folder_every_test_image_once(tmp_path):
     assert summary["test_samples"] == 201  # 101 + 100: DistributedSampler-style padding would make 202
     assert summary["test_acc1"] > 45, summary  # chance is 20
     assert (runs[0] / "train.log").read_text().count("run folder:") == 1  # one log, from rank 0
+    one = cli("train", *TORCHRUN, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert train_losses(runs[0]) == pytest.approx(train_losses(tmp_path / "one"), rel=1e-4)  # LeNet: no batch norm
+
+
+@pytest.mark.parametrize("regime", ["lwf", "distill"])
+def test_lwf_and_distill_run_under_torchrun(regime, source_run, tmp_path):
+    """LwF's old output layer trains inside the distributed step; distill's teacher runs beside it."""
+    classes = {"lwf": "[triangle,cross]", "distill": "[circle,ring,square]"}[regime]
+    source = {"lwf": f"model.pretrained={source_run}", "distill": f"regime.teacher={source_run}"}[regime]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cvrun", "train",
+         "dataset=shapes", "dataset.image_size=32", "dataset.std=[0.25,0.25,0.25]", "dataset.train_size=300",
+         "dataset.test_size=101", f"dataset.classes={classes}", "model=lenet5", f"regime={regime}", source,
+         "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert len(runs) == 1 and summary["status"] == "completed" and summary["world_size"] == 2
+    from cvrun.data.splits import build_splits
+
+    test_images = len(build_splits(make_cfg(dataset={"name": "shapes", "image_size": 32, "test_size": 101,
+                                                     "classes": classes.strip("[]").split(",")}).dataset).test)
+    assert summary["test_samples"] == test_images  # each counted once over the two processes

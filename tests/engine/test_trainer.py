@@ -128,3 +128,43 @@ def test_compile_keeps_the_plain_checkpoint_keys():
     assert placed._compiled_call_impl is not None  # compiled lazily, on the first call
     assert list(placed.state_dict()) == keys  # no _orig_mod. prefix: checkpoints load into plain models
     assert placed.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def train_losses(run_dir):
+    return [float(row["train_loss"]) for row in csv.DictReader((run_dir / "metrics.csv").open())]
+
+
+def test_accumulating_4_batches_of_32_follows_1_batch_of_128(tmp_path):
+    """LeNet-5 has no batch norm: four quarter-batch gradients, each scaled by 1/4, sum to the whole batch's."""
+    from tests.conftest import train_run
+
+    common = {"dataset": {"train_size": 1024, "val_fraction": 0.0}, "optim": {"lr": 0.05}}
+    whole = train_run(tmp_path / "whole", trainer={"epochs": 3, "batch_size": 128}, **common)
+    parts = train_run(tmp_path / "parts", trainer={"epochs": 3, "batch_size": 32, "accumulate": 4}, **common)
+    assert train_losses(tmp_path / "parts") == pytest.approx(train_losses(tmp_path / "whole"), rel=1e-4)
+    assert abs(parts["test_acc1"] - whole["test_acc1"]) <= 0.5
+    single = train_run(tmp_path / "single", trainer={"epochs": 1, "batch_size": 32}, **common)
+    assert train_losses(tmp_path / "single") != pytest.approx(train_losses(tmp_path / "parts")[:1], rel=1e-4)
+
+
+def test_early_stopping_ends_a_run_without_gains_and_a_resume_keeps_its_count(tmp_path, monkeypatch):
+    from cvrun.engine.runtime import Interrupted
+    from cvrun.engine.trainer import _Loop
+    from tests.conftest import train_run
+
+    never_enough = {"epochs": 10, "early_stop_patience": 2, "early_stop_min_delta": 100.0}
+    summary = train_run(tmp_path / "whole", trainer=never_enough)
+    assert summary["status"] == "completed" and summary["stopped_early"] is True and summary["epochs_run"] == 3
+    save_last = _Loop.save_last
+
+    def stop_after_epoch_2(self):
+        save_last(self)
+        if self.epoch_done == 2:
+            raise Interrupted("SIGTERM")
+    monkeypatch.setattr(_Loop, "save_last", stop_after_epoch_2)
+    with pytest.raises(SystemExit):
+        train_run(tmp_path / "cut", trainer=never_enough)
+    monkeypatch.undo()
+    resumed = train_run(tmp_path / "cut", trainer={**never_enough, "resume": str(tmp_path / "cut")})
+    assert resumed["stopped_early"] is True and resumed["epochs_run"] == 3
+    assert resumed["test_acc1"] == summary["test_acc1"]
