@@ -101,7 +101,7 @@ CATALOGUE = [
     (["train", "aug=rotate", "aug.n=5"], "unknown config key 'aug.n'; aug=rotate takes base, padding, hflip, erase, mix, "
                                          "alpha, prob, degrees, rot90"),
     (["train", "regime=knn", "regime.k=abc"], "regime.k: Value 'abc' of type 'str' could not be converted to Integer"),
-    (["train", "logger=[csv,tensorbord]"], "unknown logger 'tensorbord'; valid logger options: csv, mlflow, tensorboard"),
+    (["train", "logger=[csv,tensorbord]"], "unknown logger 'tensorbord'; valid logger options: csv, "),
     (["train", "trainer.accumulate=0"], "trainer.accumulate (batches per optimiser step) must be >= 1"),
     (["train", "trainer.early_stop_patience=-1"], "trainer.early_stop_patience and trainer.early_stop_min_delta must be"),
     (["train", *SHAPES_RUN, "dataset.classes=[circle]"], "dataset shapes has 1 class (circle); a classifier needs at "

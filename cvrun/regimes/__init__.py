@@ -1,10 +1,15 @@
 """Training regimes: one class per module, registered by name in REGIMES (base.py says what a regime owns).
 
-Adding one is a module here (imported below, which registers it) and a YAML in configs/regime/.
+Adding one is a module in this folder (every module here is imported below, which registers its
+regime) and a YAML in configs/regime/.
 """
 
+import importlib
+import pkgutil
+
 from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
-from cvrun.regimes import (distill, feature_extract, finetune, knn, lwf, noisy_student,  # noqa: E402,F401
-                           pseudo_label, scratch)  # (importing them registers the regimes)
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["REGIMES", "Regime", "RegimeConfig"]

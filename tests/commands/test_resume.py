@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import lock_held_elsewhere, run_cli
+from tests.conftest import cli, lock_held_elsewhere
 
 RUN = ["dataset=shapes", "dataset.train_size=1500", "dataset.test_size=200", "model=lenet5", "trainer.epochs=5",
        "trainer.batch_size=32", "trainer.deterministic=true", "trainer.seed=7", "trainer.progress=false"]
@@ -38,7 +38,7 @@ def interrupt_after_epoch(cwd, run_dir, epochs_done, sig):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("resume")
-    result = run_cli("train", *RUN, f"hydra.run.dir={cwd / 'whole'}", cwd=cwd)
+    result = cli("train", *RUN, f"hydra.run.dir={cwd / 'whole'}", cwd=cwd)
     assert result.returncode == 0, result.stderr
     return cwd / "whole"
 
@@ -53,7 +53,7 @@ def test_sigint_then_resume_ends_exactly_where_an_uninterrupted_run_does(tmp_pat
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
     hydra_record = (run_dir / ".hydra" / "overrides.yaml").read_text()
 
-    result = run_cli("train", f"trainer.resume={run_dir}", cwd=tmp_path)
+    result = cli("train", f"trainer.resume={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     resumed = json.loads((run_dir / "summary.json").read_text())
     whole = json.loads((uninterrupted / "summary.json").read_text())
@@ -81,7 +81,7 @@ def test_resume_carries_the_run_after_a_kill_9(tmp_path, uninterrupted):
     assert interrupt_after_epoch(tmp_path, run_dir, 3, signal.SIGKILL) == -signal.SIGKILL
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
     (run_dir / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"half a checkpoint")
-    result = run_cli("train", f"trainer.resume={run_dir}", "trainer.progress=false", cwd=tmp_path)
+    result = cli("train", f"trainer.resume={run_dir}", "trainer.progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
     assert metrics_without_timings(run_dir) == metrics_without_timings(uninterrupted)

@@ -9,7 +9,7 @@ import pytest
 from cvrun.data.loaders import SeededSampler
 from cvrun.engine import distributed
 from cvrun.errors import UserError
-from tests.conftest import cli, make_cfg
+from tests.conftest import make_cfg
 
 
 def as_rank(monkeypatch, rank, world=2):
@@ -68,33 +68,6 @@ def test_what_cannot_run_under_torchrun_is_refused_before_joining(monkeypatch, s
     as_rank(monkeypatch, 0)
     with pytest.raises(UserError, match=message):
         distributed.start(make_cfg(**sections), "outputs/x")
-
-
-TORCHRUN = ["dataset=shapes", "dataset.train_size=1000", "dataset.test_size=201", "model=lenet5", "trainer.epochs=4",
-            "trainer.batch_size=32", "trainer.accumulate=2", "optim.lr=0.05", "trainer.deterministic=true",
-            "trainer.progress=false"]
-
-
-def train_losses(run_dir):
-    return [float(line.split(",")[2]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
-
-
-def test_torchrun_two_processes_one_folder_every_test_image_once(tmp_path):
-    """Two processes accumulating two half-batches each (no gradient sync but on the last) train as one."""
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cvrun", "train",
-         *TORCHRUN], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = list((tmp_path / "outputs").glob("*/*"))
-    assert len(runs) == 1, runs
-    summary = json.loads((runs[0] / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["world_size"] == 2
-    assert summary["test_samples"] == 201  # 101 + 100: DistributedSampler-style padding would make 202
-    assert summary["test_acc1"] > 45, summary  # chance is 20
-    assert (runs[0] / "train.log").read_text().count("run folder:") == 1  # one log, from rank 0
-    one = cli("train", *TORCHRUN, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
-    assert one.returncode == 0, one.stderr
-    assert train_losses(runs[0]) == pytest.approx(train_losses(tmp_path / "one"), rel=1e-4)  # LeNet: no batch norm
 
 
 @pytest.mark.parametrize("regime", ["lwf", "distill"])

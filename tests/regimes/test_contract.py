@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pytest
 from hydra.core.config_store import ConfigStore
 
 from cvrun.errors import require
@@ -91,11 +92,21 @@ def test_a_regime_of_ones_own_trains_through_the_trainer_and_resumes_exactly(tmp
 
 
 def test_a_regime_of_ones_own_runs_under_torchrun(tmp_path):
+    """Two processes, each accumulating two half-batches (gradients reduced on the second only), train as one
+    process does: one run folder written by rank 0, each test image counted once."""
+    distributed = [*RUN, "dataset.test_size=201", "trainer.accumulate=2"]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "cvrun", "train", *RUN, "dataset.train_size=300", "trainer.epochs=2"],
-                            cwd=tmp_path, env=PLUGIN, capture_output=True, text=True, timeout=600)
+                             "-m", "cvrun", "train", *distributed], cwd=tmp_path, env=PLUGIN, capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs
     summary = json.loads((runs[0] / "summary.json").read_text())
-    assert len(runs) == 1 and summary["status"] == "completed" and summary["world_size"] == 2
-    assert summary["test_samples"] == 200
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["test_acc1"] > 35, summary  # chance 20
+    assert summary["test_samples"] == 201  # 101 + 100: DistributedSampler-style padding would make 202
+    assert (runs[0] / "train.log").read_text().count("run folder:") == 1  # one log, from rank 0
+    one = cli("train", *distributed, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    losses = [[float(line.split(",")[2]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+              for run in (runs[0], tmp_path / "one")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # LeNet-5 has no batch norm
