@@ -52,10 +52,10 @@ class Lwf(Regime):
     config = LwfConfig
     mixes = False  # the recorded outputs belong to single images
     result_columns = ("old_task_acc1",)
-    # The old output takes no gradient at lambda_old=0, and the warm-up holds the shared layers.
-    unused_parameters = True
 
     def prepare(self) -> None:
+        # The old output takes no gradient at lambda_old=0, and the warm-up holds the shared layers.
+        self.unused_parameters = self.cfg.regime.lambda_old == 0 or self.cfg.regime.freeze_epochs > 0
         source = load_source_run(self.require_pretrained(runs_only=True))
         self.data = build_splits(self.cfg.dataset)
         self.model = self.build_model(head_layers=1)  # F6 (any hidden head layer) comes from the source
