@@ -2,8 +2,8 @@
 
 torchvision builds AlexNet, VGG, ResNet and MobileNetV3; cvrun adapts their
 stems to small images and splits off the last linear layer as the head.
-LeNet-5 and the CIFAR Wide ResNets have no torchvision builder and are
-written here.
+LeNet-5, the CIFAR ResNets (resnet20 to resnet110, resnet8x4, resnet32x4)
+and the Wide ResNets have no torchvision builder and are written here.
 """
 
 from __future__ import annotations
@@ -76,16 +76,83 @@ def wide_resnet(depth: int, width: int, small_input: bool, drop_path: float) -> 
     return nn.Sequential(*layers), channels[3]
 
 
-@register_model("wrn28_2", has_blocks=True)
-def wrn28_2(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
-    backbone, features = wide_resnet(28, 2, small_input, drop_path)
-    return Classifier(backbone, features, num_classes, dropout)
+def _register_wide_resnet(name: str, depth: int, width: int) -> None:
+    @register_model(name, has_blocks=True)
+    def build(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
+        backbone, features = wide_resnet(depth, width, small_input, drop_path)
+        return Classifier(backbone, features, num_classes, dropout)
 
 
-@register_model("wrn28_10", has_blocks=True)
-def wrn28_10(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
-    backbone, features = wide_resnet(28, 10, small_input, drop_path)
-    return Classifier(backbone, features, num_classes, dropout)
+# WRN-d-k: 28-2 and 28-10 of FixMatch's and USB's tables, 16-2 and 40-2 of RepDistiller's.
+for _name, _depth, _width in (("wrn16_2", 16, 2), ("wrn28_2", 28, 2), ("wrn28_10", 28, 10), ("wrn40_2", 40, 2)):
+    _register_wide_resnet(_name, _depth, _width)
+
+
+# --- CIFAR ResNets (He et al. 2016; the wide ones of RepDistiller, Tian et al. 2020) ---------
+
+class PaddedShortcut(nn.Module):
+    """He et al.'s option A: the identity, subsampled by 2 and zero-padded with the new channels (no parameters)."""
+
+    def __init__(self, extra_channels: int):
+        super().__init__()
+        self.extra = extra_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+
+
+class BasicBlock(nn.Module):
+    """conv-bn-relu-conv-bn plus the shortcut, then relu. Where the shape changes the shortcut is option A's
+    padding (He et al., the resnet20-110 of their CIFAR table) or a 1x1 conv and batch norm (option B, as
+    RepDistiller's resnet8x4 and resnet32x4 have it)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, drop_path: float, padded: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        if in_channels == out_channels and stride == 1:
+            self.shortcut: nn.Module = nn.Identity()
+        elif padded:
+            self.shortcut = PaddedShortcut(out_channels - in_channels)
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+        self.drop_path = stochastic_depth_layer(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(self.shortcut(x) + self.drop_path(out))
+
+
+def cifar_resnet(depth: int, channels: tuple[int, int, int, int], drop_path: float,
+                 padded: bool) -> tuple[nn.Module, int]:
+    """A stem of channels[0], then three stages of (depth - 2) / 6 basic blocks of channels[1:] (strides 1, 2, 2)."""
+    blocks_per_stage = (depth - 2) // 6
+    layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]),
+                               nn.ReLU(inplace=True)]
+    total, index = 3 * blocks_per_stage, 0
+    for stage in range(3):
+        for i in range(blocks_per_stage):
+            layers.append(BasicBlock(channels[stage] if i == 0 else channels[stage + 1], channels[stage + 1],
+                                     2 if stage > 0 and i == 0 else 1, drop_path * index / max(1, total - 1), padded))
+            index += 1
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), channels[3]
+
+
+def _register_cifar_resnet(name: str, depth: int, channels: tuple[int, int, int, int], padded: bool) -> None:
+    @register_model(name, has_blocks=True)
+    def build(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
+        backbone, features = cifar_resnet(depth, channels, drop_path, padded)
+        return Classifier(backbone, features, num_classes, dropout)
+
+
+for _depth in (20, 32, 44, 56, 110):
+    _register_cifar_resnet(f"resnet{_depth}", _depth, (16, 16, 32, 64), padded=True)
+for _depth in (8, 32):
+    _register_cifar_resnet(f"resnet{_depth}x4", _depth, (32, 64, 128, 256), padded=False)
 
 
 # --- torchvision models ------------------------------------------------------

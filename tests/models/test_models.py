@@ -9,7 +9,13 @@ from cvrun.models import MODELS, create_model
 from cvrun.models.registry import count_parameters, resolve_small_input
 
 EXPECTED = {"lenet5", "alexnet", "vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "resnet18",
-            "resnet50", "wrn28_2", "wrn28_10", "mobilenet_v3_small"}
+            "resnet50", "wrn28_2", "wrn28_10", "mobilenet_v3_small", "resnet20", "resnet32", "resnet44", "resnet56",
+            "resnet110", "resnet8x4", "resnet32x4", "wrn16_2", "wrn40_2"}
+# Parameter counts as the papers give them (classes, millions): He et al. 2016 (CIFAR-10, two significant
+# digits), RepDistiller/CRD (CIFAR-100), USB (WRN-28-2) and the WRN paper (WRN-28-10).
+PUBLISHED = {"resnet20": (10, "0.27"), "resnet32": (10, "0.46"), "resnet44": (10, "0.66"), "resnet56": (10, "0.85"),
+             "resnet110": (10, "1.7"), "resnet8x4": (100, "1.23"), "resnet32x4": (100, "7.43"),
+             "wrn16_2": (100, "0.70"), "wrn40_2": (100, "2.26"), "wrn28_2": (10, "1.47"), "wrn28_10": (10, "36.5")}
 
 
 def test_registry_holds_the_designed_models():
@@ -34,6 +40,16 @@ def test_forward_at_32px_and_head_backbone_split(name):
     head_params = sum(p.numel() for p in model.head.parameters())
     assert count_parameters(model)[0] == backbone_params + head_params
     assert head_params == (model.num_features * 7 + 7 if name != "lenet5" else 120 * 84 + 84 + 84 * 7 + 7)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_parameter_counts_match_the_published_ones(name):
+    """At the published precision; within 1% where it gives three digits (He et al.'s 1.7M for resnet110 is
+    1.728M: its option-A shortcuts have no parameters)."""
+    classes, published = PUBLISHED[name]
+    millions = count_parameters(create_model(name, classes, 32))[0] / 1e6
+    digits = len(published.split(".")[1])
+    assert f"{millions:.{digits}f}" == published or abs(millions / float(published) - 1) < 0.01, millions
 
 
 def test_small_input_auto_follows_image_size():
