@@ -317,6 +317,35 @@ def randaug(cfg: Any, image_size: int) -> Transform:
 
 
 @dataclass
+class RandAugCutoutOption(RandAugOption):
+    cutout: float = 0.5  # side of the square cut out, as a share of the image side (FixMatch: 16 px at 32 px)
+
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.cutout <= 1, f"aug.cutout (a share of the image side) must be in [0, 1], got {self.cutout}")
+
+
+# FixMatch's cutout colour (its reference implementation's grey).
+CUTOUT_FILL = np.array([127, 127, 127], dtype=np.uint8)
+
+
+@register_policy("randaug_cutout", RandAugCutoutOption)
+def randaug_cutout(cfg: Any, image_size: int) -> Transform:
+    """FixMatch's strong view: RandAugment, then a square of aug.cutout x the side, centred anywhere, greyed out."""
+    policy = RandAugment(n=cfg.n, m=cfg.m)
+
+    def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        image = policy(image, rng)
+        h, w = image.shape[:2]
+        side = round(cfg.cutout * h)
+        cy, cx = ops.randint(rng, 0, h), ops.randint(rng, 0, w)
+        top, left = max(0, cy - side // 2), max(0, cx - side // 2)
+        return ops.erase(image, top, left, min(h, cy + side - side // 2) - top, min(w, cx + side - side // 2) - left,
+                         CUTOUT_FILL)
+    return step
+
+
+@dataclass
 class AutoAugOption(AugOption):
     policy: str = "cifar10"  # the learned policy: cifar10, imagenet or svhn
 

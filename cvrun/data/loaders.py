@@ -9,7 +9,7 @@ uninterrupted one would have.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 import torch
@@ -19,16 +19,18 @@ from cvrun.data.samples import Samples
 from cvrun import parallel
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Transforms = Union[Transform, tuple]
 
 
 class ImageDataset(Dataset):
-    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, label).
+    """Items are (index, seed) pairs from SeededSampler; returns (uint8 CHW tensor, label). A tuple of
+    transforms gives a tuple of views of the image (FixMatch's weak and strong).
 
     With `extras` ({name: tensor with one row per image}), the label becomes a dict of the label and each
     extra's row: what a regime keeps per image (LwF's recorded old-task outputs, pseudo-labels).
     """
 
-    def __init__(self, samples: Samples, image_size: int, transform: Transform | None = None,
+    def __init__(self, samples: Samples, image_size: int, transform: Transforms | None = None,
                  extras: dict[str, torch.Tensor] | None = None):
         self.samples = samples
         self.image_size = image_size
@@ -38,16 +40,22 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, Any]:
         index, seed = item
         image = self.samples.image(index, self.image_size)
-        if self.transform is not None:
-            image = self.transform(image, np.random.default_rng(seed))
-        chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        rng = np.random.default_rng(seed)
+        if isinstance(self.transform, tuple):  # several views of the image, drawn in turn
+            chw: Any = tuple(to_chw(view(image, rng) if view is not None else image) for view in self.transform)
+        else:
+            chw = to_chw(self.transform(image, rng) if self.transform is not None else image)
         label = int(self.samples.labels[index])
         if self.extras is None:
             return chw, label
         return chw, {"label": label, **{name: rows[index] for name, rows in self.extras.items()}}
+
+
+def to_chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 class SeededSampler(Sampler):
@@ -100,7 +108,7 @@ def file_workers() -> int:
 
 
 def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
-                transform: Transform | None = None, num_workers: int | None = None,
+                transform: Transforms | None = None, num_workers: int | None = None,
                 cuda: bool = False, extras: dict[str, torch.Tensor] | None = None, shard: bool = False) -> DataLoader:
     """cuda: the batches go to a GPU (pinned memory, workers for augmentation).
     shard: under torchrun, this process's share of the images, in batches of batch_size / N.

@@ -67,6 +67,19 @@ def max_over_ranks(tensor: Any) -> None:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
 
 
+def gather_from_ranks(tensor: Any) -> Any:
+    """The tensor of every rank, concatenated in rank order (the tensor itself in one process); the same shape on
+    every rank."""
+    import torch
+    import torch.distributed as dist
+
+    if not active():
+        return tensor
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered)
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

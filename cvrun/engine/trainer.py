@@ -20,7 +20,7 @@ What fit() reads from a prepared regime:
     training_step(trained, batches, ema) -> (loss, sums): runs inside the (distributed) forward
     epoch_metrics(sums)    the epoch's summed step values -> metrics.csv columns (train_acc1, ...)
     test(model)            {"acc1", "acc5", "loss", "samples"} on the test split
-    finished(summary)      the regime's results once the run is tested (LwF's old task)
+    finished(summary, rows) the regime's results once the run is tested (an old task's score, final rates)
 
 Per step the loop keeps its work on the device: sums are tensors, and the loss is read once per
 trainer.log_every_n_steps steps.
@@ -203,7 +203,7 @@ class Trainer:
             test = loop.test_best()
             summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
                            test_loss=round(test["loss"], 4), test_samples=test["samples"])
-            summary.update(regime.finished(summary))
+            summary.update(regime.finished(summary, loop.rows))
             loop.stage = "finishing"
             self.end(summary, loop, "completed", None)
         except Interrupted as err:

@@ -113,9 +113,14 @@ class Regime:
 
     def augmented_loader(self, samples: Samples, extras: dict[str, torch.Tensor] | None = None,
                          aug: Any = None, batch_size: int | None = None) -> DataLoader:
-        """Training images through an aug option (default the run's), this process's shard of each epoch."""
+        """Training images through an aug option (default the run's), this process's shard of each epoch.
+
+        aug: a tuple of options gives each image in as many views (a tuple of batches), drawn in turn from the
+        image's own generator.
+        """
         tcfg = self.cfg.trainer
-        transform = build_train_transform(aug or self.cfg.aug, self.data.image_size, self.cfg.dataset.mean)
+        build = lambda option: build_train_transform(option, self.data.image_size, self.cfg.dataset.mean)  # noqa: E731
+        transform = tuple(map(build, aug)) if isinstance(aug, tuple) else build(aug or self.cfg.aug)
         return make_loader(samples, self.data.image_size, batch_size or tcfg.batch_size, train=True, seed=tcfg.seed,
                            transform=transform, num_workers=tcfg.num_workers, cuda=self.device.type == "cuda",
                            extras=extras, shard=True)
@@ -176,7 +181,7 @@ class Regime:
     def test(self, model: nn.Module) -> dict[str, float]:
         return evaluate(model, self.test_loader, self.normalize, self.dtype)
 
-    def finished(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def finished(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The regime's own results, once the best weights are tested (added to summary.json)."""
         return {}
 

@@ -101,7 +101,7 @@ class Lwf(Regime):
                                                  r.temperature)
         return loss, accuracy_sums(logits, labels)
 
-    def finished(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def finished(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The old output layer, on the trained shared layers, scored on the old task."""
         old_task_model = copy.deepcopy(self.model)
         old_task_model.replace_output_layer(self.old_output)

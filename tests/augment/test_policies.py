@@ -24,7 +24,7 @@ def picture(size=32, seed=0):
 
 def test_every_designed_option_has_a_yaml_and_a_policy():
     designed = {"none", "basic", "brightness", "flip", "rotate", "crop", "shear", "affine", "cutmix", "mixup",
-                "randaug", "autoaug", "trivialaug"}
+                "randaug", "randaug_cutout", "autoaug", "trivialaug"}
     assert set(OPTIONS) == designed == set(POLICIES)
     assert set(MIXERS) == {"cutmix", "mixup"} and set(AUTOAUGMENT_POLICIES) == {"cifar10", "imagenet", "svhn"}
 
@@ -98,6 +98,23 @@ def test_randaugment_applies_what_it_draws():
     policy, image = RandAugment(n=2, m=9), picture()
     drawn = policy.sample(np.random.default_rng(3), 32, 32)
     assert np.array_equal(policy(image, np.random.default_rng(3)), apply_ops(image, drawn))
+
+
+def test_fixmatch_strong_view_is_randaugment_then_a_grey_cutout_of_half_the_side():
+    from cvrun.augment.policies import CUTOUT_FILL
+
+    image = np.full((32, 32, 3), 255, dtype=np.uint8)  # white: every op but the cutout keeps most of it light
+    nothing_else = POLICIES["randaug_cutout"].build(aug_cfg("randaug_cutout", n=0), 32)
+    areas = set()
+    for seed in range(200):
+        grey = (nothing_else(image, np.random.default_rng(seed)) == CUTOUT_FILL).all(axis=2)
+        rows, cols = np.flatnonzero(grey.any(axis=1)), np.flatnonzero(grey.any(axis=0))
+        assert grey.sum() == len(rows) * len(cols) and len(rows) <= 16 and len(cols) <= 16  # one box, at most 16 px
+        areas.add(int(grey.sum()))
+    assert 256 in areas and min(areas) < 256  # whole inside the image, clipped at its edges
+    policy = RandAugment(n=2, m=10)
+    strong = POLICIES["randaug_cutout"].build(aug_cfg("randaug_cutout", cutout=0.0), 32)
+    assert np.array_equal(strong(picture(), np.random.default_rng(5)), policy(picture(), np.random.default_rng(5)))
 
 
 def test_trivialaugment_draws_one_op_at_a_random_magnitude():
