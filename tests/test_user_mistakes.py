@@ -109,6 +109,22 @@ CATALOGUE = [
     (["train", "trainer.grad_clip=-1"], "trainer.grad_clip (the largest gradient norm) must be > 0 or null"),
     (["train", "sched=step", "sched.milestones=[30,60]"], "sched.milestones are shares of the training"),
     (["eval"], "cvrun eval needs a run folder: cvrun eval RUN_DIR"),
+    # semi-supervised regimes
+    (["train", "regime=fixmatch", "regime.rampup=0.3"], "unknown config key 'regime.rampup'; regime=fixmatch takes "
+                                                        "mu, lambda_u, threshold, strong_aug, threshold_mode"),
+    (["train", "regime=mean_teacher", "regime.strong_aug=randaug"], "unknown config key 'regime.strong_aug'; "
+                                                                    "regime=mean_teacher takes mu, lambda_u, threshold, rampup"),
+    (["train", *SHAPES_RUN, "regime=fixmatch"], "regime=fixmatch needs unlabeled images: set dataset.labeled_per_class"),
+    (["train", *SHAPES_RUN, "regime=mean_teacher", "dataset.labeled_per_class=10"],
+     "regime=mean_teacher needs trainer.ema_decay: the teacher is the student's exponential moving average"),
+    (["train", "regime=fixmatch", "regime.threshold_mode=adaptive"], "regime.threshold_mode must be one of fixed, flex"),
+    (["train", *SHAPES_RUN, "regime=fixmatch", "dataset.labeled_per_class=10", "regime.strong_aug=randaugment"],
+     "regime.strong_aug: unknown aug 'randaugment'; valid aug options:"),
+    (["train", *SHAPES_RUN, "regime=fixmatch", "dataset.labeled_per_class=10", "regime.strong_aug=cutmix"],
+     "regime.strong_aug=cutmix mixes images"),
+    (["train", "regime=fixmatch", "regime.mu=0"], "regime.mu (unlabeled images per labeled one) must be >= 1, got 0"),
+    (["train", *SHAPES_RUN, "regime=fixmatch", "dataset.labeled_per_class=10", "aug=cutmix"],
+     "regime=fixmatch cannot mix images (aug.mix=cutmix)"),
     # class sets of an image-folder tree
     (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={lopsided}"],
      "the class folders of {lopsided}/train and {lopsided}/test differ: test/ lacks dog; train/ lacks fox"),

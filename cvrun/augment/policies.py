@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from cvrun.augment import ops
 from cvrun.augment.auto import (AUTOAUGMENT_POLICIES, MAX_MAGNITUDE, AutoAugment, RandAugment, SampledPolicy,
@@ -110,6 +111,10 @@ class Pipeline:
 
 def build_train_transform(cfg: Any, image_size: int, mean: Sequence[float] = (0.0, 0.0, 0.0)) -> Pipeline | None:
     """The per-image training transform of `aug`; `mean` (dataset.mean, 0-1) is the erasing colour."""
+    if OmegaConf.is_config(cfg):
+        # The steps read their values per image: from the option's dataclass 0.2 us, from a DictConfig 8 us
+        # (pad-crop + flip: 36 us an image through the DictConfig, 4 us through the dataclass).
+        cfg = OmegaConf.to_object(cfg)
     steps = [base_transform(cfg, image_size)] if cfg.base else []
     own_step = POLICIES.get(cfg.name).build(cfg, image_size)
     if own_step is not None:

@@ -464,6 +464,8 @@ class _Loop:
     def best_state(self) -> dict[str, Any]:
         return {"model": self.regime.model.state_dict(),
                 "ema": None if self.ema is None else self.ema.module.state_dict(),
+                # How many updates the EMA has averaged: its first copies the weights, the later ones average.
+                "ema_updates": None if self.ema is None else int(self.ema.n_averaged),
                 "extra": {name: module.state_dict() for name, module in self.trained.items() if name != "model"},
                 "epoch": self.epoch + 1, "val_acc1": self.best_val_acc1,
                 "class_names": self.regime.class_names, "image_size": self.regime.image_size,
@@ -474,6 +476,8 @@ class _Loop:
         self.regime.model.load_state_dict(state["model"])
         if self.ema is not None:
             self.ema.module.load_state_dict(state["ema"])
+            # Checkpoints from before cvrun recorded the count: an epoch's end follows at least one update.
+            self.ema.n_averaged.fill_(state.get("ema_updates") or 1)
         for name, module in self.trained.items():
             if name != "model":
                 module.load_state_dict(state["extra"][name])

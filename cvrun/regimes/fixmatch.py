@@ -75,9 +75,13 @@ class FixMatch(ConsistencyRegime):
     def second_view(self) -> Any:
         name = self.cfg.regime.strong_aug
         try:
-            return typed_option("aug", option_values("aug", name), "regime.strong_aug")
+            option = typed_option("aug", option_values("aug", name), "regime.strong_aug")
         except UserError as err:
             raise UserError(f"regime.strong_aug: {err}") from None
+        if option.mix:
+            raise UserError(f"regime.strong_aug={name} mixes images (its mix is {option.mix}), but a strong view is "
+                            "one image's: name an option without mixing, e.g. regime.strong_aug=randaug_cutout")
+        return option
 
     @property
     def trained(self) -> dict[str, nn.Module]:

@@ -1,0 +1,44 @@
+"""regime=mean_teacher: the paper's consistency loss and ramp-up, and learning beyond the labels on CIFAR-10."""
+
+import math
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvrun.models import create_model
+from cvrun.regimes.consistency import ramp_up
+from tests.conftest import make_cfg
+from tests.regimes.conftest import bare_regime
+
+
+def test_the_ramp_up_is_the_papers_sigmoid():
+    assert ramp_up(0.0) == math.exp(-5) and ramp_up(0.5) == math.exp(-1.25) and ramp_up(1.0) == 1.0
+    assert ramp_up(3.0) == 1.0 and ramp_up(-1.0) == math.exp(-5)
+    steps = [ramp_up(t / 10) for t in range(11)]
+    assert steps == sorted(steps)
+
+
+def test_the_loss_is_labeled_ce_plus_the_ramped_squared_difference_to_the_teachers_softmax(tmp_path):
+    torch.manual_seed(0)
+    student, teacher = create_model("lenet5", 3, 32), create_model("lenet5", 3, 32)
+    cfg = make_cfg(regime={"name": "mean_teacher", "lambda_u": 10.0, "rampup": 0.5, "threshold": 0.3},
+                   trainer={"ema_decay": 0.99})
+    regime = bare_regime(cfg, tmp_path)
+    regime.total_steps, regime.steps_done = 100, 25  # half-way through the ramp-up (its first 50 steps)
+    labeled, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    student_view, teacher_view = torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32)
+    truth = torch.tensor([0, 1, 2, 0, 1, 2])
+    batches = {"labeled": (labeled, labels),
+               "unlabeled": ((student_view, teacher_view), {"true_label": truth, "index": torch.arange(6)})}
+    loss, sums = regime.training_step(nn.ModuleDict({"model": student}), batches, SimpleNamespace(module=teacher))
+    teacher_probs = teacher(teacher_view).softmax(dim=1)
+    expected = (F.cross_entropy(student(labeled), labels)
+                + 10.0 * ramp_up(0.5) * F.mse_loss(student(student_view).softmax(dim=1), teacher_probs))
+    assert torch.isclose(loss, expected, atol=1e-6) and regime.steps_done == 26
+    confidence, pseudo = teacher_probs.max(dim=1)
+    assert sums["confident"] == (confidence >= 0.3).sum() and sums["pseudo_known"] == 6  # every teacher label scored
+    assert sums["pseudo_correct"] == (pseudo == truth).sum()
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())  # the teacher moves only as the student's average
