@@ -78,7 +78,7 @@ class SchedConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    # Regimes that count steps rather than passes (fixmatch, mean_teacher): steps in one epoch; null: one pass
+    # Regimes that count steps rather than passes over the labeled set: steps in one epoch; null: one pass
     # over the first training loader.
     steps_per_epoch: Optional[int] = None
     batch_size: int = 128

@@ -47,17 +47,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, base_lr: float, 
         def cosine(step: int) -> float:
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, span) / span))
         return LambdaLR(optimizer, _with_warmup(warmup, cosine))
-    if cfg.name == "fixmatch":
+    if cfg.name == "fixmatch_cosine":
         span = max(1, total - warmup)
 
-        def fixmatch(step: int) -> float:
+        def seven_sixteenths_cosine(step: int) -> float:
             # Sohn et al. 2020: lr x cos(7 pi t / 16), t the share of training done (it ends at 0.2 x lr).
             return math.cos(7 * math.pi * min(step, span) / (16 * span))
-        return LambdaLR(optimizer, _with_warmup(warmup, fixmatch))
+        return LambdaLR(optimizer, _with_warmup(warmup, seven_sixteenths_cosine))
     if cfg.name == "step":
         boundaries = [round(m * total) for m in cfg.milestones]
 
         def stepped(step: int) -> float:
             return cfg.gamma ** sum(step + warmup >= b for b in boundaries)
         return LambdaLR(optimizer, _with_warmup(warmup, stepped))
-    raise UserError(f"unknown sched '{cfg.name}'; valid sched options: cosine, fixmatch, onecycle, step")
+    raise UserError(f"unknown sched '{cfg.name}'; valid sched options: cosine, fixmatch_cosine, onecycle, step")

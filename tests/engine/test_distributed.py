@@ -70,16 +70,27 @@ def test_what_cannot_run_under_torchrun_is_refused_before_joining(monkeypatch, s
         distributed.start(make_cfg(**sections), "outputs/x")
 
 
-@pytest.mark.parametrize("regime", ["lwf", "distill"])
-def test_lwf_and_distill_run_under_torchrun(regime, source_run, tmp_path):
-    """LwF's old output layer trains inside the distributed step; distill's teacher runs beside it."""
-    classes = {"lwf": "[triangle,cross]", "distill": "[circle,ring,square]"}[regime]
-    source = {"lwf": f"model.pretrained={source_run}", "distill": f"regime.teacher={source_run}"}[regime]
+THREE, TWO = "dataset.classes=[circle,ring,square]", "dataset.classes=[triangle,cross]"
+TORCHRUN_REGIMES = {  # what each regime needs beside the shapes; {source} is a trained source run
+    "lwf": [TWO, "regime=lwf", "model.pretrained={source}"],
+    "distill": [THREE, "regime=distill", "regime.teacher={source}"],
+    "fixmatch": [THREE, "regime=fixmatch", "regime.threshold_mode=flex", "regime.mu=2", "dataset.labeled_per_class=20",
+                 "trainer.steps_per_epoch=4", "trainer.ema_decay=0.9"],
+    "mean_teacher": [THREE, "regime=mean_teacher", "regime.mu=2", "dataset.labeled_per_class=20",
+                     "trainer.steps_per_epoch=4", "trainer.ema_decay=0.9"],
+}
+
+
+@pytest.mark.parametrize("regime", TORCHRUN_REGIMES)
+def test_regimes_with_more_than_a_model_run_under_torchrun(regime, source_run, tmp_path):
+    """LwF's old output layer trains inside the distributed step, distill's teacher runs beside it, FlexMatch's
+    record takes every process's pseudo-labels, Mean Teacher's EMA teacher follows the synchronised student."""
+    extra = [arg.format(source=source_run) for arg in TORCHRUN_REGIMES[regime]]
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cvrun", "train",
          "dataset=shapes", "dataset.image_size=32", "dataset.std=[0.25,0.25,0.25]", "dataset.train_size=300",
-         "dataset.test_size=101", f"dataset.classes={classes}", "model=lenet5", f"regime={regime}", source,
-         "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false"],
+         "dataset.test_size=101", "model=lenet5", *extra, "trainer.epochs=1", "trainer.batch_size=32",
+         "trainer.progress=false"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs").glob("*/*"))
@@ -87,6 +98,9 @@ def test_lwf_and_distill_run_under_torchrun(regime, source_run, tmp_path):
     assert len(runs) == 1 and summary["status"] == "completed" and summary["world_size"] == 2
     from cvrun.data.splits import build_splits
 
+    classes = (THREE if THREE in extra else TWO).split("=")[1].strip("[]").split(",")
     test_images = len(build_splits(make_cfg(dataset={"name": "shapes", "image_size": 32, "test_size": 101,
-                                                     "classes": classes.strip("[]").split(",")}).dataset).test)
+                                                     "classes": classes}).dataset).test)
     assert summary["test_samples"] == test_images  # each counted once over the two processes
+    if regime in ("fixmatch", "mean_teacher"):
+        assert summary["mask_rate"] is not None and summary["pseudo_label_acc1"] is not None

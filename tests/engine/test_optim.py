@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -28,6 +30,12 @@ def test_cosine_with_warmup_rises_then_decays_to_min_lr():
 def test_step_schedule_multiplies_at_milestones():
     lrs = _lrs({"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1})
     assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01) and lrs[15] == pytest.approx(0.001)
+
+
+def test_fixmatch_cosine_is_cos_7_pi_t_over_16():
+    lrs = _lrs({"name": "fixmatch_cosine"})  # 20 steps
+    assert lrs == pytest.approx([0.1 * math.cos(7 * math.pi * step / (16 * 20)) for step in range(20)])
+    assert lrs[-1] > 0.1 * math.cos(7 * math.pi / 16)  # it ends near 0.2 x lr, never at 0
 
 
 def test_onecycle_peaks_at_lr():
