@@ -6,8 +6,8 @@ from torch import nn
 
 from cvrun.models import create_model
 from cvrun.regimes.fixmatch import FlexThresholds
-from tests.conftest import make_cfg
-from tests.regimes.conftest import bare_regime
+from tests.conftest import make_cfg, needs_cifar10
+from tests.regimes.conftest import bare_regime, small_cifar10_run
 
 
 def test_the_loss_is_labeled_ce_plus_masked_ce_of_the_strong_view_on_the_weak_views_pseudo_labels(tmp_path):
@@ -46,3 +46,11 @@ def test_flex_thresholds_follow_each_class_learning_effect():
     flex.update(torch.tensor([0]), torch.tensor([0.9]), torch.tensor([2]), 0.95)
     assert flex.selected[0] == 0  # an unconfident prediction leaves the last confident one
     assert "selected" in flex.state_dict()  # checkpointed with the model: a resume keeps the curriculum
+
+
+@needs_cifar10
+def test_fixmatch_learns_beyond_the_labels_on_cifar10(labels_alone, tmp_path):
+    summary = small_cifar10_run(tmp_path / "run", regime={"name": "fixmatch", "mu": 3, "threshold": 0.7})
+    assert summary["status"] == "completed" and summary["unlabeled_samples"] == 14925
+    assert summary["test_acc1"] >= labels_alone["test_acc1"] + 3, (summary["test_acc1"], labels_alone["test_acc1"])
+    assert summary["mask_rate"] > 30 and summary["pseudo_label_acc1"] > 60  # chance 33

@@ -9,8 +9,8 @@ from torch import nn
 
 from cvrun.models import create_model
 from cvrun.regimes.consistency import ramp_up
-from tests.conftest import make_cfg
-from tests.regimes.conftest import bare_regime
+from tests.conftest import make_cfg, needs_cifar10
+from tests.regimes.conftest import bare_regime, small_cifar10_run
 
 
 def test_the_ramp_up_is_the_papers_sigmoid():
@@ -42,3 +42,12 @@ def test_the_loss_is_labeled_ce_plus_the_ramped_squared_difference_to_the_teache
     assert sums["pseudo_correct"] == (pseudo == truth).sum()
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())  # the teacher moves only as the student's average
+
+
+@needs_cifar10
+def test_mean_teacher_learns_beyond_the_labels_on_cifar10(labels_alone, tmp_path):
+    """lambda_u 10: at the default 50 so few labels (75) lose to the pull towards flat predictions in 600 steps."""
+    summary = small_cifar10_run(tmp_path / "run", regime={"name": "mean_teacher", "mu": 2, "lambda_u": 10.0})
+    assert summary["status"] == "completed" and summary["unlabeled_samples"] == 14925
+    assert summary["test_acc1"] >= labels_alone["test_acc1"] + 1, (summary["test_acc1"], labels_alone["test_acc1"])
+    assert summary["pseudo_label_acc1"] > 60  # the teacher's predictions on the pool; chance 33
