@@ -109,6 +109,15 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
                           timeout=timeout, env=env)
 
 
+def torchrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=2 -m cvrun ARGS`. On failure the assertion shows what the ranks printed, not the
+    launcher's own traceback, which follows it and would push it out of the message."""
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "cvrun", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result.ranks_output = result.stderr.split("torch/distributed/elastic/multiprocessing/api.py")[0][-6000:]
+    return result
+
+
 def write_image_tree(root: Path, classes: dict[str, int], test_per_class: int = 3, size: int = 12,
                      grey: bool = False) -> Path:
     """train/<class>/*.png and test/<class>/*.png; each class has its own mean brightness."""

@@ -42,8 +42,18 @@ class RunRecord(Callback):
 
     def on_run_end(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         if rows and self.run.writes:
-            plot_curves(rows, self.run.path / "curves.png")
+            self.draw_curves(rows, ending_normally=summary["status"] == "completed")
         self.run.write_summary(summary)
         if summary["status"] == "completed" and summary.get("test_acc1") is not None:
             log.info("test: top-1 %.2f%%  top-5 %.2f%%  (%s images, best epoch %s)", summary["test_acc1"],
                      summary["test_acc5"], summary.get("test_samples"), summary.get("best_epoch"))
+
+    def draw_curves(self, rows: list[dict[str, Any]], ending_normally: bool) -> None:
+        """curves.png. A run ending for another reason (a signal, a fault) records its status even where the
+        figure cannot be drawn: a signal that cut matplotlib's import short leaves it unimportable."""
+        try:
+            plot_curves(rows, self.run.path / "curves.png")
+        except Exception as err:
+            if ending_normally:
+                raise
+            log.warning("curves.png not drawn (%s: %s)", type(err).__name__, err)

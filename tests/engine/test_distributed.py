@@ -1,15 +1,13 @@
 """torchrun: one run folder from rank 0, per-rank shards, every evaluation image counted once."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from cvrun.data.loaders import SeededSampler
 from cvrun.engine import distributed
 from cvrun.errors import UserError
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, torchrun
 
 
 def as_rank(monkeypatch, rank, world=2):
@@ -86,13 +84,10 @@ def test_regimes_with_more_than_a_model_run_under_torchrun(regime, source_run, t
     """LwF's old output layer trains inside the distributed step, distill's teacher runs beside it, FlexMatch's
     record takes every process's pseudo-labels, Mean Teacher's EMA teacher follows the synchronised student."""
     extra = [arg.format(source=source_run) for arg in TORCHRUN_REGIMES[regime]]
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cvrun", "train",
-         "dataset=shapes", "dataset.image_size=32", "dataset.std=[0.25,0.25,0.25]", "dataset.train_size=300",
-         "dataset.test_size=101", "model=lenet5", *extra, "trainer.epochs=1", "trainer.batch_size=32",
-         "trainer.progress=false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun("train", "dataset=shapes", "dataset.image_size=32", "dataset.std=[0.25,0.25,0.25]",
+                      "dataset.train_size=300", "dataset.test_size=101", "model=lenet5", *extra, "trainer.epochs=1",
+                      "trainer.batch_size=32", "trainer.progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.ranks_output
     runs = list((tmp_path / "outputs").glob("*/*"))
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert len(runs) == 1 and summary["status"] == "completed" and summary["world_size"] == 2

@@ -107,6 +107,26 @@ def test_a_signal_at_any_stage_leaves_an_interrupted_run_that_resumes(tmp_path, 
         assert "during the final test evaluation" in summary["reason"] and "it runs the test alone" in summary["reason"]
 
 
+def test_a_signal_that_breaks_matplotlib_still_leaves_an_interrupted_run(tmp_path, monkeypatch):
+    """A signal inside matplotlib's import leaves it unimportable (AttributeError on the next import); the run's
+    status is recorded all the same, and a completed run still fails on a figure it cannot draw."""
+    calls = []
+
+    def plot_after_a_cut_import(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise Interrupted("SIGTERM")
+        raise AttributeError("module 'matplotlib' has no attribute 'get_data_path'")
+
+    monkeypatch.setattr("cvrun.report.record.plot_curves", plot_after_a_cut_import)
+    with pytest.raises(SystemExit) as caught:
+        tiny_run(tmp_path / "run")
+    assert caught.value.code == 130 and len(calls) == 2
+    assert summary_of(tmp_path / "run")["status"] == "interrupted"
+    with pytest.raises(AttributeError):
+        tiny_run(tmp_path / "second")
+
+
 def mount_tmpfs(folder: Path, size: str) -> bool:
     folder.mkdir()
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],

@@ -19,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 
 from cvrun.errors import require
 from cvrun.regimes import REGIMES, Regime, RegimeConfig
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, cli, torchrun
 
 
 @dataclass
@@ -95,10 +95,8 @@ def test_a_regime_of_ones_own_runs_under_torchrun(tmp_path):
     """Two processes, each accumulating two half-batches (gradients reduced on the second only), train as one
     process does: one run folder written by rank 0, each test image counted once."""
     distributed = [*RUN, "dataset.test_size=201", "trainer.accumulate=2"]
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "cvrun", "train", *distributed], cwd=tmp_path, env=PLUGIN, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun("train", *distributed, cwd=tmp_path, env=PLUGIN)
+    assert result.returncode == 0, result.ranks_output
     runs = list((tmp_path / "outputs").glob("*/*"))
     assert len(runs) == 1, runs
     summary = json.loads((runs[0] / "summary.json").read_text())
