@@ -19,7 +19,7 @@ from cvrun.overrides import preflight, quote_paths, split_positional
 # name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
 COMMANDS = {
     "train": ("train one run, or a sweep with -m", None, "cvrun.commands.train"),
-    "eval": ("evaluate a finished run's best checkpoint: cvrun eval RUN_DIR [split=test|val]",
+    "eval": ("evaluate a finished run's best checkpoint: cvrun eval RUN_DIR [split=test|val] [--tta]",
              "run_dir", "cvrun.commands.eval"),
     "reproduce": ("re-run a saved config and compare metrics: cvrun reproduce RUN_DIR [--check] [KEY=VALUE...]",
                   None, "cvrun.commands.reproduce"),
@@ -29,6 +29,10 @@ COMMANDS = {
              None, "cvrun.commands.info"),
     "preview": ("PNG grid of augmented training images: cvrun preview [aug=...] [dataset=...]",
                 None, "cvrun.commands.preview"),
+    "predict": ("classify image files: cvrun predict RUN_DIR|MODEL.onnx PATH... [--top-k K] [--tta] [--out FILE]",
+                None, "cvrun.commands.predict"),
+    "export": ("ONNX or torch.export file with its metadata, verified: cvrun export RUN_DIR [--format onnx|pt2] "
+               "[--dynamic-batch]", None, "cvrun.commands.export"),
 }
 
 

@@ -50,6 +50,7 @@ class ModelConfig:
     small_input: Any = "auto"
     dropout: float = 0.0
     drop_path: float = 0.0
+    hidden: List[int] = field(default_factory=list)  # model=mlp's hidden layer widths ([]: its own, 512 and 256)
 
 
 # dataset.cache's modes (cvrun/data/cache.py says what each does).
@@ -149,6 +150,7 @@ class EvalConfig:
     device: str = "auto"
     batch_size: Optional[int] = None
     progress: bool = True
+    tta: bool = False  # also score the flip-averaged prediction (`cvrun eval RUN_DIR --tta`)
     dataset: EvalDataConfig = field(default_factory=EvalDataConfig)
 
 

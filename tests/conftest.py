@@ -161,3 +161,19 @@ def source_run(tmp_path_factory) -> Path:
                         trainer={"epochs": 10})
     assert summary["status"] == "completed" and summary["test_acc1"] > 50, summary  # chance 33
     return path
+
+
+# Three CIFAR-10 classes: what the commands that use a trained model (predict, export) are tested on.
+CIFAR10_THREE = {**CIFAR10, "classes": ["airplane", "frog", "truck"], "subset": 900}
+
+
+@pytest.fixture(scope="session")
+def cifar10_run(tmp_path_factory) -> Path:
+    """LeNet-5 trained briefly on 900 images of three CIFAR-10 classes; tested on their 3,000 test images."""
+    if not (SHARED_CIFAR10 / "train").is_dir():
+        pytest.skip("../shared/data/cifar10 is not present")
+    path = tmp_path_factory.mktemp("cifar10_run") / "run"
+    summary = train_run(path, dataset=CIFAR10_THREE, optim={"lr": 0.05},
+                        trainer={"epochs": 6})
+    assert summary["status"] == "completed" and summary["test_acc1"] > 55, summary  # chance 33
+    return path

@@ -1,4 +1,5 @@
-"""`cvrun eval RUN_DIR [split=test|val]`: score a finished run's best checkpoint."""
+"""`cvrun eval RUN_DIR [split=test|val] [--tta]`: score a finished run's best checkpoint (with --tta, also averaged
+over the horizontal flip, and the difference it makes)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def evaluate_run(cfg: Any) -> dict:
     from cvrun.data.loaders import make_loader
     from cvrun.data.splits import build_splits
     from cvrun.engine.evaluate import Normalize, evaluate
+    from cvrun.engine.inference import FlipTTA
     from cvrun.engine.runtime import autocast_dtype, select_device
     from cvrun.models.pretrained import rebuild_model
 
@@ -89,7 +91,19 @@ def evaluate_run(cfg: Any) -> dict:
     result = evaluate(model, loader, normalize, dtype)
     print(f"{cfg.split}: top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  "
           f"({result['samples']} images)  {run_dir}")
+    if cfg.tta:
+        flipped = evaluate(FlipTTA(model), loader, normalize, dtype)
+        print(f"{cfg.split} with flip TTA: top-1 {flipped['acc1']:.2f}% ({flipped['acc1'] - result['acc1']:+.2f})  "
+              f"top-5 {flipped['acc5']:.2f}% ({flipped['acc5'] - result['acc5']:+.2f})")
+        result["tta"] = flipped
     return result
+
+
+def prepare_args(args: list[str]) -> list[str]:
+    """`--tta` is the override tta=true."""
+    from cvrun.overrides import with_overrides
+
+    return with_overrides([arg for arg in args if arg != "--tta"], ["tta=true"]) if "--tta" in args else args
 
 
 def run_app() -> int:

@@ -22,12 +22,18 @@ def fit_size(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def decode(path: str, size: int) -> np.ndarray:
-    """Read an image file with OpenCV as RGB uint8 HWC, resized to size x size."""
+def read_rgb(path: str) -> np.ndarray | None:
+    """An image file read with OpenCV as RGB uint8 HWC (grey and RGBA files as RGB), or None if unreadable."""
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """An image file as RGB uint8 HWC, resized to size x size."""
+    image = read_rgb(path)
+    if image is None:
         raise UserError(f"cannot decode image file {path}; remove it or replace it with a valid image")
-    return fit_size(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+    return fit_size(image, size)
 
 
 def list_images(folder: Path) -> list[str]:

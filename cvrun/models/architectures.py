@@ -17,6 +17,26 @@ from torch import nn
 from cvrun.models.registry import Classifier, register_model
 
 
+# --- Fully connected: the lecture's first classifiers --------------------------
+
+@register_model("linear")
+def linear(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float) -> Classifier:
+    """One fully connected layer over every pixel: each class's weight row, reshaped to the image, is the
+    template it matches (`cvrun inspect` draws them). The backbone only flattens, so its features are pixels."""
+    return Classifier(nn.Flatten(), 3 * image_size * image_size, num_classes, dropout)
+
+
+@register_model("mlp", takes_hidden=True)
+def mlp(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float,
+        hidden: tuple[int, ...] = (512, 256)) -> Classifier:
+    """Pixels -> fully connected ReLU layers of `model.hidden` widths (the backbone) -> the output layer."""
+    widths = (3 * image_size * image_size, *hidden)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for width_in, width_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(width_in, width_out), nn.ReLU(inplace=True)]
+    return Classifier(nn.Sequential(*layers), hidden[-1], num_classes, dropout)
+
+
 # --- LeNet-5 -----------------------------------------------------------------
 
 @register_model("lenet5")

@@ -62,7 +62,7 @@ def rebuild_model(cfg: Any, state: dict[str, Any]) -> Classifier:
     """The model a checkpoint was trained as (its config's model group), holding its evaluated weights (EMA if kept)."""
     m = cfg.model
     model = create_model(m.name, len(state["class_names"]), int(state["image_size"]), m.small_input, m.dropout,
-                         m.drop_path)
+                         m.drop_path, m.hidden)
     model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
     return model
 

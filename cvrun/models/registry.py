@@ -120,10 +120,11 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def register_model(name: str, has_blocks: bool = False):
-    """`has_blocks`: the model has residual blocks, so model.drop_path applies."""
+def register_model(name: str, has_blocks: bool = False, takes_hidden: bool = False):
+    """`has_blocks`: the model has residual blocks, so model.drop_path applies. `takes_hidden`: its hidden
+    layers' widths are model.hidden (the builder gets `hidden`)."""
     def add(fn):
-        fn.has_blocks = has_blocks
+        fn.has_blocks, fn.takes_hidden = has_blocks, takes_hidden
         return MODELS.register(name)(fn)
     return add
 
@@ -136,15 +137,20 @@ def resolve_small_input(small_input: Any, image_size: int) -> bool:
 
 
 def create_model(name: str, num_classes: int, image_size: int, small_input: Any = "auto",
-                 dropout: float = 0.0, drop_path: float = 0.0) -> Classifier:
+                 dropout: float = 0.0, drop_path: float = 0.0, hidden: Any = ()) -> Classifier:
     builder = MODELS.get(name)
     if drop_path > 0 and not builder.has_blocks:
         with_blocks = sorted(n for n, b in MODELS.items() if b.has_blocks)
         raise UserError(f"model.drop_path needs residual blocks, which {name} has not; "
                         f"use model.drop_path=0 or one of {', '.join(with_blocks)}")
+    widths = {"hidden": tuple(hidden)} if builder.takes_hidden and hidden else {}
+    if hidden and not builder.takes_hidden:
+        with_hidden = sorted(n for n, b in MODELS.items() if b.takes_hidden)
+        raise UserError(f"model.hidden sets the hidden layers of {', '.join(with_hidden)}; {name}'s are fixed: "
+                        "drop model.hidden")
     return builder(num_classes=num_classes, image_size=image_size,
                    small_input=resolve_small_input(small_input, image_size),
-                   dropout=dropout, drop_path=drop_path)
+                   dropout=dropout, drop_path=drop_path, **widths)
 
 
 def build_model(cfg: Any, num_classes: int, image_size: int, head_layers: int = 1) -> Classifier:
@@ -170,7 +176,8 @@ def takes_input_size(cfg: Any, image_size: int) -> bool:
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zero-sized layers of a too-small input warn before they fail
-            model = create_model(cfg.name, 10, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
+            model = create_model(cfg.name, 10, image_size, cfg.small_input, cfg.dropout, cfg.drop_path,
+                                 cfg.hidden)
             model.eval()(torch.empty(2, 3, image_size, image_size))
     except (RuntimeError, ValueError):
         return False
@@ -199,7 +206,8 @@ def create_model_for(cfg: Any, num_classes: int, image_size: int) -> Classifier:
         with warnings.catch_warnings():
             # A too-small input gives zero-sized layers, which warn before the forward pass fails.
             warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
-            model = create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path)
+            model = create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path,
+                                 cfg.hidden)
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, image_size, image_size))
     except (RuntimeError, ValueError):

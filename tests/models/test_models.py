@@ -8,7 +8,7 @@ from cvrun.errors import UserError
 from cvrun.models import MODELS, create_model
 from cvrun.models.registry import count_parameters, resolve_small_input
 
-EXPECTED = {"lenet5", "alexnet", "vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "resnet18",
+EXPECTED = {"linear", "mlp", "lenet5", "alexnet", "vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "resnet18",
             "resnet50", "wrn28_2", "wrn28_10", "mobilenet_v3_small", "resnet20", "resnet32", "resnet44", "resnet56",
             "resnet110", "resnet8x4", "resnet32x4", "wrn16_2", "wrn40_2"}
 # Parameter counts as the papers give them (classes, millions): He et al. 2016 (CIFAR-10, two significant
@@ -93,3 +93,15 @@ def test_drop_path_on_a_model_without_blocks_is_a_user_error():
 def test_unknown_model_lists_valid_ones():
     with pytest.raises(UserError, match="valid model options: alexnet"):
         create_model("resnet9000", 10, 32)
+
+
+def test_linear_and_mlp_take_the_pixels():
+    """model=linear is one layer over every pixel (its weight rows are class templates); model=mlp's hidden
+    widths are model.hidden, which other models refuse."""
+    linear = create_model("linear", 10, 32)
+    assert [m.weight.shape for _, m in linear.linear_layers()] == [(10, 3 * 32 * 32)]
+    mlp = create_model("mlp", 10, 32, hidden=[64, 32])
+    assert [m.weight.shape[0] for _, m in mlp.linear_layers()] == [64, 32, 10] and mlp.num_features == 32
+    assert count_parameters(create_model("mlp", 10, 32))[0] == 3072 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    with pytest.raises(UserError, match="model.hidden sets the hidden layers of mlp; lenet5's are fixed"):
+        create_model("lenet5", 10, 32, hidden=[64])

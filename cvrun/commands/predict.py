@@ -1,0 +1,115 @@
+"""`cvrun predict RUN_DIR|MODEL.onnx PATH... [--top-k K] [--tta] [--out FILE]`: classify image files.
+
+A run folder predicts with its best weights in PyTorch; an exported model.onnx with onnxruntime alone.
+Either way each image is read, resized and normalised as the run's config says. The CSV has a row per file:
+`path, top1, top1_prob, ..., error`; a file that cannot be read is a row with its error, and the exit
+status is 1 when any is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from cvrun.commands import OneLineParser, run_parsed
+from cvrun.errors import UserError
+
+SHOWN_ROWS = 5
+
+
+def load_predictor(source: Path) -> Any:
+    """A run folder's best weights on the run's device, or an exported model.onnx."""
+    from cvrun.commands.eval import load_run
+    from cvrun.engine.inference import ModelCard, OnnxPredictor, TorchPredictor
+    from cvrun.engine.runtime import autocast_dtype, select_device
+    from cvrun.models.pretrained import rebuild_model
+
+    if source.suffix == ".onnx":
+        if not source.is_file():
+            raise UserError(f"{source} does not exist; export one with cvrun export RUN_DIR")
+        return OnnxPredictor(source)
+    cfg, state = load_run(source)
+    device = select_device(cfg.trainer.device)
+    precision = str(cfg.trainer.precision)
+    dtype = None if device.type == "cpu" and precision == "16" else autocast_dtype(precision, device)
+    return TorchPredictor(rebuild_model(cfg, state), ModelCard.of_run(cfg, state), device, dtype)
+
+
+def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch_size: int) -> list[dict[str, Any]]:
+    """One row per path: its top-k classes with their probabilities, or its error."""
+    import torch
+    from tqdm import tqdm
+
+    from cvrun.data.files import image_file_loader
+    from cvrun.data.loaders import file_workers
+    from cvrun.engine.inference import flip_averaged_log_probs
+
+    names = predictor.card.class_names
+    rows = []
+    loader = image_file_loader(paths, predictor.card.image_size, batch_size, file_workers())
+    batches = tqdm(loader, desc="predict", unit="batch", disable=None, file=sys.stderr)
+    for batch, (images, errors) in enumerate(batches):
+        with torch.inference_mode():
+            log_probs = flip_averaged_log_probs(predictor, images) if tta else predictor(images).log_softmax(1)
+        probs, classes = log_probs.exp().topk(top_k, dim=1)
+        for offset, error in enumerate(errors):
+            row: dict[str, Any] = {"path": paths[batch * batch_size + offset]}
+            for rank in range(top_k):
+                row[f"top{rank + 1}"] = "" if error else names[classes[offset, rank]]
+                row[f"top{rank + 1}_prob"] = "" if error else f"{probs[offset, rank].item():.6f}"
+            row["error"] = error
+            rows.append(row)
+    return rows
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def output_path(out: Path | None) -> Path:
+    """--out as given (the user names it: it may be replaced), else predictions.csv here, never replaced."""
+    if out is not None:
+        return out
+    default = Path("predictions.csv")
+    if default.exists():
+        raise UserError(f"{default.absolute()} exists; pass --out FILE to write elsewhere or to replace it")
+    return default
+
+
+def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int) -> int:
+    from cvrun.data.files import collect_image_paths
+    from cvrun.io import atomic_write_bytes
+
+    if top_k < 1:
+        raise UserError(f"--top-k {top_k} is not a count; use 1 or more")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size} is not a count; use 1 or more")
+    paths = collect_image_paths(arguments)
+    predictor = load_predictor(source)
+    target = output_path(out)
+    rows = predict_files(predictor, paths, min(top_k, len(predictor.card.class_names)), tta, batch_size)
+    atomic_write_bytes(target, csv_text(rows).encode())
+    print("".join(csv_text(rows).splitlines(keepends=True)[:SHOWN_ROWS + 1]), end="")
+    failed = sum(1 for row in rows if row["error"])
+    print(f"{len(rows)} predictions{' with flip TTA' if tta else ''} in {target}"
+          + (f"; {failed} file(s) could not be read (their rows say why)" if failed else ""))
+    return 1 if failed else 0
+
+
+def run_app() -> int:
+    parser = OneLineParser(prog="cvrun predict", description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="a run folder, or a model.onnx from cvrun export")
+    parser.add_argument("paths", nargs="+", help="image files, folders (searched recursively), .txt lists of paths")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--tta", action="store_true", help="average over the horizontal flip")
+    parser.add_argument("--out", type=Path, default=None, help="the CSV to write (default predictions.csv)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    return run_parsed(parser, lambda args: predict(args.source, args.paths, args.top_k, args.tta, args.out,
+                                                   args.batch_size))
