@@ -29,6 +29,9 @@ COMMANDS = {
              None, "cvrun.commands.info"),
     "preview": ("PNG grid of augmented training images: cvrun preview [aug=...] [dataset=...]",
                 None, "cvrun.commands.preview"),
+    "inspect": ("per-class metrics, confusion, mistakes, Grad-CAM, calibration, embedding: "
+                "cvrun inspect RUN_DIR [split=test|val] -> RUN_DIR/inspect_<split>/report.html", None,
+                "cvrun.commands.inspect"),
     "predict": ("classify image files: cvrun predict RUN_DIR|MODEL.onnx PATH... [--top-k K] [--tta] [--out FILE]",
                 None, "cvrun.commands.predict"),
     "export": ("ONNX or torch.export file with its metadata, verified: cvrun export RUN_DIR [--format onnx|pt2] "

@@ -75,6 +75,7 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
     correct1 = torch.zeros((), device=device, dtype=torch.long)
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
+    confusion: torch.Tensor | None = None
     for images, labels in loader:
         labels = labels.to(device, non_blocking=True)
         with autocast(device, dtype):
@@ -83,9 +84,39 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
         correct1 += topk_correct(logits, labels, 1)
         correct5 += topk_correct(logits, labels, 5)
         seen += labels.shape[0]
+        counts = confusion_counts(logits, labels).flatten()
+        confusion = counts if confusion is None else confusion + counts
     model.train(was_training)
+    if confusion is None:  # no images on this process (an evaluation shard can be empty)
+        confusion = torch.zeros(0, device=device, dtype=torch.long)
     # Under torchrun each process scored its own share; the sums make the whole set, each image once.
     distributed.sum_over_ranks(loss_sum, correct1, correct5, seen)
+    confusion = summed_confusion(confusion)
     seen_or_one = max(seen.item(), 1)
     return {"loss": loss_sum.item() / seen_or_one, "acc1": 100.0 * correct1.item() / seen_or_one,
-            "acc5": 100.0 * correct5.item() / seen_or_one, "samples": seen.item()}
+            "acc5": 100.0 * correct5.item() / seen_or_one, "samples": seen.item(), "confusion": confusion}
+
+
+def confusion_counts(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How many images of each true class (rows) got each top-1 class (columns)."""
+    classes = scores.shape[1]
+    counts = torch.bincount(labels * classes + scores.argmax(dim=1), minlength=classes * classes)
+    return counts.view(classes, classes)
+
+
+def summed_confusion(confusion: torch.Tensor) -> torch.Tensor:
+    """The confusion matrix (rows: true class, columns: predicted) over every process, on the CPU."""
+    size = torch.tensor([confusion.numel()], device=confusion.device)
+    distributed.max_over_ranks(size)  # a process without images has an empty one
+    whole = torch.zeros(int(size.item()), device=confusion.device, dtype=torch.long)
+    whole[: confusion.numel()] += confusion
+    distributed.sum_over_ranks(whole)
+    classes = int(round(whole.numel() ** 0.5))
+    return whole.view(classes, classes).cpu()
+
+
+def per_class_acc1(confusion: torch.Tensor, class_names: list[str]) -> dict[str, float | None]:
+    """Each class's top-1 accuracy (its recall) in percent; None for a class without images."""
+    support = confusion.sum(dim=1)
+    return {name: None if support[i] == 0 else round(100.0 * confusion[i, i].item() / support[i].item(), 2)
+            for i, name in enumerate(class_names)}

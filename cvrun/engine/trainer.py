@@ -46,7 +46,7 @@ from tqdm import tqdm
 from cvrun import parallel
 from cvrun.data.splits import split_changes
 from cvrun.engine import distributed
-from cvrun.engine.evaluate import evaluate
+from cvrun.engine.evaluate import evaluate, per_class_acc1
 from cvrun.engine.events import Callback, Events
 from cvrun.engine.optim import build_optimizer, build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
@@ -202,7 +202,8 @@ class Trainer:
             loop.stage = "testing"
             test = loop.test_best()
             summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
-                           test_loss=round(test["loss"], 4), test_samples=test["samples"])
+                           test_loss=round(test["loss"], 4), test_samples=test["samples"],
+                           test_per_class_acc1=per_class_acc1(test["confusion"], regime.class_names))
             summary.update(regime.finished(summary, loop.rows))
             loop.stage = "finishing"
             self.end(summary, loop, "completed", None)

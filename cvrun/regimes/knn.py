@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvrun.data.splits import build_splits
-from cvrun.engine.evaluate import Normalize, predict
+from cvrun.engine.evaluate import Normalize, confusion_counts, per_class_acc1, predict
 from cvrun.engine.trainer import regime_facts
 from cvrun.errors import require
 from cvrun.models import build_model
@@ -88,12 +88,14 @@ class Knn(Regime):
             votes = knn_votes(memory, memory_labels, F.normalize(queries - centre, dim=1), r.k, data.num_classes,
                               r.weighted)
             scores[split] = {"acc1": topk_accuracy(votes, labels, 1), "acc5": topk_accuracy(votes, labels, 5),
-                             "samples": len(labels)}
+                             "samples": len(labels), "confusion": confusion_counts(votes, labels).cpu()}
             log.info("%s: k-NN (k=%d, %s) top-1 %.2f%%  top-5 %.2f%%  (%d images, %d in memory)", split, r.k,
                      r.features, scores[split]["acc1"], scores[split]["acc5"], len(labels), len(memory_labels))
         test, val = scores["test"], scores.get("val")
         summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
-                       test_samples=test["samples"], best_val_acc1=val and round(val["acc1"], 2), best_epoch=None,
+                       test_samples=test["samples"],
+                       test_per_class_acc1=per_class_acc1(test["confusion"], data.class_names),
+                       best_val_acc1=val and round(val["acc1"], 2), best_epoch=None,
                        epochs_run=0, knn_k=r.k, knn_features=r.features, feature_dim=memory.shape[1])
 
 

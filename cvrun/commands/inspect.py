@@ -1,0 +1,244 @@
+"""`cvrun inspect RUN_DIR [split=test|val] [dataset.root=DIR] [embedding_images=N]`: look inside a run's best checkpoint.
+
+Scores the split once (class probabilities and backbone features of every image) and writes
+RUN_DIR/inspect_<split>/: per_class.csv, confusion.csv/png, mistakes.png, cam.png, calibration.png,
+embedding.png, filters.png, class_means.png and report.html, a self-contained page with all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from cvrun.commands import OneLineParser, run_parsed
+from cvrun.errors import UserError
+
+SETTINGS = ("split", "dataset.root", "embedding_images")
+MISTAKES_SHOWN = 18
+CAM_CLASSES = 10
+EMBEDDED_IMAGES = 2000
+MEAN_IMAGES_PER_CLASS = 1000
+
+
+def parse_settings(items: list[str]) -> dict[str, str]:
+    settings: dict[str, Any] = {"split": "test", "dataset.root": None, "embedding_images": EMBEDDED_IMAGES}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SETTINGS:
+            raise UserError(f"{item} is not a setting of cvrun inspect; use split=test|val, dataset.root=DIR or "
+                            "embedding_images=N")
+        settings[key] = value
+    if settings["split"] not in ("test", "val"):
+        raise UserError(f"split={settings['split']} is not a split; use split=test or split=val")
+    count = str(settings["embedding_images"])
+    if not count.isdigit() or int(count) < 10:
+        raise UserError(f"embedding_images={count} is not a count t-SNE can use; use 10 or more (default 2000; "
+                        "t-SNE takes about 10 s for 2,000 images on 2 cores)")
+    settings["embedding_images"] = int(count)
+    return settings
+
+
+def score_split(model: Any, samples: Any, cfg: Any, device: Any) -> tuple[Any, Any, Any]:
+    """Labels, class probabilities and backbone features of every image of the split, in its order."""
+    import torch
+    from tqdm import tqdm
+
+    from cvrun.data.loaders import make_loader
+    from cvrun.engine.evaluate import Normalize
+
+    normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), device)
+    loader = make_loader(samples, cfg.dataset.image_size, 2 * cfg.trainer.batch_size, train=False,
+                         seed=cfg.trainer.seed, num_workers=cfg.trainer.num_workers, cuda=device.type == "cuda")
+    labels, probs, features = [], [], []
+    model.to(device).eval()
+    with torch.inference_mode():
+        for images, batch_labels in tqdm(loader, desc="inspect", unit="batch", disable=None, file=sys.stderr):
+            batch_features = model.backbone(normalize(images))
+            probs.append(model.head(batch_features).float().softmax(dim=1).cpu())
+            features.append(batch_features.float().cpu())
+            labels.append(batch_labels)
+    return torch.cat(labels).numpy(), torch.cat(probs).numpy(), torch.cat(features).numpy()
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[f"{v:.2f}" if isinstance(v, float) else v for v in row] for row in rows])
+    return out.getvalue().encode()
+
+
+def mistakes_figure(predictions: Any, samples: Any, size: int, path: Path) -> int:
+    """The most confident mistakes; returns how many the split has."""
+    from cvrun.report.inspect import plot_image_grid
+
+    wrong = (predictions.predicted != predictions.labels).nonzero()[0]
+    shown = wrong[(-predictions.confidence[wrong]).argsort()[:MISTAKES_SHOWN]]
+    names = predictions.class_names
+    titles = [f"true {names[predictions.labels[i]]}\npredicted {names[predictions.predicted[i]]} "
+              f"{100 * predictions.confidence[i]:.0f}%" for i in shown]
+    plot_image_grid([samples.image(int(i), size) for i in shown], titles, path,
+                    title=f"the most confident of {len(wrong)} mistakes")
+    return len(wrong)
+
+
+def cam_figure(model: Any, predictions: Any, samples: Any, cfg: Any, path: Path) -> str | None:
+    """Grad-CAM overlays of the predicted class: per class (the first ten) its two most confident correct
+    images and its most confident mistake. None when drawn; else why not."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from cvrun.engine.evaluate import Normalize
+    from cvrun.models.cam import grad_cam, last_conv
+    from cvrun.report.inspect import plot_image_grid
+
+    if last_conv(model) is None:
+        return "the model has no convolutional layer, so no Grad-CAM"
+    chosen = []
+    for c in range(min(CAM_CLASSES, len(predictions.class_names))):
+        ours = (predictions.labels == c).nonzero()[0]
+        ours = ours[(-predictions.confidence[ours]).argsort()]
+        right = ours[predictions.predicted[ours] == c][:2]
+        wrong = ours[predictions.predicted[ours] != c][:1]
+        chosen += [int(i) for i in (*right, *wrong)]
+    size = cfg.dataset.image_size
+    images = [samples.image(i, size) for i in chosen]
+    batch = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy())
+    normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), torch.device("cpu"))
+    maps = grad_cam(model.cpu(), normalize(batch), torch.as_tensor(predictions.predicted[chosen]))
+    overlays = []
+    for image, heat in zip(images, maps.numpy()):
+        colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+        overlays.append((0.55 * image + 0.45 * colour).astype(np.uint8))
+    names = predictions.class_names
+    titles = [f"{names[predictions.labels[i]]} -> {names[predictions.predicted[i]]}" +
+              (" (wrong)" if predictions.labels[i] != predictions.predicted[i] else "") for i in chosen]
+    plot_image_grid(overlays, titles, path, columns=6, title="Grad-CAM of the predicted class (last conv layer)")
+    return None
+
+
+def filters_figure(model: Any, class_names: list[str], image_size: int, path: Path) -> str:
+    """The first layer's weights as images: a conv layer's filters, or a fully connected layer's rows over
+    the pixels (model=linear: one template per class). Returns what it shows."""
+    from torch import nn
+
+    from cvrun.report.inspect import plot_image_grid, to_displayable
+
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    weights = first.weight.detach().float().cpu().numpy()
+    if isinstance(first, nn.Conv2d):
+        shown = [to_displayable(w) for w in weights[:64]] if weights.shape[1] == 3 else []
+        titles = [f"filter {i}" for i in range(len(shown))]
+        what = f"the first conv layer's {len(weights)} filters ({weights.shape[2]}x{weights.shape[3]})"
+    else:
+        rows = weights.reshape(len(weights), 3, image_size, image_size)[:64]
+        is_output = first.out_features == len(class_names)
+        shown = [to_displayable(row) for row in rows]
+        titles = list(class_names) if is_output else [f"unit {i}" for i in range(len(shown))]
+        what = ("each class's weights over the pixels (its template)" if is_output
+                else f"the first fully connected layer's rows over the pixels ({len(weights)} units)")
+    if shown:
+        plot_image_grid(shown, titles, path, columns=8, title=what)
+    return what
+
+
+def class_means_figure(train: Any, class_names: list[str], size: int, path: Path) -> None:
+    """The mean training image of each class (up to 1,000 images each): the dataset's bias, per class."""
+    import numpy as np
+
+    from cvrun.report.inspect import plot_image_grid
+
+    means, titles = [], []
+    for c, name in enumerate(class_names):
+        indices = (train.labels == c).nonzero()[0][:MEAN_IMAGES_PER_CLASS]
+        total = np.zeros((size, size, 3), np.float64)
+        for i in indices:
+            total += train.image(int(i), size)
+        means.append((total / max(len(indices), 1)).astype(np.uint8))
+        titles.append(f"{name} ({len(indices)})")
+    plot_image_grid(means, titles, path, columns=min(10, len(means)), title="mean training image per class")
+
+
+def inspect(run_dir: Path, settings: dict[str, str]) -> int:
+    import numpy as np
+
+    from cvrun.commands.eval import load_run
+    from cvrun.config import absolute_root
+    from cvrun.data.splits import build_splits
+    from cvrun.engine.runtime import select_device
+    from cvrun.io import atomic_write_bytes
+    from cvrun.models.pretrained import rebuild_model
+    from cvrun.report import inspect as report
+    from cvrun.report.table import read_json
+
+    cfg, state = load_run(run_dir)
+    if settings["dataset.root"] is not None:
+        cfg.dataset.root = settings["dataset.root"]
+        absolute_root(cfg.dataset)
+    data = build_splits(cfg.dataset)
+    if data.class_names != list(state["class_names"]):
+        raise UserError(f"the data of {run_dir} now has classes {data.class_names}, but its checkpoint "
+                        f"was trained on {state['class_names']}")
+    split = settings["split"]
+    samples = data.test if split == "test" else data.val
+    if samples is None or not len(samples):
+        raise UserError(f"{run_dir} has no {split} split (dataset.val_fraction=0?); use split=test")
+    model, names, size = rebuild_model(cfg, state), data.class_names, cfg.dataset.image_size
+    labels, probs, features = score_split(model, samples, cfg, select_device(cfg.trainer.device))
+    predictions = report.Predictions(labels, probs, names)
+    out = run_dir / f"inspect_{split}"
+    out.mkdir(exist_ok=True)
+
+    rows = report.per_class_rows(predictions)
+    columns = ["class", "support", "acc1", "precision", "recall", "f1", "acc5"]
+    atomic_write_bytes(out / "per_class.csv", csv_text(columns, [[r[k] for k in columns] for r in rows]))
+    confusion = predictions.confusion()
+    atomic_write_bytes(out / "confusion.csv", csv_text(["class", *names],
+                                                       [[n, *map(int, row)] for n, row in zip(names, confusion)]))
+    report.plot_confusion(confusion, names, out / "confusion.png")
+    pairs = report.confused_pairs(confusion, names)
+    ece, bins = report.expected_calibration_error(predictions)
+    report.plot_calibration(ece, bins, out / "calibration.png")
+    mistakes = mistakes_figure(predictions, samples, size, out / "mistakes.png")
+    no_cam = cam_figure(model, predictions, samples, cfg, out / "cam.png")
+    embedded = np.random.default_rng(cfg.trainer.seed).permutation(len(labels))[:settings["embedding_images"]]
+    report.plot_embedding(features[embedded], labels[embedded], names, out / "embedding.png", cfg.trainer.seed)
+    filters = filters_figure(model, names, size, out / "filters.png")
+    class_means_figure(data.train, names, size, out / "class_means.png")
+
+    acc1 = 100 * float((predictions.predicted == labels).mean())
+    summary = read_json(run_dir / "summary.json")
+    facts = [("run", str(run_dir)), ("model", cfg.model.name), ("regime", cfg.regime.name),
+             ("split", f"{split}, {len(labels)} images, {len(names)} classes"), ("top-1", f"{acc1:.2f}%"),
+             ("mistakes", str(mistakes)), ("expected calibration error", f"{ece:.2f}% ({report.ECE_BINS} bins)"),
+             ("best epoch", str(summary.get("best_epoch")))]
+    figure = lambda name: report.html_image(out / name) if (out / name).exists() else "<p>not drawn</p>"  # noqa: E731
+    sections = [("Key figures", report.html_table([{"": k, "value": v} for k, v in facts])),
+                ("Per class", report.html_table(rows)),
+                ("Most confused pairs", report.html_table(pairs)),
+                ("Confusion matrix", figure("confusion.png")),
+                ("Most confident mistakes", figure("mistakes.png")),
+                ("Grad-CAM", no_cam or figure("cam.png")),
+                ("Calibration", figure("calibration.png")),
+                ("Embedding", figure("embedding.png")),
+                ("First layer", f"<p>{filters}</p>" + figure("filters.png")),
+                ("Class means", figure("class_means.png")),
+                ("Training curves", figure("../curves.png") if (run_dir / "curves.png").exists() else "<p>none</p>")]
+    report.write_report(out / "report.html", f"cvrun inspect: {run_dir.name} ({split})", sections)
+
+    print(f"{split}: top-1 {acc1:.2f}%  macro F1 {rows[-2]['f1']:.2f}%  ECE {ece:.2f}%  ({len(labels)} images)")
+    for pair in pairs[:5]:
+        print(f"  {pair['true']} -> {pair['predicted']}: {pair['images']} images ({pair['share']:.1f}% of {pair['true']})")
+    print(out)
+    return 0
+
+
+def run_app() -> int:
+    parser = OneLineParser(prog="cvrun inspect", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a finished run folder")
+    parser.add_argument("settings", nargs="*", help="split=test|val, dataset.root=DIR, embedding_images=N")
+    return run_parsed(parser, lambda args: inspect(args.run_dir, parse_settings(args.settings)))
