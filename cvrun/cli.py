@@ -23,7 +23,7 @@ COMMANDS = {
              "run_dir", "cvrun.commands.eval"),
     "reproduce": ("re-run a saved config and compare metrics: cvrun reproduce RUN_DIR [--check] [KEY=VALUE...]",
                   None, "cvrun.commands.reproduce"),
-    "summarize": ("table of all runs under DIR: cvrun summarize DIR [--sort KEY] [--format table|csv|md]",
+    "summarize": ("table of all runs under DIR: cvrun summarize DIR [--sort KEY] [--format table|csv|md] [--html]",
                   None, "cvrun.commands.summarize"),
     "info": ("parameters, multiply-accumulates, receptive field: cvrun info model=... [dataset=...]",
              None, "cvrun.commands.info"),

@@ -177,3 +177,31 @@ def cifar10_run(tmp_path_factory) -> Path:
                         trainer={"epochs": 6})
     assert summary["status"] == "completed" and summary["test_acc1"] > 55, summary  # chance 33
     return path
+
+
+def chromium() -> str | None:
+    """Chromium from the system's packages (apt-get install chromium), or None."""
+    import shutil
+
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(name)), None)
+
+
+needs_chromium = pytest.mark.skipif(chromium() is None, reason="no Chromium (apt-get install chromium)")
+
+
+def open_in_chromium(page: Path, tmp_path: Path) -> tuple[list[int], str]:
+    """Open a page in headless Chromium: the natural width of each of its images once loaded (a script added
+    to a copy of the page records them in the DOM Chromium dumps) and the browser's log."""
+    import re
+
+    probe = ("<script>window.addEventListener('load', () => { document.body.setAttribute('data-widths', "
+             "Array.from(document.images).map(i => i.naturalWidth).join(',')); });</script>")
+    probed = tmp_path / f"probed-{page.name}"
+    probed.write_text(page.read_text().replace("</body>", probe + "</body>"))
+    result = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                             "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-widths="([\d,]*)"', result.stdout)
+    assert found is not None, result.stderr[-2000:]
+    return [int(w) for w in found.group(1).split(",") if w], result.stderr

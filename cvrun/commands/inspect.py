@@ -172,6 +172,7 @@ def inspect(run_dir: Path, settings: dict[str, str]) -> int:
     from cvrun.engine.runtime import select_device
     from cvrun.io import atomic_write_bytes
     from cvrun.models.pretrained import rebuild_model
+    from cvrun.report import html as page
     from cvrun.report import inspect as report
     from cvrun.report.table import read_json
 
@@ -216,10 +217,10 @@ def inspect(run_dir: Path, settings: dict[str, str]) -> int:
              ("split", f"{split}, {len(labels)} images, {len(names)} classes"), ("top-1", f"{acc1:.2f}%"),
              ("mistakes", str(mistakes)), ("expected calibration error", f"{ece:.2f}% ({report.ECE_BINS} bins)"),
              ("best epoch", str(summary.get("best_epoch")))]
-    figure = lambda name: report.html_image(out / name) if (out / name).exists() else "<p>not drawn</p>"  # noqa: E731
-    sections = [("Key figures", report.html_table([{"": k, "value": v} for k, v in facts])),
-                ("Per class", report.html_table(rows)),
-                ("Most confused pairs", report.html_table(pairs)),
+    figure = lambda name: page.html_image(out / name) if (out / name).exists() else "<p>not drawn</p>"  # noqa: E731
+    sections = [("Key figures", page.html_table([{"": k, "value": v} for k, v in facts])),
+                ("Per class", page.html_table(rows)),
+                ("Most confused pairs", page.html_table(pairs)),
                 ("Confusion matrix", figure("confusion.png")),
                 ("Most confident mistakes", figure("mistakes.png")),
                 ("Grad-CAM", no_cam or figure("cam.png")),
@@ -228,7 +229,7 @@ def inspect(run_dir: Path, settings: dict[str, str]) -> int:
                 ("First layer", f"<p>{filters}</p>" + figure("filters.png")),
                 ("Class means", figure("class_means.png")),
                 ("Training curves", figure("../curves.png") if (run_dir / "curves.png").exists() else "<p>none</p>")]
-    report.write_report(out / "report.html", f"cvrun inspect: {run_dir.name} ({split})", sections)
+    page.write_report(out / "report.html", f"cvrun inspect: {run_dir.name} ({split})", sections)
 
     print(f"{split}: top-1 {acc1:.2f}%  macro F1 {rows[-2]['f1']:.2f}%  ECE {ece:.2f}%  ({len(labels)} images)")
     for pair in pairs[:5]:

@@ -1,10 +1,13 @@
-"""`cvrun summarize DIR [--sort KEY] [--format table|csv|md] [--mean-over-seeds]`: one table of every run under DIR.
+"""`cvrun summarize DIR [--sort KEY] [--format table|csv|md] [--mean-over-seeds] [--html]`: every run under DIR.
+
+One table; with --html also DIR/summary.html, the table and the learning curves of every run overlaid.
 
 A run is a folder with a summary.json (running, failed and interrupted runs
 included). The columns are the config keys whose values differ between the
 runs, then the results. `--mean-over-seeds` merges runs that differ only in
 trainer.seed into one row: the mean and standard deviation of each result
-over the completed ones. This command does not use Hydra: it only reads.
+over the completed ones. This command does not use Hydra; it only reads, but for --html's summary.html
+and summary_curves/.
 """
 
 from __future__ import annotations
@@ -85,7 +88,21 @@ def mean_over_seeds(rows: list[dict[str, Any]], keys: list[str],
     return merged, [*setting_keys, "runs", "completed", "seeds", *(f"{c}{s}" for c in averaged for s in ("", "_sd"))]
 
 
-def summarize(directory: Path, sort: str | None, output_format: str, seed_means: bool = False) -> str:
+def curve_groups(runs: list[Path], settings: list[dict[str, Any]], keys: list[str],
+                 seed_means: bool) -> dict[str, list[list[dict]]]:
+    """Each run's metrics.csv rows under its label: the differing keys' values (without the seed when its
+    runs are averaged), or its folder name where nothing differs."""
+    from cvrun.report.sweep_page import metric_rows
+
+    groups: dict[str, list[list[dict]]] = {}
+    for run, setting in zip(runs, settings):
+        label = " ".join(f"{k}={setting.get(k)}" for k in keys if not (seed_means and k == SEED_KEY)) or run.name
+        groups.setdefault(label, []).append(metric_rows(run))
+    return groups
+
+
+def summarize(directory: Path, sort: str | None, output_format: str, seed_means: bool = False,
+              html: bool = False) -> str:
     from cvrun.report.table import FORMATS, result_columns, run_row
 
     if not directory.is_dir():
@@ -112,7 +129,14 @@ def summarize(directory: Path, sort: str | None, output_format: str, seed_means:
         if sort not in columns:
             raise UserError(f"cannot sort by '{sort}'; columns: {', '.join(columns)}")
         rows = sort_rows(rows, sort)
-    return FORMATS[output_format](rows, columns)
+    text = FORMATS[output_format](rows, columns)
+    if html:
+        from cvrun.report.sweep_page import write_sweep_page
+
+        groups = curve_groups(runs, list(settings), keys, seed_means)
+        page = write_sweep_page(directory, [{c: row.get(c) for c in columns} for row in rows], groups, seed_means)
+        text += f"{page}\n"
+    return text
 
 
 def run_app() -> int:
@@ -122,8 +146,10 @@ def run_app() -> int:
     parser.add_argument("--format", dest="output_format", choices=["table", "csv", "md"], default="table")
     parser.add_argument("--mean-over-seeds", action="store_true",
                         help="one row per setting: mean and sd of each result over its trainer.seed values")
+    parser.add_argument("--html", action="store_true",
+                        help="also write DIR/summary.html: the table and every run's learning curves overlaid")
 
     def show(args) -> int:
-        print(summarize(args.dir, args.sort, args.output_format, args.mean_over_seeds), end="")
+        print(summarize(args.dir, args.sort, args.output_format, args.mean_over_seeds, args.html), end="")
         return 0
     return run_parsed(parser, show)

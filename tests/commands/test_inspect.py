@@ -2,14 +2,12 @@
 
 import csv
 import json
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.conftest import cli, needs_chromium, open_in_chromium
 
 
 @pytest.fixture(scope="module")
@@ -60,28 +58,13 @@ def test_every_figure_is_written_and_embedded_in_the_report(inspected):
     assert "expected calibration error" in page and "Most confused pairs" in page
 
 
-def chromium() -> str | None:
-    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(name)), None)
-
-
-@pytest.mark.skipif(chromium() is None, reason="no Chromium (apt-get install chromium)")
+@needs_chromium
 def test_the_report_loads_in_a_headless_browser_with_every_image_drawn(inspected, tmp_path):
-    """Chromium opens the page, a script records each image's natural width into the DOM it dumps, and the
-    browser's log has no console error."""
+    """No console message (the page logs none itself), and every image has a width once loaded."""
     run, _ = inspected
-    page = (run / "inspect_test" / "report.html").read_text()
-    probe = ("<script>window.addEventListener('load', () => { document.body.setAttribute('data-widths', "
-             "Array.from(document.images).map(i => i.naturalWidth).join(',')); });</script>")
-    probed = tmp_path / "report.html"
-    probed.write_text(page.replace("</body>", probe + "</body>"))
-    result = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                             "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
-                            capture_output=True, text=True, timeout=120)
-    widths = re.search(r'data-widths="([\d,]*)"', result.stdout)
-    assert widths is not None, result.stderr[-2000:]
-    assert len(widths.group(1).split(",")) == 8 and all(int(w) > 0 for w in widths.group(1).split(","))
-    assert "CONSOLE" not in result.stderr, result.stderr  # any console message: the page logs none itself
+    widths, log = open_in_chromium(run / "inspect_test" / "report.html", tmp_path)
+    assert len(widths) == 8 and all(width > 0 for width in widths), widths
+    assert "CONSOLE" not in log, log
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -103,3 +86,24 @@ def test_a_linear_models_first_layer_is_drawn_as_class_templates(tmp_path):
     assert what == "each class's weights over the pixels (its template)" and (tmp_path / "filters.png").exists()
     assert "first conv layer's 6 filters (5x5)" in filters_figure(create_model("lenet5", 3, 32), ["a", "b", "c"], 32,
                                                                    tmp_path / "lenet.png")
+
+
+def test_runs_inspect_cannot_read_are_one_line_and_exit_2(cifar10_run, image_tree, tmp_path):
+    """No best.pt, a knn run (no weights), data moved since (then dataset.root= finds it)."""
+    from tests.conftest import train_run
+
+    no_best = shutil.copytree(cifar10_run, tmp_path / "no_best")
+    (no_best / "checkpoints" / "best.pt").unlink()
+    knn = tmp_path / "knn"
+    train_run(knn, regime={"name": "knn", "features": "pixels"})
+    tree_run = tmp_path / "tree_run"
+    train_run(tree_run, dataset={"name": "imagefolder", "root": str(image_tree), "image_size": 16,
+                                 "val_fraction": 0.0}, trainer={"epochs": 1})
+    moved = image_tree.rename(tmp_path / "moved_tree")
+    for run, message in ((no_best, "has no checkpoints/best.pt"), (knn, "is a regime=knn run: it trains no weights"),
+                         (tree_run, str(image_tree))):
+        result = cli("inspect", str(run), cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    found = cli("inspect", str(tree_run), f"dataset.root={moved}", "embedding_images=10", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert (tree_run / "inspect_test" / "report.html").is_file()

@@ -1,0 +1,81 @@
+"""`cvrun summarize DIR --html`: DIR/summary.html, the table and the learning curves of every run overlaid
+(validation top-1 and training loss against epoch, one line per run, named by the keys that differ), or with
+--mean-over-seeds one line per setting: the mean over its seeds, with their standard deviation as error bars."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+from cvrun.report.figures import pyplot, save_png
+from cvrun.report.html import html_image, html_table, write_report
+
+CURVES = (("val_acc1", "validation top-1 (%)"), ("train_loss", "training loss"))
+
+
+def metric_rows(run: Path) -> list[dict[str, float | None]]:
+    """A run's metrics.csv as numbers (an empty cell is None); no rows where it has none."""
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def curve(runs: list[list[dict[str, float | None]]], metric: str) -> tuple[list[float], list[float], list[float]]:
+    """Epochs, the mean of `metric` over the runs at each epoch, and its standard deviation (0 for one run)."""
+    by_epoch: dict[float, list[float]] = {}
+    for rows in runs:
+        for row in rows:
+            if row.get(metric) is not None:
+                by_epoch.setdefault(row["epoch"], []).append(row[metric])
+    epochs = sorted(by_epoch)
+    means = [statistics.mean(by_epoch[e]) for e in epochs]
+    spreads = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+    return epochs, means, spreads
+
+
+def plot_overlaid(groups: dict[str, list[list[dict]]], metric: str, ylabel: str, path: Path, error_bars: bool) -> bool:
+    """One line per group; False (nothing drawn) when no run has the metric."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for label, runs in groups.items():
+        epochs, means, spreads = curve(runs, metric)
+        if not epochs:
+            continue
+        drawn = True
+        if error_bars:
+            axis.errorbar(epochs, means, yerr=spreads, marker="o", markersize=3, capsize=3, label=label)
+        else:
+            axis.plot(epochs, means, marker="o", markersize=3, label=label)
+    axis.set(xlabel="epoch", ylabel=ylabel)
+    axis.grid(alpha=0.3)
+    if drawn and len(groups) <= 30:
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    if drawn:
+        save_png(figure, path)
+    else:
+        pyplot().close(figure)
+    return drawn
+
+
+def write_sweep_page(directory: Path, table_rows: list[dict[str, Any]], groups: dict[str, list[list[dict]]],
+                     error_bars: bool) -> Path:
+    """summary.html in `directory`; the curve PNGs go in its summary_curves/ folder, and into the page."""
+    folder = directory / "summary_curves"
+    folder.mkdir(exist_ok=True)
+    sections = [("Runs" if not error_bars else "Settings (mean and sd over seeds)", html_table(table_rows))]
+    for metric, ylabel in CURVES:
+        png = folder / f"{metric}.png"
+        what = f"{ylabel} against epoch" + (", mean and sd over seeds" if error_bars else "")
+        if plot_overlaid(groups, metric, ylabel, png, error_bars):
+            sections.append((what, html_image(png)))
+        else:
+            sections.append((what, "<p>no run has this column in its metrics.csv</p>"))
+    page = directory / "summary.html"
+    write_report(page, f"cvrun summarize: {directory.absolute().name}", sections)
+    return page
