@@ -15,6 +15,7 @@ import sys
 
 from cvrun.errors import UserError
 from cvrun.overrides import preflight, quote_paths, split_positional
+from cvrun.parallel import world_size
 
 # name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
 COMMANDS = {
@@ -59,12 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = run_command(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()
+        if world_size() > 1 and argv is None:
+            leave_without_teardown(code)
         return code
     except BrokenPipeError:
         # `cvrun --help | head -3`: the reader has what it wanted. Python's advice for a closed
         # pipe: point stdout at /dev/null so that the exit's own flush raises nothing, exit 1.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def leave_without_teardown(code: int) -> None:
+    """End a torchrun process once its run has ended and its process group is destroyed, skipping the
+    interpreter's teardown: there, with gloo, a rank at times aborted ("terminate called without an active
+    exception", SIGABRT: a C++ thread still joinable as objects were destroyed) after a run that had ended
+    well, failing the whole job. Every file is written and closed by then; the logs and streams are flushed."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_command(args: list[str]) -> int:
