@@ -15,7 +15,7 @@ import sys
 
 from cvrun.errors import UserError
 from cvrun.overrides import preflight, quote_paths, split_positional
-from cvrun.parallel import world_size
+from cvrun.parallel import adopt_slurm_tasks, world_size
 
 # name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
 COMMANDS = {
@@ -57,6 +57,7 @@ def fail(message: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    adopt_slurm_tasks()
     try:
         code = run_command(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()

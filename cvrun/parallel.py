@@ -2,12 +2,47 @@
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK. Data (each process's shard of an epoch) and the
 command line (rank 0 alone makes the run folder) read them before anything heavy loads; the
-process group itself is engine/distributed.py's.
+process group itself is engine/distributed.py's. Tasks that SLURM starts (srun, a launcher's
+multi-task job) carry SLURM's own variables instead: adopt_slurm_tasks() translates them.
 """
 
 from __future__ import annotations
 
 import os
+
+
+DEFAULT_PORT = 29500
+
+
+def adopt_slurm_tasks() -> None:
+    """Several tasks of one SLURM job step, started without torchrun, become the ranks of one run: RANK,
+    WORLD_SIZE and LOCAL_RANK from SLURM_PROCID, the step's task count and SLURM_LOCALID; MASTER_ADDR (the
+    step's first node) and MASTER_PORT (derived from the job id, the same in every task) unless set. Nothing
+    changes under torchrun (RANK is set) or for one task."""
+    env = os.environ
+    tasks = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
+    if "RANK" in env or "SLURM_PROCID" not in env or tasks < 2:
+        return
+    env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], str(tasks)
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    nodes = env.get("SLURM_STEP_NODELIST", env.get("SLURM_JOB_NODELIST", "localhost"))
+    env.setdefault("MASTER_ADDR", first_host(nodes))
+    env.setdefault("MASTER_PORT", str(DEFAULT_PORT + int(env.get("SLURM_JOB_ID", "0")) % 10000))
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: `gpu[03-05,09],cpu1` -> `gpu03` (scontrol's expansion, first item)."""
+    head, depth = "", 0
+    for char in nodelist:  # the first top-level item
+        if char == "," and depth == 0:
+            break
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        head += char
+    if "[" not in head:
+        return head
+    prefix, rest = head.split("[", 1)
+    ranges, suffix = rest.split("]", 1)
+    return prefix + ranges.split(",")[0].split("-")[0] + suffix
 
 
 def world_size() -> int:

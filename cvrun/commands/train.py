@@ -22,12 +22,13 @@ def train(cfg: Any) -> float | None:
     from cvrun.engine import distributed
     from cvrun.engine.rundir import RunFolder, use_cvrun_log_format
     from cvrun.engine.runtime import signals_raise
-    from cvrun.parallel import is_main
+    from cvrun.parallel import adopt_slurm_tasks, is_main
 
     use_cvrun_log_format()
     # A train.log that cannot be written (full disk) is reported by the write that fails next,
     # in one line; logging's own report would be a traceback per line.
     logging.raiseExceptions = False
+    adopt_slurm_tasks()  # a launcher's multi-task SLURM job runs this without cvrun's command line
     refuse_under_torchrun(cfg)
     hydra = HydraConfig.get()
     sweep_dir = Path(hydra.sweep.dir).absolute() if hydra.mode == RunMode.MULTIRUN else None
@@ -50,7 +51,8 @@ def refuse_under_torchrun(cfg: Any) -> None:
 
     reason = REGIMES.get(cfg.regime.name).not_distributed
     if world_size() > 1 and reason is not None:
-        raise UserError(f"regime={cfg.regime.name} does not run under torchrun ({reason}); start it with cvrun train")
+        raise UserError(f"regime={cfg.regime.name} does not run under torchrun or as several SLURM tasks ({reason}); "
+                        "start it as one process with cvrun train")
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Several processes, one run: `torchrun --nproc_per_node=N -m cvrun train ...`.
 
 torchrun starts N copies of cvrun with RANK, WORLD_SIZE and LOCAL_RANK set (cvrun/parallel.py
-reads them). Rank 0 alone lets Hydra make the run folder and alone writes into it; the other
+reads them; SLURM's tasks, started without torchrun, get them from SLURM's variables). Rank 0 alone lets Hydra make the run folder and alone writes into it; the other
 ranks run Hydra without an output folder and learn rank 0's path. Each rank trains on its shard
 of every epoch's order with batch_size / N images a step, so a recipe optimises the same way on
 any number of processes; metrics are summed over the ranks, and evaluation counts every image once.

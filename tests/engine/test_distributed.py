@@ -1,6 +1,9 @@
 """torchrun: one run folder from rank 0, per-rank shards, every evaluation image counted once."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -52,7 +55,8 @@ def test_regimes_that_cannot_run_under_torchrun_say_why(monkeypatch):
 
     as_rank(monkeypatch, 0)
     for regime, reason in (("knn", "it takes no gradient steps"), ("noisy_student", "several training runs")):
-        with pytest.raises(UserError, match=f"regime={regime} does not run under torchrun \\(.*{reason}"):
+        with pytest.raises(UserError, match=f"regime={regime} does not run under torchrun or as several SLURM "
+                                            f"tasks \\(.*{reason}"):
             refuse_under_torchrun(make_cfg(regime={"name": regime}))
     refuse_under_torchrun(make_cfg(regime={"name": "lwf"}))  # lwf and distill run under torchrun
     refuse_under_torchrun(make_cfg(regime={"name": "distill"}))
@@ -99,3 +103,74 @@ def test_regimes_with_more_than_a_model_run_under_torchrun(regime, source_run, t
     assert summary["test_samples"] == test_images  # each counted once over the two processes
     if regime in ("fixmatch", "mean_teacher"):
         assert summary["mask_rate"] is not None and summary["pseudo_label_acc1"] is not None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+ONE_RUN = ["train", "dataset=shapes", "dataset.image_size=32", "dataset.std=[0.25,0.25,0.25]", "dataset.train_size=300",
+           "dataset.test_size=101", "model=lenet5", "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false"]
+
+
+def assert_one_run_of_two_processes(run) -> None:
+    from cvrun.data.splits import build_splits
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2, summary
+    test_images = len(build_splits(make_cfg(dataset={"name": "shapes", "image_size": 32, "test_size": 101}).dataset).test)
+    assert summary["test_samples"] == test_images  # each counted once over the two processes
+    assert (run / "train.log").read_text().count("run folder:") == 1  # one log, from rank 0
+
+
+def without_rank_variables() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT") and not k.startswith("SLURM_")}
+
+
+def test_slurm_variables_become_the_ranks(monkeypatch):
+    from cvrun import parallel
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "1234",
+                       "SLURM_JOB_NODELIST": "gpu[03-05,09],cpu1"}.items():
+        monkeypatch.setenv(key, value)
+    parallel.adopt_slurm_tasks()
+    assert (parallel.rank(), parallel.world_size(), parallel.local_rank()) == (5, 8, 1)
+    assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] == str(29500 + 1234)
+    monkeypatch.setenv("RANK", "0")  # torchrun's own variables win
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    parallel.adopt_slurm_tasks()
+    assert parallel.rank() == 0
+
+
+def test_two_tasks_started_as_slurm_starts_them_train_as_one_run(tmp_path):
+    """No torchrun: each process has only SLURM's variables, as `srun --ntasks=2 cvrun train ...` gives it."""
+    slurm = {**without_rank_variables(), "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "localhost", "SLURM_NODEID": "0",
+             "SLURM_JOB_ID": "7", "MASTER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    run = tmp_path / "run"
+    tasks = [subprocess.Popen([sys.executable, "-m", "cvrun", *ONE_RUN, f"hydra.run.dir={run}"], cwd=tmp_path,
+                              env={**slurm, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for task in (0, 1)]
+    errors = [task.communicate(timeout=300)[1] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], errors
+    assert_one_run_of_two_processes(run)
+
+
+def test_two_torchrun_agents_rendezvous_as_two_nodes(tmp_path):
+    """The two-node recipe on one machine: two agents, one process each, a c10d rendezvous on loopback."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    run = tmp_path / "run"
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                                "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=cvrun-test",
+                                "-m", "cvrun", *ONE_RUN, f"hydra.run.dir={run}"], cwd=tmp_path,
+                               env=without_rank_variables(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    errors = [agent.communicate(timeout=300)[1] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], [e[-3000:] for e in errors]
+    assert_one_run_of_two_processes(run)
