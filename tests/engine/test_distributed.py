@@ -135,16 +135,14 @@ def without_rank_variables() -> dict:
 def test_slurm_variables_become_the_ranks(monkeypatch):
     from cvrun import parallel
 
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "1234",
-                       "SLURM_JOB_NODELIST": "gpu[03-05,09],cpu1"}.items():
-        monkeypatch.setenv(key, value)
+    # A copy of the environment for this test alone: what adopt_slurm_tasks sets must not reach later tests.
+    monkeypatch.setattr(os, "environ", {**without_rank_variables(), "SLURM_PROCID": "5", "SLURM_NTASKS": "8",
+                                        "SLURM_LOCALID": "1", "SLURM_JOB_ID": "1234",
+                                        "SLURM_JOB_NODELIST": "gpu[03-05,09],cpu1"})
     parallel.adopt_slurm_tasks()
     assert (parallel.rank(), parallel.world_size(), parallel.local_rank()) == (5, 8, 1)
     assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] == str(29500 + 1234)
-    monkeypatch.setenv("RANK", "0")  # torchrun's own variables win
-    monkeypatch.setenv("SLURM_PROCID", "3")
+    os.environ.update(RANK="0", SLURM_PROCID="3")  # torchrun's own variables win
     parallel.adopt_slurm_tasks()
     assert parallel.rank() == 0
 
