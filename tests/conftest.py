@@ -18,7 +18,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from cvrun.config import TrainConfig, option_values, typed_option, validate
-from cvrun.paths import config_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"

@@ -163,18 +163,12 @@ def class_means_figure(train: Any, class_names: list[str], size: int, path: Path
     plot_image_grid(means, titles, path, columns=min(10, len(means)), title="mean training image per class")
 
 
-def inspect(run_dir: Path, settings: dict[str, str]) -> int:
-    import numpy as np
-
+def load_split(run_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """The run's config and best weights, its data (dataset.root= where it moved) and the split's samples."""
     from cvrun.commands.eval import load_run
     from cvrun.config import absolute_root
     from cvrun.data.splits import build_splits
-    from cvrun.engine.runtime import select_device
-    from cvrun.io import atomic_write_bytes
     from cvrun.models.pretrained import rebuild_model
-    from cvrun.report import html as page
-    from cvrun.report import inspect as report
-    from cvrun.report.table import read_json
 
     cfg, state = load_run(run_dir)
     if settings["dataset.root"] is not None:
@@ -184,25 +178,65 @@ def inspect(run_dir: Path, settings: dict[str, str]) -> int:
     if data.class_names != list(state["class_names"]):
         raise UserError(f"the data of {run_dir} now has classes {data.class_names}, but its checkpoint "
                         f"was trained on {state['class_names']}")
-    split = settings["split"]
-    samples = data.test if split == "test" else data.val
+    samples = data.test if settings["split"] == "test" else data.val
     if samples is None or not len(samples):
-        raise UserError(f"{run_dir} has no {split} split (dataset.val_fraction=0?); use split=test")
-    model, names, size = rebuild_model(cfg, state), data.class_names, cfg.dataset.image_size
+        raise UserError(f"{run_dir} has no {settings['split']} split (dataset.val_fraction=0?); use split=test")
+    return cfg, rebuild_model(cfg, state), data, samples
+
+
+def write_tables(predictions: Any, out: Path) -> tuple[list[dict], list[dict], float, list[dict]]:
+    """per_class.csv and confusion.csv; returns the per-class rows, the most confused pairs, the ECE and its bins."""
+    from cvrun.io import atomic_write_bytes
+    from cvrun.report import inspect as report
+
+    rows = report.per_class_rows(predictions)
+    columns = ["class", "support", "acc1", "precision", "recall", "f1", "acc5"]
+    atomic_write_bytes(out / "per_class.csv", csv_text(columns, [[r[k] for k in columns] for r in rows]))
+    names, confusion = predictions.class_names, predictions.confusion()
+    atomic_write_bytes(out / "confusion.csv", csv_text(["class", *names],
+                                                       [[n, *map(int, row)] for n, row in zip(names, confusion)]))
+    ece, bins = report.expected_calibration_error(predictions)
+    return rows, report.confused_pairs(confusion, names), ece, bins
+
+
+def write_page(run_dir: Path, out: Path, facts: list[tuple[str, str]], rows: list[dict],
+               pairs: list[dict], notes: dict[str, str]) -> None:
+    """report.html: the key figures, the tables and every picture, embedded."""
+    from cvrun.report import html as page
+
+    def figure(path: Path) -> str:
+        return page.html_image(path) if path.exists() else "<p>not drawn</p>"
+
+    sections = [("Key figures", page.html_table([{"": k, "value": v} for k, v in facts])),
+                ("Per class", page.html_table(rows)),
+                ("Most confused pairs", page.html_table(pairs)),
+                ("Confusion matrix", figure(out / "confusion.png")),
+                ("Most confident mistakes", figure(out / "mistakes.png")),
+                ("Grad-CAM", notes.get("cam") or figure(out / "cam.png")),
+                ("Calibration", figure(out / "calibration.png")),
+                ("Embedding", figure(out / "embedding.png")),
+                ("First layer", f"<p>{notes['filters']}</p>" + figure(out / "filters.png")),
+                ("Class means", figure(out / "class_means.png")),
+                ("Training curves", figure(run_dir / "curves.png"))]
+    page.write_report(out / "report.html", f"cvrun inspect: {run_dir.name} ({out.name[len('inspect_'):]})", sections)
+
+
+def inspect(run_dir: Path, settings: dict[str, Any]) -> int:
+    import numpy as np
+
+    from cvrun.engine.runtime import select_device
+    from cvrun.report import inspect as report
+    from cvrun.report.table import read_json
+
+    cfg, model, data, samples = load_split(run_dir, settings)
+    names, size, split = data.class_names, cfg.dataset.image_size, settings["split"]
     labels, probs, features = score_split(model, samples, cfg, select_device(cfg.trainer.device))
     predictions = report.Predictions(labels, probs, names)
     out = run_dir / f"inspect_{split}"
     out.mkdir(exist_ok=True)
 
-    rows = report.per_class_rows(predictions)
-    columns = ["class", "support", "acc1", "precision", "recall", "f1", "acc5"]
-    atomic_write_bytes(out / "per_class.csv", csv_text(columns, [[r[k] for k in columns] for r in rows]))
-    confusion = predictions.confusion()
-    atomic_write_bytes(out / "confusion.csv", csv_text(["class", *names],
-                                                       [[n, *map(int, row)] for n, row in zip(names, confusion)]))
-    report.plot_confusion(confusion, names, out / "confusion.png")
-    pairs = report.confused_pairs(confusion, names)
-    ece, bins = report.expected_calibration_error(predictions)
+    rows, pairs, ece, bins = write_tables(predictions, out)
+    report.plot_confusion(predictions.confusion(), names, out / "confusion.png")
     report.plot_calibration(ece, bins, out / "calibration.png")
     mistakes = mistakes_figure(predictions, samples, size, out / "mistakes.png")
     no_cam = cam_figure(model, predictions, samples, cfg, out / "cam.png")
@@ -212,25 +246,11 @@ def inspect(run_dir: Path, settings: dict[str, str]) -> int:
     class_means_figure(data.train, names, size, out / "class_means.png")
 
     acc1 = 100 * float((predictions.predicted == labels).mean())
-    summary = read_json(run_dir / "summary.json")
     facts = [("run", str(run_dir)), ("model", cfg.model.name), ("regime", cfg.regime.name),
              ("split", f"{split}, {len(labels)} images, {len(names)} classes"), ("top-1", f"{acc1:.2f}%"),
              ("mistakes", str(mistakes)), ("expected calibration error", f"{ece:.2f}% ({report.ECE_BINS} bins)"),
-             ("best epoch", str(summary.get("best_epoch")))]
-    figure = lambda name: page.html_image(out / name) if (out / name).exists() else "<p>not drawn</p>"  # noqa: E731
-    sections = [("Key figures", page.html_table([{"": k, "value": v} for k, v in facts])),
-                ("Per class", page.html_table(rows)),
-                ("Most confused pairs", page.html_table(pairs)),
-                ("Confusion matrix", figure("confusion.png")),
-                ("Most confident mistakes", figure("mistakes.png")),
-                ("Grad-CAM", no_cam or figure("cam.png")),
-                ("Calibration", figure("calibration.png")),
-                ("Embedding", figure("embedding.png")),
-                ("First layer", f"<p>{filters}</p>" + figure("filters.png")),
-                ("Class means", figure("class_means.png")),
-                ("Training curves", figure("../curves.png") if (run_dir / "curves.png").exists() else "<p>none</p>")]
-    page.write_report(out / "report.html", f"cvrun inspect: {run_dir.name} ({split})", sections)
-
+             ("best epoch", str(read_json(run_dir / "summary.json").get("best_epoch")))]
+    write_page(run_dir, out, facts, rows, pairs, {"cam": no_cam, "filters": filters})
     print(f"{split}: top-1 {acc1:.2f}%  macro F1 {rows[-2]['f1']:.2f}%  ECE {ece:.2f}%  ({len(labels)} images)")
     for pair in pairs[:5]:
         print(f"  {pair['true']} -> {pair['predicted']}: {pair['images']} images ({pair['share']:.1f}% of {pair['true']})")

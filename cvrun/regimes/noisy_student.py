@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, List, Optional
 
 from omegaconf import OmegaConf

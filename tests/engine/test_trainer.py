@@ -143,7 +143,7 @@ def test_accumulating_4_batches_of_32_follows_1_batch_of_128(tmp_path):
     parts = train_run(tmp_path / "parts", trainer={"epochs": 3, "batch_size": 32, "accumulate": 4}, **common)
     assert train_losses(tmp_path / "parts") == pytest.approx(train_losses(tmp_path / "whole"), rel=1e-4)
     assert abs(parts["test_acc1"] - whole["test_acc1"]) <= 0.5
-    single = train_run(tmp_path / "single", trainer={"epochs": 1, "batch_size": 32}, **common)
+    train_run(tmp_path / "single", trainer={"epochs": 1, "batch_size": 32}, **common)
     assert train_losses(tmp_path / "single") != pytest.approx(train_losses(tmp_path / "parts")[:1], rel=1e-4)
 
 
