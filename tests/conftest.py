@@ -204,3 +204,17 @@ def open_in_chromium(page: Path, tmp_path: Path) -> tuple[list[int], str]:
     found = re.search(r'data-widths="([\d,]*)"', result.stdout)
     assert found is not None, result.stderr[-2000:]
     return [int(w) for w in found.group(1).split(",") if w], result.stderr
+
+
+def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
+    """Make the next run receive SIGTERM right after it saved last.pt for `epoch` (monkeypatch.undo() ends it)."""
+    from cvrun.engine.runtime import Interrupted
+    from cvrun.engine.trainer import _Loop
+
+    save_last = _Loop.save_last
+
+    def stop_after_epoch(self):
+        save_last(self)
+        if self.epoch_done == epoch:
+            raise Interrupted("SIGTERM")
+    monkeypatch.setattr(_Loop, "save_last", stop_after_epoch)

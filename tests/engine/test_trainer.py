@@ -148,20 +148,12 @@ def test_accumulating_4_batches_of_32_follows_1_batch_of_128(tmp_path):
 
 
 def test_early_stopping_ends_a_run_without_gains_and_a_resume_keeps_its_count(tmp_path, monkeypatch):
-    from cvrun.engine.runtime import Interrupted
-    from cvrun.engine.trainer import _Loop
-    from tests.conftest import train_run
+    from tests.conftest import interrupt_after_epoch, train_run
 
     never_enough = {"epochs": 10, "early_stop_patience": 2, "early_stop_min_delta": 100.0}
     summary = train_run(tmp_path / "whole", trainer=never_enough)
     assert summary["status"] == "completed" and summary["stopped_early"] is True and summary["epochs_run"] == 3
-    save_last = _Loop.save_last
-
-    def stop_after_epoch_2(self):
-        save_last(self)
-        if self.epoch_done == 2:
-            raise Interrupted("SIGTERM")
-    monkeypatch.setattr(_Loop, "save_last", stop_after_epoch_2)
+    interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(SystemExit):
         train_run(tmp_path / "cut", trainer=never_enough)
     monkeypatch.undo()

@@ -32,16 +32,9 @@ def test_params_metrics_tags_and_artifacts_match_the_run_folder(logged_run):
 
 
 def test_an_interrupted_run_resumes_into_the_same_mlflow_run(tmp_path, monkeypatch):
-    from cvrun.engine.runtime import Interrupted
-    from cvrun.engine.trainer import _Loop
+    from tests.conftest import interrupt_after_epoch
 
-    save_last = _Loop.save_last
-
-    def stop_after_epoch_1(self):
-        save_last(self)
-        if self.epoch_done == 1:
-            raise Interrupted("SIGTERM")
-    monkeypatch.setattr(_Loop, "save_last", stop_after_epoch_1)
+    interrupt_after_epoch(monkeypatch, 1)
     assert cli("train", *RUN, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path).returncode == 130
     run_id = summary_of(tmp_path / "run")["mlflow_run_id"]
     assert client_for(tmp_path / "run").get_run(run_id).info.status == "KILLED"

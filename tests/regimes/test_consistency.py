@@ -56,17 +56,10 @@ def test_the_pools_hidden_labels_score_the_pseudo_labels_and_never_reach_the_los
 
 @pytest.mark.parametrize("regime", REGIMES)
 def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_bits(regime, tmp_path, monkeypatch):
-    from cvrun.engine.runtime import Interrupted
-    from cvrun.engine.trainer import _Loop
+    from tests.conftest import interrupt_after_epoch
 
     whole = small_run(tmp_path / "whole", regime)
-    save_last = _Loop.save_last
-
-    def stop_after_epoch_1(self):
-        save_last(self)
-        if self.epoch_done == 1:
-            raise Interrupted("SIGTERM")
-    monkeypatch.setattr(_Loop, "save_last", stop_after_epoch_1)
+    interrupt_after_epoch(monkeypatch, 1)
     with pytest.raises(SystemExit):
         small_run(tmp_path / "cut", regime)
     monkeypatch.undo()
