@@ -7,8 +7,6 @@ embedding.png, filters.png, class_means.png and report.html, a self-contained pa
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,14 +59,6 @@ def score_split(model: Any, samples: Any, cfg: Any, device: Any) -> tuple[Any, A
             features.append(batch_features.float().cpu())
             labels.append(batch_labels)
     return torch.cat(labels).numpy(), torch.cat(probs).numpy(), torch.cat(features).numpy()
-
-
-def csv_text(header: list[str], rows: list[list[Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[f"{v:.2f}" if isinstance(v, float) else v for v in row] for row in rows])
-    return out.getvalue().encode()
 
 
 def mistakes_figure(predictions: Any, samples: Any, size: int, path: Path) -> int:
@@ -184,19 +174,20 @@ def load_split(run_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any, Any, 
     return cfg, rebuild_model(cfg, state), data, samples
 
 
-def write_tables(predictions: Any, out: Path) -> tuple[list[dict], list[dict], float, list[dict]]:
-    """per_class.csv and confusion.csv; returns the per-class rows, the most confused pairs, the ECE and its bins."""
+def write_tables(predictions: Any, confusion: Any, out: Path) -> list[dict]:
+    """per_class.csv (percentages to two decimals) and confusion.csv; returns the per-class rows."""
     from cvrun.io import atomic_write_bytes
     from cvrun.report import inspect as report
+    from cvrun.report.table import to_csv
 
     rows = report.per_class_rows(predictions)
     columns = ["class", "support", "acc1", "precision", "recall", "f1", "acc5"]
-    atomic_write_bytes(out / "per_class.csv", csv_text(columns, [[r[k] for k in columns] for r in rows]))
-    names, confusion = predictions.class_names, predictions.confusion()
-    atomic_write_bytes(out / "confusion.csv", csv_text(["class", *names],
-                                                       [[n, *map(int, row)] for n, row in zip(names, confusion)]))
-    ece, bins = report.expected_calibration_error(predictions)
-    return rows, report.confused_pairs(confusion, names), ece, bins
+    rounded = [{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+    atomic_write_bytes(out / "per_class.csv", to_csv(rounded, columns).encode())
+    names = predictions.class_names
+    counts = [{"class": name, **dict(zip(names, map(int, row)))} for name, row in zip(names, confusion)]
+    atomic_write_bytes(out / "confusion.csv", to_csv(counts, ["class", *names]).encode())
+    return rows
 
 
 def write_page(run_dir: Path, out: Path, facts: list[tuple[str, str]], rows: list[dict],
@@ -235,8 +226,11 @@ def inspect(run_dir: Path, settings: dict[str, Any]) -> int:
     out = run_dir / f"inspect_{split}"
     out.mkdir(exist_ok=True)
 
-    rows, pairs, ece, bins = write_tables(predictions, out)
-    report.plot_confusion(predictions.confusion(), names, out / "confusion.png")
+    confusion = predictions.confusion()
+    rows = write_tables(predictions, confusion, out)
+    pairs = report.confused_pairs(confusion, names)
+    report.plot_confusion(confusion, names, out / "confusion.png")
+    ece, bins = report.expected_calibration_error(predictions)
     report.plot_calibration(ece, bins, out / "calibration.png")
     mistakes = mistakes_figure(predictions, samples, size, out / "mistakes.png")
     no_cam = cam_figure(model, predictions, samples, cfg, out / "cam.png")

@@ -8,8 +8,6 @@ status is 1 when any is.
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,14 +63,6 @@ def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch
     return rows
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
 def output_path(out: Path | None) -> Path:
     """--out as given (the user names it: it may be replaced), else predictions.csv here, never replaced."""
     if out is not None:
@@ -86,6 +76,7 @@ def output_path(out: Path | None) -> Path:
 def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int) -> int:
     from cvrun.data.files import collect_image_paths
     from cvrun.io import atomic_write_bytes
+    from cvrun.report.table import to_csv
 
     if top_k < 1:
         raise UserError(f"--top-k {top_k} is not a count; use 1 or more")
@@ -95,8 +86,9 @@ def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path
     predictor = load_predictor(source)
     target = output_path(out)
     rows = predict_files(predictor, paths, min(top_k, len(predictor.card.class_names)), tta, batch_size)
-    atomic_write_bytes(target, csv_text(rows).encode())
-    print("".join(csv_text(rows).splitlines(keepends=True)[:SHOWN_ROWS + 1]), end="")
+    text = to_csv(rows, list(rows[0]))
+    atomic_write_bytes(target, text.encode())
+    print("".join(text.splitlines(keepends=True)[:SHOWN_ROWS + 1]), end="")
     failed = sum(1 for row in rows if row["error"])
     print(f"{len(rows)} predictions{' with flip TTA' if tta else ''} in {target}"
           + (f"; {failed} file(s) could not be read (their rows say why)" if failed else ""))

@@ -37,8 +37,8 @@ def train(cfg: Any) -> float | None:
         with signals_raise(), held_folder(Path(run_path), is_main()):
             run = RunFolder(Path(run_path), writes=is_main())
             summary = start_run(cfg, run, sweep_dir)
-        # The ranks leave the process group together, once rank 0 has written the run's files: a rank
-        # leaving while rank 0 still wrote was seen to abort (SIGABRT) in gloo's teardown.
+        # The ranks leave the process group together, once rank 0 has written the run's files, so that no
+        # rank closes its connections while another still uses them.
         distributed.barrier()
         return summary.get("best_val_acc1")
     finally:

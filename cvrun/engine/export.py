@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cvrun.engine.inference import ModelCard, import_or_explain
+from cvrun.engine.inference import ModelCard, OnnxPredictor, import_or_explain
 from cvrun.errors import UserError
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
@@ -87,11 +87,7 @@ class Agreement:
 def exported_logits(path: Path, images: torch.Tensor) -> torch.Tensor:
     """The exported file's logits for normalised images, fed in the batch size it takes."""
     if path.suffix == ".onnx":
-        session = import_or_explain("onnxruntime").InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        size = session.get_inputs()[0].shape[0]
-        step = size if isinstance(size, int) else len(images)
-        return torch.cat([torch.from_numpy(session.run(None, {"images": chunk.numpy()})[0])
-                          for chunk in images.split(step)])
+        return OnnxPredictor(path).normalized_logits(images.numpy())
     program = torch.export.load(str(path)).module()
     batch = json.loads(read_pt2_metadata(path)["batch"])
     step = batch if isinstance(batch, int) else len(images)

@@ -95,7 +95,10 @@ class OnnxPredictor:
         self.std = np.asarray(self.card.std, np.float32).reshape(1, -1, 1, 1) * 255
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        inputs = (images.numpy().astype(np.float32) - self.mean) / self.std
+        return self.normalized_logits((images.numpy().astype(np.float32) - self.mean) / self.std)
+
+    def normalized_logits(self, inputs: np.ndarray) -> torch.Tensor:
+        """Logits of inputs already normalised as the card says, fed in the batch size the model takes."""
         chunks = np.split(inputs, range(self.fixed_batch, len(inputs), self.fixed_batch)) if self.fixed_batch else [inputs]
         return torch.from_numpy(np.concatenate([self.session.run(None, {self.input_name: chunk})[0]
                                                 for chunk in chunks]))

@@ -5,6 +5,7 @@ Grad-CAM overlays, first-layer filters and class means (cvrun/report/html.py mak
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,11 @@ class Predictions:
     probs: np.ndarray
     class_names: list[str]
 
-    @property
+    @cached_property
     def predicted(self) -> np.ndarray:
         return self.probs.argmax(axis=1)
 
-    @property
+    @cached_property
     def confidence(self) -> np.ndarray:
         return self.probs.max(axis=1)
 

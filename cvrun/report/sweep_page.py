@@ -59,7 +59,7 @@ def plot_overlaid(groups: dict[str, list[list[dict]]], metric: str, ylabel: str,
     if drawn:
         save_png(figure, path)
     else:
-        pyplot().close(figure)
+        plt.close(figure)
     return drawn
 
 
