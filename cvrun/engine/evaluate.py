@@ -84,11 +84,11 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
         correct1 += topk_correct(logits, labels, 1)
         correct5 += topk_correct(logits, labels, 5)
         seen += labels.shape[0]
-        counts = confusion_counts(logits, labels).flatten()
+        counts = confusion_counts(logits, labels)
         confusion = counts if confusion is None else confusion + counts
     model.train(was_training)
     if confusion is None:  # no images on this process (an evaluation shard can be empty)
-        confusion = torch.zeros(0, device=device, dtype=torch.long)
+        confusion = torch.zeros(0, 0, device=device, dtype=torch.long)
     # Under torchrun each process scored its own share; the sums make the whole set, each image once.
     distributed.sum_over_ranks(loss_sum, correct1, correct5, seen)
     confusion = summed_confusion(confusion)
@@ -109,7 +109,7 @@ def summed_confusion(confusion: torch.Tensor) -> torch.Tensor:
     size = torch.tensor([confusion.numel()], device=confusion.device)
     distributed.max_over_ranks(size)  # a process without images has an empty one
     whole = torch.zeros(int(size.item()), device=confusion.device, dtype=torch.long)
-    whole[: confusion.numel()] += confusion
+    whole[: confusion.numel()] += confusion.flatten()
     distributed.sum_over_ranks(whole)
     classes = int(round(whole.numel() ** 0.5))
     return whole.view(classes, classes).cpu()
