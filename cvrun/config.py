@@ -8,7 +8,7 @@ read. This module must not import torch: the CLI uses it to check overrides.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from cvrun.errors import UserError, require
 
@@ -124,6 +124,46 @@ OPTION_SECTIONS = {"aug": ("cvrun.augment.policies", "POLICIES"), "regime": ("cv
                    "logger": ("cvrun.loggers", "LOGGERS")}
 
 
+# Optuna's pruners that hparams_search.pruner names (none: every trial trains all its epochs).
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+
+
+@dataclass
+class SearchConfig:
+    """An Optuna search's settings the trials share (hydra/sweeper=optuna; an hparams_search preset sets them).
+
+    The sweeper reads them to run the study, each trial to report its validation top-1 every epoch.
+    """
+
+    pruner: str = "none"
+    # Epochs every trial trains before the pruner may stop it (Optuna's n_warmup_steps / min_resource).
+    pruner_warmup_epochs: int = 1
+    # Median pruner: trials that must finish before it compares any.
+    pruner_startup_trials: int = 4
+    # Failed trials (a crash, a diverged loss) after which the search stops; interrupted ones do not count.
+    max_failures: int = 3
+    # A search's folder: carry its study on (finished trials stay, interrupted ones run again).
+    resume: Optional[str] = None
+
+
+@dataclass
+class OptunaSweeperConfig:
+    """hydra/sweeper=optuna: cvrun's Optuna search (cvrun/search); the keys of Hydra's Optuna plugin that
+    cvrun's presets and commands used keep their meaning."""
+
+    _target_: str = "hydra_plugins.cvrun_optuna.OptunaSweeper"
+    # Any Optuna sampler, built by Hydra: hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler
+    sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
+    direction: str = "maximize"  # of each trial's best validation top-1
+    study_name: str = "cvrun"
+    # null: sqlite (the sweep folder's optuna.db), or journal (optuna.journal) under the slurm launcher;
+    # or sqlite, journal, or an SQLAlchemy URL
+    storage: Optional[str] = None
+    n_trials: int = 20
+    n_jobs: int = 1  # trials launched at once (the local_parallel and slurm launchers run them together)
+    params: Dict[str, Any] = field(default_factory=dict)  # key: Hydra's sweep grammar (cvrun/search/space.py)
+
+
 @dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -134,6 +174,7 @@ class TrainConfig:
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = None  # {name: that logger's schema} for each logger in the list (cvrun/loggers/<name>.py)
+    hparams_search: SearchConfig = field(default_factory=SearchConfig)
 
 
 @dataclass
@@ -379,6 +420,12 @@ def check_values(cfg: Any) -> None:
         require(t.steps_per_epoch is None or t.steps_per_epoch > 0,
                  f"trainer.steps_per_epoch must be positive or null (one pass), got {t.steps_per_epoch}")
         require(t.log_every_n_steps >= 1, f"trainer.log_every_n_steps must be >= 1, got {t.log_every_n_steps}")
+    if "hparams_search" in cfg:
+        h = cfg.hparams_search
+        require(h.pruner in PRUNERS, f"hparams_search.pruner must be one of {', '.join(PRUNERS)}, got {h.pruner}")
+        require(h.pruner_warmup_epochs >= 1 and h.pruner_startup_trials >= 0 and h.max_failures >= 0,
+                 "hparams_search.pruner_warmup_epochs must be >= 1, pruner_startup_trials and max_failures >= 0, "
+                 f"got {h.pruner_warmup_epochs}, {h.pruner_startup_trials} and {h.max_failures}")
     if "dataset" in cfg and OmegaConf.get_type(cfg.dataset) is DatasetConfig:  # eval's dataset holds only a root
         d = cfg.dataset
         require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")

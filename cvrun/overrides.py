@@ -17,7 +17,7 @@ from cvrun.errors import UserError
 # Keys whose values are paths. Sweep job folders hold '=' and ',' (0_aug=none,model=lenet5), which
 # Hydra's grammar reads as syntax, so these values reach Hydra quoted.
 PATH_KEYS = {"dataset.root", "dataset.unlabeled_root", "dataset.cache_dir", "model.pretrained", "regime.teacher",
-             "trainer.resume", "hydra.run.dir", "hydra.sweep.dir", "run_dir"}
+             "trainer.resume", "hparams_search.resume", "hydra.run.dir", "hydra.sweep.dir", "run_dir"}
 # What Hydra reads unquoted in a path without taking it for syntax.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./~+\-]*")
 
@@ -177,8 +177,7 @@ def preflight(command: str, args: list[str]) -> None:
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete() or override.is_add():
             continue
-        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
-                  else [override.get_value_element_as_str()])
+        values = sweep_values(override)
         group_dir = root / key
         if group_dir.is_dir():
             options = group_options(key)
@@ -196,6 +195,16 @@ def preflight(command: str, args: list[str]) -> None:
             for value in values:
                 check_value(SCHEMAS[command], key, value)
     compose_check(command, parsed)
+
+
+def sweep_values(override: Any) -> list[str]:
+    """The values an override gives, as strings: a sweep's each (an interval of an Optuna search: its ends)."""
+    if override.is_interval_sweep():
+        interval = override.value()
+        return [str(interval.start), str(interval.end)]
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
 
 
 # Combinations of a sweep's values composed by the check; a larger sweep is checked on its first ones.
@@ -216,7 +225,7 @@ def compose_check(command: str, parsed: list[Any]) -> None:
 
     choices = [[override.input_line] if not override.is_sweep_override() else
                [f"{'+' if override.is_add() else ''}{override.key_or_group}={value}"
-                for value in override.sweep_string_iterator()] for override in parsed]
+                for value in sweep_values(override)] for override in parsed]
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         for job in itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS):

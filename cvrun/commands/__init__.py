@@ -21,7 +21,7 @@ def register_schemas() -> None:
     from omegaconf import OmegaConf
 
     from cvrun.augment import POLICIES
-    from cvrun.config import SCHEMAS
+    from cvrun.config import SCHEMAS, OptunaSweeperConfig
     from cvrun.io import claim_folder, forget_claims, short_name
     from cvrun.registry import load_plugins
     from cvrun.regimes import REGIMES
@@ -34,9 +34,20 @@ def register_schemas() -> None:
         store.store(group="regime", name=f"{name}_schema", node=regime.config)
     for name, policy in POLICIES.items():
         store.store(group="aug", name=f"{name}_schema", node=policy.config)
+    store.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConfig)
+    register_sweeper()
     forget_claims()
     OmegaConf.register_new_resolver("unique", lambda path: str(claim_folder(path)), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("short_name", short_name, replace=True)
+
+
+def register_sweeper() -> None:
+    """cvrun's Optuna sweeper among Hydra's plugins. Hydra finds plugins by walking the hydra_plugins package
+    with pkgutil, which does not see into setuptools' editable installs (`pip install -e .`): registered here."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.cvrun_optuna import OptunaSweeper
+
+    Plugins.instance().register(OptunaSweeper)
 
 
 def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:

@@ -93,6 +93,7 @@ def start_run(cfg: Any, run: Any, sweep_dir: Path | None = None) -> dict:
     from cvrun.engine.runtime import Interrupted, seed_everything
     from cvrun.io import StorageError
     from cvrun.regimes import REGIMES
+    from cvrun.search.study import trial_reporters
 
     # A resume that cannot start leaves the earlier run's record as it was.
     resumed = resumed_config(cfg, run) if cfg.trainer.resume is not None else None
@@ -103,7 +104,8 @@ def start_run(cfg: Any, run: Any, sweep_dir: Path | None = None) -> dict:
             run.write_config(OmegaConf.to_yaml(typed))
         log.info("run folder: %s", run.path)
         seed_everything(typed.trainer.seed, typed.trainer.deterministic)
-        regime = REGIMES.get(typed.regime.name)(typed, run, run_callbacks(typed, run, sweep_dir), run_callbacks)
+        callbacks = [*run_callbacks(typed, run, sweep_dir), *trial_reporters(typed)]  # a search's trial reports
+        regime = REGIMES.get(typed.regime.name)(typed, run, callbacks, run_callbacks)
         return regime.start()
     except ResumeRefused:
         raise
@@ -146,7 +148,7 @@ def record_end(run: Any, status: str, reason: str) -> None:
 RESUME_MAY_CHANGE = ("trainer.progress", "trainer.num_workers")
 # What makes a folder a run's (or a sweep's): Hydra's record, cvrun's files, or a training lock.
 RUN_MARKERS = (".hydra", "config.yaml", "summary.json", "metrics.csv", "checkpoints", "train.log", ".lock")
-SWEEP_MARKERS = ("multirun.yaml", "jobs.jsonl", "summary.csv")
+SWEEP_MARKERS = ("multirun.yaml", "jobs.jsonl", "summary.csv", "optuna.db", "optuna.journal")
 
 
 def override_value(override: str) -> str:
@@ -179,7 +181,7 @@ def prepare_args(args: list[str]) -> list[str]:
     """What Hydra gets for `cvrun train`: a resume runs in its own folder, a new run never in another's."""
     from cvrun.parallel import is_main
 
-    resume = resume_args(args)
+    resume = resume_args(args) or search_resume_args(args)
     if resume is None and is_main():  # other torchrun ranks follow rank 0's folder
         refuse_taken_folder(args)
     # The log is train.log also when Hydra runs a saved config.yaml, which has no hydra section.
@@ -249,6 +251,29 @@ def resume_args(args: list[str]) -> list[str] | None:
     if is_main():
         lock_run_folder(folder)
     return with_overrides(args, [f"hydra.run.dir={hydra_quote(str(folder.resolve()))}", "hydra.output_subdir=null"])
+
+
+def search_resume_args(args: list[str]) -> list[str] | None:
+    """`cvrun train -m ... hparams_search.resume=SWEEP_DIR`: the search carries its study on in its own folder.
+
+    None when the command resumes no search. The sweeper checks that the command searches what the study did.
+    """
+    from cvrun.io import lock_holder
+    from cvrun.search.study import STUDY_FILES
+
+    given = [o for o in override_args(args) or [] if key_of(o) == "hparams_search.resume"]
+    if not given or override_value(given[-1]) in ("null", ""):
+        return None
+    folder = Path(override_value(given[-1])).expanduser()
+    if "-m" not in args and "--multirun" not in args:
+        raise UserError("hparams_search.resume carries on a search; add -m")
+    if not any((folder / name).is_file() for name in STUDY_FILES.values()):
+        raise UserError(f"hparams_search.resume={folder} holds no Optuna study ({' or '.join(STUDY_FILES.values())}); "
+                        "name the folder of a search started with cvrun train -m hparams_search=...")
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise UserError(f"{folder} is in use: {holder} runs the search there; wait for it to end")
+    return with_overrides(args, [f"hydra.sweep.dir={hydra_quote(str(folder.resolve()))}"])
 
 
 def changed_settings(folder: Path, overrides: list[str]) -> list[str]:

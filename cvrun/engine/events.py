@@ -9,7 +9,10 @@ cvrun/loggers. A callback implements the events it needs:
     on_steps(step, values)       every trainer.log_every_n_steps steps: lr, train_loss
     on_epoch_end(row, rows)      one metrics row, and every row so far
     on_checkpoint(name, path)    checkpoints/last.pt or best.pt written
-    on_run_end(summary, rows)    the final summary (completed, interrupted, failed) and the rows
+    on_run_end(summary, rows)    the final summary (completed, interrupted, failed, pruned) and the rows
+
+A callback may end a run after an epoch by raising EndRun from on_epoch_end (a search's pruner does): the
+trainer records the status it names and skips the test.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 log = logging.getLogger("cvrun")
+
+
+class EndRun(Exception):
+    """Raised by a callback after an epoch: the run ends now with `status` (not tested); the message says why."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
 
 
 class Callback:
@@ -58,6 +69,8 @@ class Events:
         for callback in list(self.callbacks):
             try:
                 getattr(callback, event)(*args)
+            except EndRun:
+                raise
             except quiet:
                 continue
             except Exception as err:  # noqa: BLE001 - a tracker's failure of any kind

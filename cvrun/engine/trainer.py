@@ -47,7 +47,7 @@ from cvrun import parallel
 from cvrun.data.splits import split_changes
 from cvrun.engine import distributed
 from cvrun.engine.evaluate import evaluate, per_class_acc1
-from cvrun.engine.events import Callback, Events
+from cvrun.engine.events import Callback, EndRun, Events
 from cvrun.engine.optim import build_optimizer, build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
 from cvrun.engine.runtime import Interrupted, autocast, autocast_dtype, select_device
@@ -207,6 +207,8 @@ class Trainer:
             summary.update(regime.finished(summary, loop.rows))
             loop.stage = "finishing"
             self.end(summary, loop, "completed", None)
+        except EndRun as ended:  # a callback stopped it after an epoch: best.pt holds the best so far, untested
+            self.end(summary, loop, ended.status, str(ended))
         except Interrupted as err:
             self.end(summary, loop, "interrupted", loop.interrupt_reason(str(err)), quiet=True)
             raise SystemExit(130) from None
@@ -232,7 +234,7 @@ class Trainer:
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
                        stopped_early=loop.stopped_early, wall_seconds=round(loop.wall_seconds(), 2))
         if reason is not None:
-            (log.warning if status == "interrupted" else log.error)(reason)
+            (log.error if status == "failed" else log.warning)(reason)
         with contextlib.suppress(Interrupted) if quiet else contextlib.nullcontext():
             self.events.emit("on_run_end", summary, loop.rows, quiet=(StorageError, Interrupted) if quiet else ())
 
@@ -337,7 +339,22 @@ class _Loop:
             self.count_towards_early_stop(val)
             # Checkpoints before metrics.csv: an epoch listed there is always in last.pt too.
             self.save_last()
+            self.end_of_epoch_event(row)
+
+    def end_of_epoch_event(self, row: dict[str, Any]) -> None:
+        """The epoch-end event; a callback's EndRun (raised on rank 0, where callbacks write) ends every process."""
+        ended = None
+        try:
             self.events.emit("on_epoch_end", row, self.rows)
+        except EndRun as err:
+            ended = err
+        if distributed.active():
+            flag = torch.tensor(int(ended is not None), device=self.device)
+            distributed.max_over_ranks(flag)
+            if flag.item() and ended is None:
+                ended = EndRun("stopped", "rank 0 ended the run")
+        if ended is not None:
+            raise ended
 
     def improves(self, val: dict[str, float] | None) -> bool:
         """Higher validation top-1 (as reported, to 2 decimals); on a tie, lower validation loss.

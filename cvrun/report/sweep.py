@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 
 from cvrun.io import StorageError, atomic_write_bytes, storage_fault
 from cvrun.report.figures import pyplot, save_png
-from cvrun.report.table import result_columns, run_row, split_override, to_csv
+from cvrun.report.table import read_overrides, result_columns, run_row, split_override, to_csv
 
 JOBS_FILE = "jobs.jsonl"
 
@@ -64,11 +64,24 @@ def sweep_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     for line in (path.read_text().splitlines() if path.exists() else []):
         record = json.loads(line)
         records[record["num"]] = record
+    records = {**unrecorded_jobs(sweep_dir), **records}
     rows = [{"job": num, **run_row(Path(records[num]["run_dir"]), records[num]["overrides"], records[num]["status"])}
             for num in sorted(records)]
     first_job = Path(records[min(records)]["run_dir"]) if records else None
     keys = swept_keys(sweep_dir, first_job) or [split_override(o)[0] for r in records.values() for o in r["overrides"]]
     return rows, list(dict.fromkeys(keys))
+
+
+def unrecorded_jobs(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    """Job folders (`<num>_...` with a summary.json) that jobs.jsonl lacks: a sweep stopped by Ctrl-C ends
+    without the job-end callback, and its interrupted job is still one of its rows."""
+    found = {}
+    for folder in sorted(sweep_dir.glob("[0-9]*_*")):
+        number = folder.name.split("_", 1)[0]
+        if number.isdigit() and (folder / "summary.json").is_file():
+            found[int(number)] = {"num": int(number), "overrides": read_overrides(folder), "run_dir": str(folder),
+                                  "status": "unknown"}
+    return found
 
 
 def write_summary_csv(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -113,14 +126,38 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     save_png(figure, path, bbox_inches="tight")
 
 
+def typed_value(key: str, value: Any) -> Any:
+    """A swept value as Hydra reads it (0.05 a number, resnet20 a string), so best.json holds it typed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(f"{key}={value}").value()
+    except HydraException:
+        return value
+
+
 def pick_best(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:
     """The completed job with the best validation accuracy (never chosen on the test split)."""
     scored = [r for r in rows if r["status"] == "completed" and r.get("best_val_acc1") is not None]
     if not scored:
         return None
     best = max(scored, key=lambda r: r["best_val_acc1"])
-    return {"job": best["job"], "overrides": {k: best.get(k) for k in keys},
+    return {"job": best["job"], "overrides": {k: typed_value(k, best.get(k)) for k in keys},
             **{k: best.get(k) for k in ("best_val_acc1", "test_acc1", "test_acc5")}, "run_dir": best["run_dir"]}
+
+
+def unfinished_jobs(rows: list[dict[str, Any]], keys: list[str]) -> int:
+    """Jobs that did not end as the sweep meant: what makes its exit status 1. A pruned trial ended as its
+    search meant, and an interrupted one that a later job ran again (a resumed search) has its result there."""
+    def setting(row: dict[str, Any]) -> tuple:
+        return tuple(str(row.get(k)) for k in keys)
+
+    unfinished = 0
+    for i, row in enumerate(rows):
+        rerun = row["status"] == "interrupted" and any(setting(later) == setting(row) for later in rows[i + 1:])
+        unfinished += row["status"] not in ("completed", "pruned") and not rerun
+    return unfinished
 
 
 class SweepSummary(Callback):
@@ -165,7 +202,7 @@ class SweepSummary(Callback):
         rows, keys = sweep_rows(sweep_dir)
         if not rows:
             return
-        SweepSummary.failed_jobs = sum(row["status"] != "completed" for row in rows)
+        SweepSummary.failed_jobs = unfinished_jobs(rows, keys)
         with reported_write_errors():
             write_summary_csv(sweep_dir)
             plot_sweep(rows, keys, sweep_dir / "summary.png")

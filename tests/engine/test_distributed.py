@@ -10,7 +10,7 @@ import pytest
 from cvrun.data.loaders import SeededSampler
 from cvrun.engine import distributed
 from cvrun.errors import UserError
-from tests.conftest import make_cfg, torchrun
+from tests.conftest import free_port, make_cfg, torchrun
 
 
 def as_rank(monkeypatch, rank, world=2):
@@ -103,14 +103,6 @@ def test_regimes_with_more_than_a_model_run_under_torchrun(regime, source_run, t
     assert summary["test_samples"] == test_images  # each counted once over the two processes
     if regime in ("fixmatch", "mean_teacher"):
         assert summary["mask_rate"] is not None and summary["pseudo_label_acc1"] is not None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 ONE_RUN = ["train", "dataset=shapes", "dataset.image_size=32", "dataset.std=[0.25,0.25,0.25]", "dataset.train_size=300",

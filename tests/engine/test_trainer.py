@@ -160,3 +160,22 @@ def test_early_stopping_ends_a_run_without_gains_and_a_resume_keeps_its_count(tm
     resumed = train_run(tmp_path / "cut", trainer={**never_enough, "resume": str(tmp_path / "cut")})
     assert resumed["stopped_early"] is True and resumed["epochs_run"] == 3
     assert resumed["test_acc1"] == summary["test_acc1"]
+
+
+def test_a_callback_ending_the_run_after_an_epoch_records_its_status_untested(tmp_path):
+    from cvrun.engine.events import Callback, EndRun
+
+    class PruneAfterSecondEpoch(Callback):
+        def on_epoch_end(self, row, rows):
+            if row["epoch"] == 2:
+                raise EndRun("pruned", "pruned after epoch 2")
+
+    cfg = make_cfg(dataset={"name": "shapes", "image_size": 32, "train_size": 200, "test_size": 50},
+                   model={"name": "lenet5"}, trainer={"epochs": 5, "batch_size": 32, "progress": False})
+    run = RunFolder(tmp_path / "run")
+    summary = REGIMES.get("scratch")(cfg, run, [*run_callbacks(cfg, run), PruneAfterSecondEpoch()]).start()
+    assert (summary["status"], summary["reason"], summary["epochs_run"]) == ("pruned", "pruned after epoch 2", 2)
+    assert "test_acc1" not in summary and summary["best_val_acc1"] is not None
+    assert json.loads((run.path / "summary.json").read_text())["status"] == "pruned"
+    assert len(list(csv.DictReader((run.path / "metrics.csv").open()))) == 2
+    assert (run.path / "checkpoints" / "best.pt").is_file()

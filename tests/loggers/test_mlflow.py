@@ -7,7 +7,8 @@ from mlflow.tracking import MlflowClient
 
 from cvrun.loggers.mlflow import store_folder
 from tests.conftest import cli
-from tests.loggers.conftest import RUN, free_port, get_json, metrics_rows, server, summary_of
+from tests.conftest import free_port, get_json, server
+from tests.loggers.conftest import RUN, metrics_rows, summary_of
 
 
 def client_for(run):

@@ -6,7 +6,8 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.loggers.conftest import free_port, get_json, metrics_rows, server
+from tests.conftest import free_port, get_json, server
+from tests.loggers.conftest import metrics_rows
 
 
 def test_every_metrics_column_per_epoch_and_the_steps_hparams_and_images(logged_run):

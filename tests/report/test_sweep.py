@@ -133,7 +133,7 @@ def test_randaugment_grid_search_names_the_best_pair(tmp_path):
     assert [(r["aug.n"], r["aug.m"]) for r in rows] == [("1", "9"), ("2", "9")]
     best = json.loads((root / "best.json").read_text())
     best_row = max(rows, key=lambda r: float(r["best_val_acc1"]))
-    assert best["overrides"] == {"aug.n": best_row["aug.n"], "aug.m": "9"}
+    assert best["overrides"] == {"aug.n": int(best_row["aug.n"]), "aug.m": 9}
     assert "best of 2 jobs by validation accuracy: aug.n=" in result.stdout
 
 
@@ -158,14 +158,13 @@ def test_slurm_recipe_composes_onto_submitit(tmp_path):
 
 
 def test_optuna_search_reports_trials_like_any_sweep(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = run_cli("train", "-m", "hparams_search=randaug_optuna", "hydra.sweeper.n_trials=2", "dataset=shapes",
-                     "model=lenet5", "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=1",
-                     "trainer.progress=false", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    result = cli("train", "-m", "hparams_search=randaug_optuna", "hydra.sweeper.n_trials=2", "dataset=shapes",
+                 "model=lenet5", "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=1",
+                 "trainer.progress=false", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     header = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["job", "aug.n", "aug.m"] and header[3] == "status"
-    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+    assert (tmp_path / "sweep" / "summary.png").is_file() and (tmp_path / "sweep" / "optuna.db").is_file()
     assert set(json.loads((tmp_path / "sweep" / "best.json").read_text())["overrides"]) == {"aug.n", "aug.m"}
 
 

@@ -1,0 +1,216 @@
+"""The search loop: ask the study for trials, run each as a sweep job, tell the study how it ended.
+
+Why cvrun's own sweeper rather than hydra-optuna-sweeper: that plugin's releases require optuna < 3, its
+pre-releases are a risk in a default install, and it has neither per-epoch reports (so no pruning) nor
+a way to carry on a stopped study. This loop is Optuna's ask-and-tell interface around Hydra's launcher:
+
+- a trial is sweep job number `trial.number`, so its run finds its trial from hydra.job.num and reports its
+  validation top-1 every epoch (study.TrialReport); a pruned run ends with status `pruned`
+- the study lives in the sweep folder; `hparams_search.resume=SWEEP_DIR` carries it on: completed, pruned
+  and failed trials stay, an interrupted one (Ctrl-C, a killed job) runs again with its parameters
+- a failed trial is told as failed and the search goes on, up to hparams_search.max_failures of them
+- any Hydra launcher runs the jobs: hydra.sweeper.n_jobs trials at a time
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from cvrun.errors import UserError
+from cvrun.search.space import as_override, search_space
+from cvrun.search.study import make_pruner, storage_kind, storage_url, study_storage
+
+# A trial's record of how its run ended: a user attribute set before it is told.
+STATUS_ATTR = "cvrun_status"
+RETRY_ATTR = "retry_of"
+
+
+class OptunaSearch:
+    def __init__(self, settings: dict[str, Any], hydra_context: Any, task_function: Any, config: Any):
+        from hydra.core.plugins import Plugins
+
+        self.settings = settings
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+        self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        self.storage_kind = storage_kind(settings["storage"], config.hydra.launcher._target_)
+        self.failures = 0
+
+    def run(self, arguments: list[str]) -> None:
+        """The search; a mistake in it (a resume of another search, no parameters) is one line and exit 2."""
+        try:
+            self.search(arguments)
+        except UserError as err:
+            print(f"cvrun: error: {err}", file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
+
+    def search(self, arguments: list[str]) -> None:
+        from omegaconf import OmegaConf
+
+        from cvrun.config import SearchConfig, check_values
+
+        search = OmegaConf.merge(OmegaConf.structured(SearchConfig), self.config.hparams_search)
+        check_values(OmegaConf.create({"hparams_search": search}))
+        space, fixed = search_space(self.settings["params"], arguments)
+        fixed = [o for o in fixed if not o.startswith("hparams_search.resume=")]
+        if not space:
+            raise UserError("an Optuna search needs parameters to search: set hydra.sweeper.params (an hparams_search "
+                            "preset does) or give one as e.g. aug.m=range(0,31) or optim.lr='tag(log,interval(1e-3,1))'")
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        with held_sweep_folder(self.sweep_dir):
+            self.write_multirun_yaml()
+            study = self.open_study(search, space, fixed)
+            self.retry_interrupted(study)
+            self.failures = sum(t.user_attrs.get(STATUS_ATTR) == "failed" for t in study.trials)
+            self.run_trials(study, space, fixed, search.max_failures)
+            self.report(study)
+
+    def write_multirun_yaml(self) -> None:
+        """Hydra's record of the sweep (its overrides and params name the swept keys); a resume keeps the first."""
+        from omegaconf import OmegaConf
+
+        path = self.sweep_dir / "multirun.yaml"
+        if not path.exists():
+            from cvrun.io import atomic_write_bytes
+
+            atomic_write_bytes(path, OmegaConf.to_yaml(self.config).encode())
+
+    def open_study(self, search: Any, space: dict[str, Any], fixed: list[str]) -> Any:
+        """The study in the sweep folder, new or carried on; a resume must search what the study searched."""
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = study_storage(self.storage_kind, self.sweep_dir)
+        study = optuna.create_study(
+            storage=storage, study_name=self.settings["study_name"], sampler=self.settings["sampler"],
+            pruner=make_pruner(search, self.config.trainer.epochs), direction=self.settings["direction"],
+            load_if_exists=True)
+        searched = {"space": {k: repr(d) for k, d in space.items()}, "fixed": sorted(fixed)}
+        before = study.user_attrs.get("search")
+        if before is None:
+            study.set_user_attr("search", searched)
+        elif before != searched:
+            raise UserError(f"hparams_search.resume={self.sweep_dir}: this command differs from the search's "
+                            f"({differences(before, searched)}); repeat the search's own command with "
+                            "hparams_search.resume=SWEEP_DIR added (hydra.sweeper.n_trials may change)")
+        return study
+
+    def retry_interrupted(self, study: Any) -> None:
+        """Trials a stop cut short (told interrupted, or left running by a killed sweeper) run again, once each."""
+        from optuna.trial import TrialState
+
+        retried = {t.user_attrs.get(RETRY_ATTR) for t in study.trials}
+        for trial in study.trials:
+            if trial.state == TrialState.RUNNING:
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            elif trial.state != TrialState.FAIL or trial.user_attrs.get(STATUS_ATTR) == "failed":
+                continue
+            if trial.number not in retried:
+                study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+                print(f"cvrun: trial {trial.number} was interrupted; it runs again with its parameters")
+
+    def run_trials(self, study: Any, space: dict[str, Any], fixed: list[str], max_failures: int) -> None:
+        n_trials, n_jobs = self.settings["n_trials"], max(1, self.settings["n_jobs"])
+        while (done := finished(study)) < n_trials:
+            if self.failures > max_failures:
+                print(f"cvrun: error: the search stopped after {self.failures} failed trials "
+                      f"(hparams_search.max_failures={max_failures}); their reasons are in "
+                      f"{self.sweep_dir / 'summary.csv'}", file=sys.stderr)
+                return
+            trials = [study.ask(space) for _ in range(min(n_jobs, n_trials - done))]
+            self.launch(study, trials, fixed)
+
+    def launch(self, study: Any, trials: list[Any], fixed: list[str]) -> None:
+        """The trials as sweep jobs numbered by trial, so that each run finds its trial; then tell the study."""
+        from optuna.trial import TrialState
+
+        for first in range(len(trials)):
+            if first and trials[first].number != trials[first - 1].number + 1:
+                break  # job numbers are consecutive within a launch: the rest go in the next launch
+        else:
+            first = len(trials)
+        batch, rest = trials[:first], trials[first:]
+        jobs = [[*fixed, *(as_override(k, v) for k, v in trial.params.items())] for trial in batch]
+        try:
+            returns = self.launcher.launch(jobs, initial_job_idx=batch[0].number)
+        except BaseException:  # Ctrl-C, SIGTERM: none of the batch is told yet; a resume retries them
+            for trial in batch:
+                trial.set_user_attr(STATUS_ATTR, "interrupted")
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        for trial, job in zip(batch, returns):
+            self.tell(study, trial, job)
+        if rest:
+            self.launch(study, rest, fixed)
+
+    def tell(self, study: Any, trial: Any, job: Any) -> None:
+        """Tell the study how a trial's run ended, as its summary.json records it."""
+        from optuna.trial import TrialState
+
+        summary_path = Path(job.hydra_cfg.hydra.runtime.output_dir) / "summary.json"
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            summary = {}
+        status, value = summary.get("status") or "failed", summary.get("best_val_acc1")
+        if status == "completed" and value is None:
+            status = "failed"
+            summary["reason"] = "no validation top-1 to optimise: give the run a validation split (dataset.val_fraction)"
+        trial.set_user_attr(STATUS_ATTR, status)
+        if status == "completed":
+            study.tell(trial, value)
+        elif status == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            if status == "failed":
+                self.failures += 1
+                trial.set_user_attr("reason", str(summary.get("reason"))[:500])
+            study.tell(trial, state=TrialState.FAIL)
+
+    def report(self, study: Any) -> None:
+        from collections import Counter
+
+        counts = Counter(t.user_attrs.get(STATUS_ATTR, "interrupted") for t in study.trials
+                         if t.state.is_finished())
+        told = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        url = storage_url(self.storage_kind, self.sweep_dir)
+        print(f"study '{study.study_name}' ({told}) in {url}; to browse it: optuna-dashboard {url}")
+
+
+def finished(study: Any) -> int:
+    """Trials that count towards n_trials: completed, pruned or failed (an interrupted one runs again)."""
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) or
+               (t.state == TrialState.FAIL and t.user_attrs.get(STATUS_ATTR) == "failed") for t in study.trials)
+
+
+def differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """What a resuming command changes in a search: overrides and searched ranges, each as 'A there, B here'."""
+    changes = [f"{key} {before['space'].get(key, 'not searched')} there, {now['space'].get(key, 'not searched')} here"
+               for key in sorted(set(before["space"]) | set(now["space"]))
+               if before["space"].get(key) != now["space"].get(key)]
+    dropped = sorted(set(before["fixed"]) - set(now["fixed"]))
+    added = sorted(set(now["fixed"]) - set(before["fixed"]))
+    if dropped or added:
+        changes.append(f"{' '.join(dropped) or 'nothing'} there, {' '.join(added) or 'nothing'} here")
+    return "; ".join(changes)
+
+
+@contextmanager
+def held_sweep_folder(folder: Path) -> Iterator[None]:
+    """The sweep folder's OS lock while the search runs: a second search there (a second resume) is refused."""
+    from cvrun.io import FolderBusy, lock_folder, unlock_folder
+
+    try:
+        lock_folder(folder)
+    except FolderBusy as busy:
+        raise UserError(f"{folder} is in use: {busy} runs the search there; wait for it to end") from None
+    try:
+        yield
+    finally:
+        unlock_folder(folder)
