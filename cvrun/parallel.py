@@ -17,17 +17,28 @@ DEFAULT_PORT = 29500
 def adopt_slurm_tasks() -> None:
     """Several tasks of one SLURM job step, started without torchrun, become the ranks of one run: RANK,
     WORLD_SIZE and LOCAL_RANK from SLURM_PROCID, the step's task count and SLURM_LOCALID; MASTER_ADDR (the
-    step's first node) and MASTER_PORT (derived from the job id, the same in every task) unless set. Nothing
-    changes under torchrun (RANK is set) or for one task."""
+    step's first node) and MASTER_PORT (derived from the job id, the same in every task) unless set. The tasks
+    of submitit's local executor (hydra/launcher=submitit_local with tasks_per_node > 1) likewise, from its
+    SUBMITIT_LOCAL_* variables, on this machine. Nothing changes under torchrun (RANK is set) or for one task."""
     env = os.environ
-    tasks = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
-    if "RANK" in env or "SLURM_PROCID" not in env or tasks < 2:
+    if "RANK" in env:
         return
-    env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], str(tasks)
-    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
-    nodes = env.get("SLURM_STEP_NODELIST", env.get("SLURM_JOB_NODELIST", "localhost"))
-    env.setdefault("MASTER_ADDR", first_host(nodes))
-    env.setdefault("MASTER_PORT", str(DEFAULT_PORT + int(env.get("SLURM_JOB_ID", "0")) % 10000))
+    if "SLURM_PROCID" in env:
+        tasks = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
+        rank_, local, job = env["SLURM_PROCID"], env.get("SLURM_LOCALID", "0"), env.get("SLURM_JOB_ID", "0")
+        host = first_host(env.get("SLURM_STEP_NODELIST", env.get("SLURM_JOB_NODELIST", "localhost")))
+    elif "SUBMITIT_LOCAL_GLOBALID" in env:
+        tasks = int(env.get("SUBMITIT_LOCAL_NTASKS", "1"))
+        rank_, local, job = env["SUBMITIT_LOCAL_GLOBALID"], env.get("SUBMITIT_LOCAL_LOCALID", "0"), \
+            env.get("SUBMITIT_LOCAL_JOB_ID", "0")
+        host = "127.0.0.1"
+    else:
+        return
+    if tasks < 2:
+        return
+    env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"] = rank_, str(tasks), local
+    env.setdefault("MASTER_ADDR", host)
+    env.setdefault("MASTER_PORT", str(DEFAULT_PORT + int(job) % 10000))
 
 
 def first_host(nodelist: str) -> str:

@@ -29,6 +29,8 @@ def train(cfg: Any) -> float | None:
     # in one line; logging's own report would be a traceback per line.
     logging.raiseExceptions = False
     adopt_slurm_tasks()  # a launcher's multi-task SLURM job runs this without cvrun's command line
+    if not is_main():  # every task of such a job runs Hydra's job: train.log stays rank 0's
+        drop_log_files()
     refuse_under_torchrun(cfg)
     hydra = HydraConfig.get()
     sweep_dir = Path(hydra.sweep.dir).absolute() if hydra.mode == RunMode.MULTIRUN else None
@@ -43,6 +45,13 @@ def train(cfg: Any) -> float | None:
         return summary.get("best_val_acc1")
     finally:
         distributed.finish()
+
+
+def drop_log_files() -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def refuse_under_torchrun(cfg: Any) -> None:

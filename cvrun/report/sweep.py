@@ -185,8 +185,10 @@ class SweepSummary(Callback):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from cvrun.parallel import is_main
+
         hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if hydra_cfg.mode != RunMode.MULTIRUN or not is_main():  # a multi-task job: every task ends it
             return
         # A job's own summary.json, when it wrote one, has the last word on its status.
         failed = job_return.status.name == "FAILED"

@@ -74,15 +74,16 @@ class OptunaSearch:
         """Hydra's record of the sweep (its overrides and params name the swept keys); a resume keeps the first."""
         from omegaconf import OmegaConf
 
+        from cvrun.io import atomic_write_bytes
+
         path = self.sweep_dir / "multirun.yaml"
         if not path.exists():
-            from cvrun.io import atomic_write_bytes
-
             atomic_write_bytes(path, OmegaConf.to_yaml(self.config).encode())
 
     def open_study(self, search: Any, space: dict[str, Any], fixed: list[str]) -> Any:
         """The study in the sweep folder, new or carried on; a resume must search what the study searched."""
         import optuna
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = study_storage(self.storage_kind, self.sweep_dir)
         study = optuna.create_study(
@@ -128,12 +129,9 @@ class OptunaSearch:
         """The trials as sweep jobs numbered by trial, so that each run finds its trial; then tell the study."""
         from optuna.trial import TrialState
 
-        for first in range(len(trials)):
-            if first and trials[first].number != trials[first - 1].number + 1:
-                break  # job numbers are consecutive within a launch: the rest go in the next launch
-        else:
-            first = len(trials)
-        batch, rest = trials[:first], trials[first:]
+        # Job numbers are consecutive within a launch: trials after a gap (a retried one) go in the next launch.
+        size = next((i for i in range(1, len(trials)) if trials[i].number != trials[i - 1].number + 1), len(trials))
+        batch, rest = trials[:size], trials[size:]
         jobs = [[*fixed, *(as_override(k, v) for k, v in trial.params.items())] for trial in batch]
         try:
             returns = self.launcher.launch(jobs, initial_job_idx=batch[0].number)

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import cli, free_port, get_json, server
+from tests.conftest import cli, free_port, get_json, run_cli, server
 
 SHAPES = ["dataset=shapes", "model=lenet5", "dataset.std=[0.25,0.25,0.25]", "aug=none", "trainer.batch_size=32",
           "trainer.progress=false",
@@ -191,3 +191,17 @@ def test_the_presets_compose(tmp_path):
         shown = cli("train", f"hparams_search={preset}", "--cfg", "hydra", cwd=tmp_path)
         assert shown.returncode == 0, shown.stderr
         assert "hydra_plugins.cvrun_optuna.OptunaSweeper" in shown.stdout and all(k in shown.stdout for k in keys)
+
+
+def test_a_trial_of_two_tasks_is_pruned_on_both(tmp_path):
+    """Trials as multi-task jobs (submitit's local executor, 2 tasks: one DDP run each): rank 0 reports and
+    prunes, and the other task stops at the same epoch instead of waiting for it."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    args = [a for a in PRUNED_SEARCH if not a.startswith("hydra.sweeper.n_trials=")]
+    result = run_cli("train", *args, "hydra.sweeper.n_trials=2", "hydra/launcher=submitit_local",
+                     "hydra.launcher.tasks_per_node=2", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = rows_of(tmp_path / "sweep")
+    assert [(r["optim.lr"], r["status"]) for r in rows] == [("0.05", "completed"), ("0.0005", "pruned")]
+    pruned = json.loads((Path(rows[1]["run_dir"]) / "summary.json").read_text())
+    assert pruned["world_size"] == 2 and pruned["epochs_run"] == 1
