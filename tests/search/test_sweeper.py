@@ -199,8 +199,8 @@ def test_a_trial_of_two_tasks_is_pruned_on_both(tmp_path):
     """Trials as multi-task jobs (submitit's local executor, 2 tasks: one DDP run each): rank 0 reports and
     prunes, and the other task stops at the same epoch instead of waiting for it."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    args = [a for a in PRUNED_SEARCH if not a.startswith("hydra.sweeper.n_trials=")]
-    result = run_cli("train", *args, "hydra.sweeper.n_trials=2", "hydra/launcher=submitit_local",
+    args = [a for a in PRUNED_SEARCH if not a.startswith(("hydra.sweeper.n_trials=", "trainer.epochs="))]
+    result = run_cli("train", *args, "hydra.sweeper.n_trials=2", "trainer.epochs=2", "hydra/launcher=submitit_local",
                      "hydra.launcher.tasks_per_node=2", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = rows_of(tmp_path / "sweep")
