@@ -15,6 +15,7 @@ a way to carry on a stopped study. This loop is Optuna's ask-and-tell interface 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,6 +140,9 @@ class OptunaSearch:
             for trial in batch:
                 trial.set_user_attr(STATUS_ATTR, "interrupted")
                 study.tell(trial, state=TrialState.FAIL)
+            numbers = ", ".join(str(trial.number) for trial in batch)
+            print(f"cvrun: the search stopped during trial {numbers}; carry it on with the same command and "
+                  f"{shlex.quote(f'hparams_search.resume={self.sweep_dir}')}", file=sys.stderr)
             raise
         for trial, job in zip(batch, returns):
             self.tell(study, trial, job)

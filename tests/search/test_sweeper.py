@@ -116,6 +116,8 @@ def test_a_resumed_search_keeps_finished_trials_and_retries_interrupted_ones(tmp
     stopped = cli("train", *SMALL_SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", cwd=tmp_path)
     monkeypatch.undo()
     assert stopped.returncode == 130, stopped.stderr
+    assert "the search stopped during trial 1; carry it on with the same command and hparams_search.resume=" \
+        in stopped.stderr
     sweep = tmp_path / "sweep"
     study = study_of(sweep)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
