@@ -270,12 +270,15 @@ def search_resume_args(args: list[str]) -> list[str] | None:
     from cvrun.io import lock_holder
     from cvrun.search.study import STUDY_FILES
 
-    given = [o for o in override_args(args) or [] if key_of(o) == "hparams_search.resume"]
+    overrides = override_args(args) or []
+    given = [o for o in overrides if key_of(o) == "hparams_search.resume"]
     if not given or override_value(given[-1]) in ("null", ""):
         return None
     folder = Path(override_value(given[-1])).expanduser()
     if "-m" not in args and "--multirun" not in args:
         raise UserError("hparams_search.resume carries on a search; add -m")
+    if any(key_of(o) == "hydra.sweep.dir" for o in overrides):
+        raise UserError("hparams_search.resume names the search's folder; drop hydra.sweep.dir")
     if not any((folder / name).is_file() for name in STUDY_FILES.values()):
         raise UserError(f"hparams_search.resume={folder} holds no Optuna study ({' or '.join(STUDY_FILES.values())}); "
                         "name the folder of a search started with cvrun train -m hparams_search=...")

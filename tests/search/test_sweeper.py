@@ -149,6 +149,8 @@ def test_a_resume_must_repeat_the_searchs_command(tmp_path):
     assert nothing.returncode == 2 and "holds no Optuna study" in nothing.stderr
     one_run = cli("train", "hparams_search.resume=sweep", cwd=tmp_path)
     assert one_run.returncode == 2 and "add -m" in one_run.stderr
+    two_folders = cli("train", *SMALL_SEARCH, "hparams_search.resume=sweep", "hydra.sweep.dir=other", cwd=tmp_path)
+    assert two_folders.returncode == 2 and "drop hydra.sweep.dir" in two_folders.stderr
 
 
 def test_failed_trials_are_recorded_and_the_search_stops_past_its_failure_budget(tmp_path):
