@@ -14,6 +14,7 @@ a way to carry on a stopped study. This loop is Optuna's ask-and-tell interface 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cvrun.errors import UserError
+from cvrun.io import StorageError
+from cvrun.report.sweep import write_summary_csv
 from cvrun.search.space import as_override, search_space
 from cvrun.search.study import make_pruner, storage_kind, storage_url, study_storage
 
@@ -140,6 +143,8 @@ class OptunaSearch:
             for trial in batch:
                 trial.set_user_attr(STATUS_ATTR, "interrupted")
                 study.tell(trial, state=TrialState.FAIL)
+            with contextlib.suppress(StorageError):  # the interrupted trial's row (Hydra's job-end callback missed it)
+                write_summary_csv(self.sweep_dir)
             numbers = ", ".join(str(trial.number) for trial in batch)
             print(f"cvrun: the search stopped during trial {numbers}; carry it on with the same command and "
                   f"{shlex.quote(f'hparams_search.resume={self.sweep_dir}')}", file=sys.stderr)

@@ -121,6 +121,7 @@ def test_a_resumed_search_keeps_finished_trials_and_retries_interrupted_ones(tmp
     sweep = tmp_path / "sweep"
     study = study_of(sweep)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert [r["status"] for r in rows_of(sweep)] == ["completed", "interrupted"]
     first_summary = (Path(rows_of(sweep)[0]["run_dir"]) / "summary.json").read_text()
     # A sweeper killed outright leaves its trial running in the study: a resume retries that one too.
     left_running = study.ask({"optim.lr": optuna.distributions.CategoricalDistribution([0.01, 0.05])})
