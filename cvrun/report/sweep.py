@@ -173,7 +173,9 @@ class SweepSummary(Callback):
     unwritten = False
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        """With logger.mlflow, the sweep's parent MLflow run, which each job's run names as its parent."""
+        """Refuse search settings no sweeper would read; with logger.mlflow, start the sweep's parent MLflow run,
+        which each job's run names as its parent."""
+        refuse_search_settings_without_a_search(config)
         options = (config.get("logger") or {}).get("mlflow")
         if options is not None:
             from cvrun.loggers.mlflow import start_parent_run
@@ -220,6 +222,25 @@ class SweepSummary(Callback):
 
             with tracker_warnings("the sweep's MLflow run"):
                 end_parent_run(options, sweep_dir, failed=SweepSummary.failed_jobs > 0)
+
+
+def refuse_search_settings_without_a_search(config: Any) -> None:
+    """hparams_search.pruner (or another of an Optuna search's settings) on a grid sweep would change nothing:
+    one line and exit 2 before any job. (A SystemExit: Hydra turns a callback's exceptions into warnings.)"""
+    from dataclasses import asdict
+
+    from cvrun.config import OptunaSweeperConfig, SearchConfig
+
+    if config.hydra.sweeper.get("_target_") == OptunaSweeperConfig._target_:
+        return
+    given = config.get("hparams_search") or {}
+    changed = [f"hparams_search.{key}" for key, default in asdict(SearchConfig()).items() if given.get(key) != default]
+    if changed:
+        sweeper = str(config.hydra.sweeper.get("_target_")).rsplit(".", 1)[-1]
+        print(f"cvrun: error: {', '.join(changed)} {'is a setting' if len(changed) == 1 else 'are settings'} of an "
+              f"Optuna search, but this sweep runs on {sweeper}; add hydra/sweeper=optuna (an Optuna preset such as "
+              "hparams_search=randaug_optuna does) or drop it", file=sys.stderr)
+        raise SystemExit(2)
 
 
 @contextmanager

@@ -15,8 +15,6 @@ from cvrun.engine.events import Callback, EndRun
 
 log = logging.getLogger("cvrun")
 
-# The plugin class (hydra_plugins/cvrun_optuna): a sweep job whose hydra.sweeper names it is a trial.
-SWEEPER_TARGET = "hydra_plugins.cvrun_optuna.OptunaSweeper"
 STUDY_FILES = {"sqlite": "optuna.db", "journal": "optuna.journal"}
 
 
@@ -88,12 +86,14 @@ def trial_reporters(cfg: Any) -> list[Callback]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from cvrun.config import OptunaSweeperConfig
     from cvrun.parallel import is_main
 
     if not HydraConfig.initialized() or not is_main():
         return []
     hydra = HydraConfig.get()
-    if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != SWEEPER_TARGET:
+    # A sweep job whose hydra.sweeper names cvrun's Optuna sweeper is a trial.
+    if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != OptunaSweeperConfig._target_:
         return []
     import optuna
 

@@ -212,3 +212,10 @@ def test_a_trial_of_two_tasks_is_pruned_on_both(tmp_path):
     assert [(r["optim.lr"], r["status"]) for r in rows] == [("0.05", "completed"), ("0.0005", "pruned")]
     pruned = json.loads((Path(rows[1]["run_dir"]) / "summary.json").read_text())
     assert pruned["world_size"] == 2 and pruned["epochs_run"] == 1
+
+
+def test_search_settings_on_a_grid_sweep_are_refused_before_any_job(tmp_path):
+    result = cli("train", "-m", "model=lenet5,resnet20", "hparams_search.pruner=median", "dataset=shapes", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "hparams_search.pruner is a setting of an Optuna search, but this sweep runs on BasicSweeper" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not any(tmp_path.iterdir())
