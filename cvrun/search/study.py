@@ -50,9 +50,8 @@ def make_pruner(search: Any, epochs: int) -> Any:
     warmup = search.pruner_warmup_epochs
     build = {
         "none": pruners.NopPruner,
-        # Optuna prunes once step > n_warmup_steps; a step is an epoch, counted from 1.
-        "median": lambda: pruners.MedianPruner(n_startup_trials=search.pruner_startup_trials,
-                                               n_warmup_steps=warmup - 1),
+        # A step is an epoch, counted from 1; Optuna's median pruner may prune once step >= n_warmup_steps.
+        "median": lambda: pruners.MedianPruner(n_startup_trials=search.pruner_startup_trials, n_warmup_steps=warmup),
         "successive_halving": lambda: pruners.SuccessiveHalvingPruner(min_resource=warmup),
         "hyperband": lambda: pruners.HyperbandPruner(min_resource=warmup, max_resource=max(epochs, warmup)),
     }

@@ -33,3 +33,4 @@ def test_a_trials_values_go_back_as_overrides_hydra_reads_as_values():
     assert as_override("optim.lr", 0.0123) == "optim.lr=0.0123"
     assert as_override("model", "resnet20") == "model=resnet20"
     assert as_override("dataset.classes", "a,b") == r"dataset.classes=a\,b"
+
