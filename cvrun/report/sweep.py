@@ -91,12 +91,20 @@ def write_summary_csv(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# More values of the last swept key than this (a search's draws, not a grid's few): one bar per job in order.
+MAX_COLOURS = 8
+
+
 def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
-    """Test accuracy per job: bars grouped by the last swept key's values, one group per other combination."""
+    """Test accuracy per job: bars grouped by the last swept key's values, one group per other combination;
+    for a search (many distinct values), one bar per job in order instead."""
     from matplotlib.patches import Patch
 
     plt = pyplot()
     inner_key = keys[-1] if keys else None
+    if len({str(row.get(inner_key)) for row in rows}) > MAX_COLOURS:
+        plot_jobs_in_order(rows, keys, path)
+        return
 
     def group_of(row: dict[str, Any]) -> str:
         return ", ".join(f"{k}={row.get(k)}" for k in keys[:-1]) or "all"
@@ -124,6 +132,47 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     axis.set_ylim(0, 100)
     axis.grid(axis="y", alpha=0.3)
     save_png(figure, path, bbox_inches="tight")
+
+
+def plot_jobs_in_order(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
+    """One bar per job, in job (trial) order: test top-1 where completed, else its status; every job's best
+    validation top-1 (what a search maximises, pruned trials' too) as a point, and the best so far as a line."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(rows) + 2), 4.5))
+    best_so_far, best = [], None
+    for x, row in enumerate(rows):
+        accuracy, value = row.get("test_acc1"), row.get("best_val_acc1")
+        if row["status"] == "completed" and accuracy is not None:
+            axis.bar(x, accuracy, 0.7, color="C0")
+            axis.text(x, accuracy, f"{accuracy:.1f}", ha="center", va="bottom", fontsize=7)
+        else:
+            axis.text(x, 1, row["status"], ha="center", va="bottom", rotation=90, color="red", fontsize=8)
+        if value is not None:
+            axis.plot(x, value, "o", color="C1" if row["status"] == "completed" else "0.6")
+            if row["status"] == "completed":
+                best = value if best is None else max(best, value)
+        best_so_far.append(best)
+    axis.step(range(len(rows)), [b if b is not None else float("nan") for b in best_so_far], where="mid", color="C1",
+              label="best validation top-1 so far")
+    axis.plot([], [], "o", color="C1", label="validation top-1 (grey: not completed)")
+    axis.bar([], [], color="C0", label="test top-1")
+    labels = [f"{row['job']}: " + " ".join(f"{k.rsplit('.', 1)[-1]}={short_number(row.get(k))}" for k in keys)
+              for row in rows]
+    axis.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    axis.set_ylabel("top-1 accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+    save_png(figure, path, bbox_inches="tight")
+
+
+def short_number(value: Any) -> str:
+    """0.030285251536 -> 0.0303: a search's draws, readable on an axis."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(value) if number.is_integer() and "." not in str(value) else f"{number:.3g}"
 
 
 def typed_value(key: str, value: Any) -> Any:

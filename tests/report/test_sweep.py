@@ -234,3 +234,20 @@ def test_a_sweep_summary_that_cannot_be_written_is_one_line_each_and_exit_1(tmp_
                           for line in errors), errors
     root = sweep_root(tmp_path)
     assert (root / "summary.png").is_file() is False and (root / "jobs.jsonl").is_file()
+
+
+def test_a_search_is_plotted_one_bar_per_trial_in_order(tmp_path, monkeypatch):
+    """Many distinct values (a search's draws) would need a colour each: summary.png shows the trials in order."""
+    from cvrun.report import sweep
+
+    figures = []
+    monkeypatch.setattr(sweep, "save_png", lambda figure, path, **_: figures.append(figure))
+    rows = [{"job": n, "optim.lr": 0.01 * (n + 1) + 1e-9, "status": "pruned" if n % 3 == 2 else "completed",
+             "test_acc1": None if n % 3 == 2 else 40.0 + n, "best_val_acc1": 30.0 + n} for n in range(12)]
+    sweep.plot_sweep(rows, ["optim.lr"], tmp_path / "summary.png")
+    axis = figures[0].axes[0]
+    assert [t.get_text() for t in axis.get_xticklabels()][:3] == ["0: lr=0.01", "1: lr=0.02", "2: lr=0.03"]
+    assert len(axis.patches) == 8  # a bar per completed trial
+    assert [t.get_text() for t in axis.texts].count("pruned") == 4
+    best_line = next(line for line in axis.lines if line.get_label() == "best validation top-1 so far")
+    assert list(best_line.get_ydata()[:4]) == [30.0, 31.0, 31.0, 33.0]  # of the completed trials
