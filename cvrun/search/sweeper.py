@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from cvrun.errors import UserError
+from cvrun.errors import UserError, require
 from cvrun.io import StorageError
 from cvrun.report.sweep import write_summary_csv
 from cvrun.search.space import as_override, search_space
@@ -60,6 +60,11 @@ class OptunaSearch:
 
         search = OmegaConf.merge(OmegaConf.structured(SearchConfig), self.config.hparams_search)
         check_values(OmegaConf.create({"hparams_search": search}))
+        require(self.settings["direction"] in ("maximize", "minimize"),
+                f"hydra.sweeper.direction must be maximize or minimize, got {self.settings['direction']}")
+        require(self.settings["n_trials"] >= 1 and self.settings["n_jobs"] >= 1,
+                "hydra.sweeper.n_trials and hydra.sweeper.n_jobs must be >= 1, got "
+                f"{self.settings['n_trials']} and {self.settings['n_jobs']}")
         space, fixed = search_space(self.settings["params"], arguments)
         fixed = [o for o in fixed if not o.startswith("hparams_search.resume=")]
         if not space:
@@ -164,9 +169,11 @@ class OptunaSearch:
         except (OSError, ValueError):
             summary = {}
         status, value = summary.get("status") or "failed", summary.get("best_val_acc1")
-        if status == "completed" and value is None:
-            status = "failed"
-            summary["reason"] = "no validation top-1 to optimise: give the run a validation split (dataset.val_fraction)"
+        if status == "completed" and value is None:  # every trial would end so: the search stops here
+            trial.set_user_attr(STATUS_ATTR, "failed")
+            study.tell(trial, state=TrialState.FAIL)
+            raise UserError(f"trial {trial.number} has no validation top-1 to optimise (its run has no validation "
+                            "split): give the runs one (dataset.val_fraction > 0, or a val/ folder beside test/)")
         trial.set_user_attr(STATUS_ATTR, status)
         if status == "completed":
             study.tell(trial, value)

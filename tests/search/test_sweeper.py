@@ -219,3 +219,17 @@ def test_search_settings_on_a_grid_sweep_are_refused_before_any_job(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "hparams_search.pruner is a setting of an Optuna search, but this sweep runs on BasicSweeper" in result.stderr
     assert len(result.stderr.splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_a_search_without_a_validation_split_stops_after_its_first_trial(tmp_path):
+    result = cli("train", *SMALL_SEARCH, "hydra.sweeper.n_trials=4", "dataset.val_fraction=0", "hydra.sweep.dir=sweep",
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert "trial 0 has no validation top-1 to optimise" in result.stderr
+    assert [t.state for t in study_of(tmp_path / "sweep").trials] == [TrialState.FAIL]
+
+
+def test_a_wrong_direction_is_one_line(tmp_path):
+    result = cli("train", *SMALL_SEARCH, "hydra.sweeper.direction=maximise", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "cvrun: error: hydra.sweeper.direction must be maximize or minimize, got maximise")
