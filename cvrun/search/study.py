@@ -96,11 +96,16 @@ def trial_reporters(cfg: Any) -> list[Callback]:
         return []
     import optuna
 
-    storage = study_storage(storage_kind(hydra.sweeper.storage, hydra.launcher._target_),
-                            Path(hydra.sweep.dir).absolute())
-    study_id = storage.get_study_id_from_name(hydra.sweeper.study_name)
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, hydra.job.num)
-    study = optuna.load_study(study_name=hydra.sweeper.study_name, storage=storage,
-                              pruner=make_pruner(cfg.hparams_search, cfg.trainer.epochs))
+    try:
+        storage = study_storage(storage_kind(hydra.sweeper.storage, hydra.launcher._target_),
+                                Path(hydra.sweep.dir).absolute())
+        study_id = storage.get_study_id_from_name(hydra.sweeper.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, hydra.job.num)
+        study = optuna.load_study(study_name=hydra.sweeper.study_name, storage=storage,
+                                  pruner=make_pruner(cfg.hparams_search, cfg.trainer.epochs))
+    except Exception as err:  # noqa: BLE001 - the study, like a tracker, never costs the run its result
+        log.warning("trial %d cannot reach its study (%s: %s); it trains without reports or pruning", hydra.job.num,
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return []
     log.info("trial %d of the study in %s (pruner: %s)", hydra.job.num, hydra.sweep.dir, cfg.hparams_search.pruner)
     return [TrialReport(optuna.trial.Trial(study, trial_id), cfg.hparams_search.pruner)]
