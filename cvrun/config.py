@@ -140,7 +140,8 @@ class SearchConfig:
     pruner_warmup_epochs: int = 1
     # Median pruner: trials that must finish before it compares any.
     pruner_startup_trials: int = 4
-    # Failed trials (a crash, a diverged loss) after which the search stops; interrupted ones do not count.
+    # Failed trials (a crash, a diverged loss) the search goes on after; one more stops it. Interrupted
+    # ones do not count.
     max_failures: int = 3
     # A search's folder: carry its study on (finished trials stay, interrupted ones run again).
     resume: Optional[str] = None

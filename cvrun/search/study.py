@@ -28,15 +28,15 @@ def study_storage(kind: str, sweep_dir: Path) -> Any:
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
+    url = storage_url(kind, sweep_dir)
     if kind == "journal":
-        return JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILES["journal"])))
-    url = f"sqlite:///{sweep_dir / STUDY_FILES['sqlite']}" if kind == "sqlite" else kind
+        return JournalStorage(JournalFileBackend(url))
     # A trial's run reports every epoch while the sweeper waits: SQLite's writers take turns (timeout in s).
     return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
 
 
 def storage_url(kind: str, sweep_dir: Path) -> str:
-    """What optuna-dashboard opens."""
+    """Where the study is: an SQLAlchemy URL, or the journal file's path (what optuna-dashboard opens too)."""
     if kind in STUDY_FILES:
         path = sweep_dir / STUDY_FILES[kind]
         return f"sqlite:///{path}" if kind == "sqlite" else str(path)

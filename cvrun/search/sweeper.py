@@ -18,7 +18,6 @@ import contextlib
 import json
 import shlex
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,7 +123,7 @@ class OptunaSearch:
                 print(f"cvrun: trial {trial.number} was interrupted; it runs again with its parameters")
 
     def run_trials(self, study: Any, space: dict[str, Any], fixed: list[str], max_failures: int) -> None:
-        n_trials, n_jobs = self.settings["n_trials"], max(1, self.settings["n_jobs"])
+        n_trials, n_jobs = self.settings["n_trials"], self.settings["n_jobs"]
         while (done := finished(study)) < n_trials:
             if self.failures > max_failures:
                 print(f"cvrun: error: the search stopped after {self.failures} failed trials "
@@ -215,7 +214,7 @@ def differences(before: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(changes)
 
 
-@contextmanager
+@contextlib.contextmanager
 def held_sweep_folder(folder: Path) -> Iterator[None]:
     """The sweep folder's OS lock while the search runs: a second search there (a second resume) is refused."""
     from cvrun.io import FolderBusy, lock_folder, unlock_folder

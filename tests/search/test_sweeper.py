@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from cvrun.search.study import STUDY_FILES, study_storage
 from tests.conftest import cli, free_port, get_json, run_cli, server
 
 SHAPES = ["dataset=shapes", "model=lenet5", "dataset.std=[0.25,0.25,0.25]", "aug=none", "trainer.batch_size=32",
@@ -26,10 +27,8 @@ def rows_of(sweep: Path) -> list[dict]:
     return list(csv.DictReader((sweep / "summary.csv").open()))
 
 
-def study_of(sweep: Path, name: str = "optuna.db") -> optuna.Study:
-    storage = (f"sqlite:///{sweep / name}" if name.endswith(".db") else
-               optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep / name))))
-    return optuna.load_study(study_name="cvrun", storage=storage)
+def study_of(sweep: Path, kind: str = "sqlite") -> optuna.Study:
+    return optuna.load_study(study_name="cvrun", storage=study_storage(kind, sweep))
 
 
 @pytest.fixture(scope="module")
@@ -168,16 +167,16 @@ def test_failed_trials_are_recorded_and_the_search_stops_past_its_failure_budget
 
 
 @pytest.mark.parametrize("launcher, storage, plugin", [
-    ("local_parallel", "optuna.db", "hydra_plugins.hydra_joblib_launcher"),
-    ("submitit_local", "optuna.journal", "hydra_plugins.hydra_submitit_launcher")])
+    ("local_parallel", "sqlite", "hydra_plugins.hydra_joblib_launcher"),
+    ("submitit_local", "journal", "hydra_plugins.hydra_submitit_launcher")])
 def test_trials_run_in_parallel_on_other_launchers_and_report_from_their_processes(launcher, storage, plugin, tmp_path):
     pytest.importorskip(plugin)
     # In a process of its own: the launchers pickle Hydra's context, which in this one holds the config node
     # of the regime tests/regimes/test_contract.py registers, a class the jobs' processes cannot import.
     result = run_cli("train", *SMALL_SEARCH, f"hydra/launcher={launcher}", "hydra.sweeper.n_trials=2",
-                     "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage={storage.split('.')[1].replace('db', 'sqlite')}",
-                     "hydra.sweep.dir=sweep", cwd=tmp_path)
+                     "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage={storage}", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sweep" / STUDY_FILES[storage]).is_file()
     study = study_of(tmp_path / "sweep", storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
