@@ -139,6 +139,10 @@ CATALOGUE = [
     # reproduce
     (["reproduce", "{source}", "experiment=cifar10_lenet5"], "reproduce takes key=value and group=option overrides"),
     (["reproduce", "{source}", "model=lenet6"], "unknown model 'lenet6'; valid model options:"),
+    # issue 23: training loop, early stopping, EMA, resume
+    # issue 23: sweeps, folders, the command line
+    # issue 23: data sources, teachers, checks before the run folder
+    # issue 23: loggers, predict
 ]
 
 
