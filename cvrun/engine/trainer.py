@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -201,6 +202,7 @@ class Trainer:
             loop.run_epochs()
             loop.stage = "testing"
             test = loop.test_best()
+            loop.check_finite_test(test)
             summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
                            test_loss=round(test["loss"], 4), test_samples=test["samples"],
                            test_per_class_acc1=per_class_acc1(test["confusion"], regime.class_names))
@@ -328,6 +330,7 @@ class _Loop:
             train = self.train_one_epoch()
             val = (evaluate(self.eval_model, self.regime.val_loader, self.regime.normalize, self.dtype)
                    if self.regime.val_loader is not None else None)
+            self.check_finite_epoch(val)
             row = {"epoch": self.epoch + 1, **train, "val_loss": val and val["loss"], "val_acc1": val and val["acc1"],
                    "val_acc5": val and val["acc5"], "epoch_seconds": time.perf_counter() - started}
             self.rows.append(row)
@@ -372,7 +375,8 @@ class _Loop:
         tcfg = self.cfg.trainer
         if val is None or tcfg.early_stop_patience == 0:
             return
-        if self.gain_acc1 is None or val["acc1"] >= self.gain_acc1 + tcfg.early_stop_min_delta:
+        # Strictly more than min_delta, as Lightning's EarlyStopping: a plateau (an equal top-1) is no gain.
+        if self.gain_acc1 is None or val["acc1"] > self.gain_acc1 + tcfg.early_stop_min_delta:
             self.gain_acc1, self.stale_epochs = val["acc1"], 0
         else:
             self.stale_epochs += 1
@@ -466,6 +470,21 @@ class _Loop:
         self.events.emit("on_steps", first_step + len(losses) - 1,
                          {"lr": self.optimizer.param_groups[-1]["lr"], "train_loss": weighted.item() / sum(sizes)})
         return weighted
+
+    def check_finite_epoch(self, val: dict[str, float] | None) -> None:
+        """The epoch's end, before anything of it is kept: a non-finite validation loss stops the run, as a
+        non-finite training loss does (that one is read before each update, so an update that breaks the
+        weights at an epoch's last step shows only here)."""
+        if val is not None and not math.isfinite(val["loss"]):
+            raise Diverged(f"validation loss became {val['loss']} in epoch {self.epoch + 1}; checkpoints/last.pt "
+                           f"keeps epoch {self.epoch_done}; {self.divergence_advice()}")
+
+    def check_finite_test(self, test: dict[str, float]) -> None:
+        """Without a validation split nothing checked the last epoch's weights before the test: a non-finite
+        test loss fails the run too."""
+        if not math.isfinite(test["loss"]):
+            raise Diverged(f"test loss became {test['loss']} with the weights of epoch {self.best_epoch} (no "
+                           f"validation split to catch it at the epoch's end); {self.divergence_advice()}")
 
     def divergence_advice(self) -> str:
         # Normalising by a standard deviation near 0 makes inputs of size 1/std: no learning rate copes.

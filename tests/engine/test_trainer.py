@@ -179,3 +179,49 @@ def test_a_callback_ending_the_run_after_an_epoch_records_its_status_untested(tm
     assert json.loads((run.path / "summary.json").read_text())["status"] == "pruned"
     assert len(list(csv.DictReader((run.path / "metrics.csv").open()))) == 2
     assert (run.path / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("val_fraction, reason", [
+    (0.1, "validation loss became nan in epoch 1; checkpoints/last.pt keeps epoch 0"),
+    (0.0, "test loss became nan with the weights of epoch 1 (no validation split")])
+def test_a_last_update_that_diverges_fails_the_run(tmp_path, val_fraction, reason):
+    """One step an epoch: its loss is read before the update that breaks the weights, so only the epoch's end sees it."""
+    from tests.conftest import train_run
+
+    with pytest.raises(SystemExit) as exit_:
+        train_run(tmp_path / "run", dataset={"train_size": 60, "test_size": 20, "val_fraction": val_fraction},
+                  optim={"lr": 1e9}, trainer={"epochs": 1, "batch_size": 1000})
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert exit_.value.code == 1 and summary["status"] == "failed", summary
+    assert summary["reason"].startswith(reason), summary["reason"]
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists() == (val_fraction == 0)  # kept only unchecked
+
+
+def test_an_epoch_with_a_nan_validation_loss_fails_the_run_and_never_becomes_best(tmp_path, monkeypatch):
+    from cvrun.engine import trainer
+    from tests.conftest import train_run
+
+    real_evaluate, calls = trainer.evaluate, []
+
+    def nan_loss_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        return {**real_evaluate(*args, **kwargs), **({"loss": float("nan")} if len(calls) == 2 else {})}
+
+    monkeypatch.setattr(trainer, "evaluate", nan_loss_in_epoch_2)
+    with pytest.raises(SystemExit):
+        train_run(tmp_path / "run", dataset={"train_size": 100, "test_size": 20}, trainer={"epochs": 3})
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["reason"].startswith("validation loss became nan in epoch 2")
+    assert summary["epochs_run"] == 1 and summary["best_epoch"] == 1
+    assert torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)["epoch"] == 1
+
+
+def test_early_stopping_counts_an_equal_top1_as_no_gain(tmp_path):
+    """At lr 1e-7 nothing moves: validation top-1 stays flat, and patience 2 ends the run after epoch 3."""
+    from tests.conftest import train_run
+
+    summary = train_run(tmp_path / "run", dataset={"train_size": 100, "test_size": 20}, optim={"lr": 1e-7},
+                        trainer={"epochs": 6, "early_stop_patience": 2})
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert len({row["val_acc1"] for row in rows}) == 1, rows
+    assert summary["stopped_early"] is True and summary["epochs_run"] == 3
