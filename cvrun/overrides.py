@@ -212,7 +212,9 @@ MAX_CHECKED_JOBS = 64
 
 
 def compose_check(command: str, parsed: list[Any]) -> None:
-    """Compose each job's config as Hydra will and validate it; a Hydra or schema error becomes one line."""
+    """Compose each job's config as Hydra will and validate it; a Hydra or schema error becomes one line.
+    A training job's regime then checks what it can before a run folder exists (its sources, the data's
+    extra folder, the device)."""
     import itertools
 
     from hydra import compose, initialize_config_dir
@@ -233,7 +235,11 @@ def compose_check(command: str, parsed: list[Any]) -> None:
                 cfg = compose(config_name=command, overrides=list(job))
             except (HydraException, OmegaConfBaseException) as err:
                 raise UserError(composition_error(err)) from None
-            validate(cfg, SCHEMAS[command])
+            typed = validate(cfg, SCHEMAS[command])
+            if command == "train" and typed.trainer.resume is None:  # a resume carries its checked config on
+                from cvrun.regimes import REGIMES
+
+                REGIMES.get(typed.regime.name).check_before_run(typed)
 
 
 def composition_error(err: BaseException) -> str:

@@ -46,7 +46,7 @@ def decode_all(paths: np.ndarray, size: int) -> np.ndarray:
 def in_ram(samples: Samples | None, size: int) -> Samples | None:
     if samples is None or samples.images is not None:
         return samples
-    return replace(samples, images=decode_all(samples.paths, size), paths=None)
+    return replace(samples, images=decode_all(samples.paths, size))
 
 
 def fits_in_ram(samples: list[Samples | None], size: int) -> bool:
@@ -75,7 +75,7 @@ def on_disk(samples: Samples, size: int, cache_dir: Path, name: str) -> Samples:
         np.save(buffer, decode_all(samples.paths, size))
         # Atomic: another run building the same cache at once ends with the same whole file.
         atomic_write_bytes(path, buffer.getbuffer())
-    return replace(samples, images=np.load(path, mmap_mode="r"), paths=None)
+    return replace(samples, images=np.load(path, mmap_mode="r"))
 
 
 def default_cache_dir() -> Path:

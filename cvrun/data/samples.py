@@ -45,7 +45,8 @@ def list_images(folder: Path) -> list[str]:
 
 @dataclass
 class Samples:
-    """Labels plus either decoded images (N,H,W,3 uint8) or paths to decode lazily.
+    """Labels plus decoded images (N,H,W,3 uint8) or paths to decode lazily, or both: a cache keeps the paths of
+    the images it decoded, so the files a split came from stay known (splits.refuse_overlap).
 
     `labels` is what training may see (HIDDEN for the unlabeled pool);
     `true_labels` is kept for scoring only (HIDDEN where nobody knows it);
@@ -87,7 +88,7 @@ class Samples:
         if self.images is not None:
             return self
         images = np.stack([decode(p, size) for p in self.paths]) if len(self) else np.zeros((0, size, size, 3), np.uint8)
-        return replace(self, images=images, paths=None)
+        return replace(self, images=images)
 
     @staticmethod
     def from_arrays(images: np.ndarray, labels: np.ndarray, split: str = "") -> "Samples":
@@ -110,11 +111,11 @@ class Samples:
         """Join two sets; if one is held as paths and the other decoded, decode both."""
         if (first.images is None) != (second.images is None):
             first, second = first.decoded(size), second.decoded(size)
+        images = paths = None
         if first.images is not None:
             images = np.concatenate([fit_batch(first.images, size), fit_batch(second.images, size)])
-            paths = None
-        else:
-            images, paths = None, np.concatenate([first.paths, second.paths])
+        if first.paths is not None and second.paths is not None:
+            paths = np.concatenate([first.paths, second.paths])
         return Samples(
             labels=np.concatenate([first.labels, second.labels]),
             true_labels=np.concatenate([first.true_labels, second.true_labels]),

@@ -178,6 +178,19 @@ def count_classes(cfg: Any) -> int:
     raise UserError(f"dataset root {root} has no train/<class>/ folders to count classes from")
 
 
+def known_class_names(cfg: Any) -> list[str] | None:
+    """The class names a dataset config yields where a listing tells them; None where only reading the
+    data would (torchvision's files)."""
+    if cfg.classes:
+        return [str(name) for name in cfg.classes]
+    root = Path(cfg.root).expanduser() if cfg.root else None
+    if root is not None and is_image_tree(root, cfg):
+        return class_folders(root / tree_layout(root, cfg).train)
+    if cfg.name == "shapes":
+        return list(shapes.CLASSES)
+    return None
+
+
 def _register_torchvision(name: str, dataset_class: str) -> None:
     @register_source(name)
     def load(cfg: Any) -> Source:

@@ -10,6 +10,7 @@ All draws are stratified and seeded by `dataset.split_seed`.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 
 from cvrun.data import cache
 from cvrun.data.samples import HIDDEN, Samples, list_images
-from cvrun.data.sources import Source, load_source
+from cvrun.data.sources import Source, is_image_tree, load_source
 from cvrun.errors import UserError
 
 
@@ -143,6 +144,8 @@ def build_splits(cfg: Any) -> DataSplits:
         val, train = train.take(held), train.take(_complement(len(train), held))
     if cfg.unlabeled_root:
         extra = unlabeled_folder(Path(cfg.unlabeled_root).expanduser())
+        refuse_overlap(extra, f"dataset.unlabeled_root={cfg.unlabeled_root}", {"test": test, "validation": val},
+                       by_content=True)
         unlabeled = extra if unlabeled is None else Samples.concat(unlabeled, extra, cfg.image_size)
     if len(train) == 0:
         raise UserError(f"no training images left after the split settings of dataset {cfg.name}; "
@@ -163,3 +166,58 @@ def unlabeled_folder(root: Path) -> Samples:
     if not paths:
         raise UserError(f"dataset.unlabeled_root {root} holds no images")
     return Samples.from_paths(paths, np.full(len(paths), HIDDEN), root)
+
+
+def check_before_run(cfg: Any) -> None:
+    """What the dataset config can be checked for before a run folder is made, from directory listings alone:
+    dataset.unlabeled_root is a folder of images, none of them a file of an image-folder tree's test or
+    validation folder. (build_splits checks file contents, and the validation images held out of train/.)"""
+    if not cfg.unlabeled_root:
+        return
+    extra = unlabeled_folder(Path(cfg.unlabeled_root).expanduser())
+    root = Path(cfg.root).expanduser() if cfg.root else None
+    if root is not None and is_image_tree(root, cfg):
+        source = load_source(cfg)  # an image-folder tree: its file listing, nothing decoded
+        refuse_overlap(extra, f"dataset.unlabeled_root={cfg.unlabeled_root}",
+                       {"test": source.test, "validation": source.val}, by_content=False)
+
+
+def refuse_overlap(extra: Samples, named: str, held_out: dict[str, Samples | None], by_content: bool) -> None:
+    """A UserError when images of an extra folder (`named`: its key=value) are images of a held-out split: the same file (by
+    its resolved path) or, with `by_content`, a file with the same bytes. Splits held as decoded arrays
+    (torchvision's files, shapes) have no files to compare."""
+    extra_paths = [os.path.realpath(path) for path in extra.paths]
+    for split, samples in held_out.items():
+        if samples is None or samples.paths is None or not len(samples):
+            continue
+        held_paths = {os.path.realpath(path) for path in samples.paths}
+        same = {path for path in extra_paths if path in held_paths}
+        copies = same_contents(sorted(set(extra_paths) - same), sorted(held_paths)) if by_content else {}
+        if same or copies:
+            example = (f"{min(same)} is a {split} image" if same else
+                       f"{min(copies)} has the bytes of {copies[min(copies)]}")
+            raise UserError(f"{named} overlaps the {split} split: {len(same) + len(copies)} of its images are {split} "
+                            f"images ({example}); the {split} score would count images the model trained on: "
+                            "remove them from that folder or name another one")
+
+
+def same_contents(paths: list[str], others: list[str]) -> dict[str, str]:
+    """Each of `paths` whose bytes equal one of `others`' -> that other file.
+
+    Byte equality is what a copy of a split's file has (cp, rsync, a re-download); a re-encoded copy would
+    take decoding every image to find, which no run start should pay for. Files are compared by size first,
+    so only files of a size both sides have are read; SHA-256 stands for the bytes (no two different files
+    share a digest in practice)."""
+    sizes: dict[int, list[str]] = {}
+    for other in others:
+        sizes.setdefault(os.path.getsize(other), []).append(other)
+    candidates = [path for path in paths if os.path.getsize(path) in sizes]
+    if not candidates:
+        return {}
+    digests = {file_digest(other): other for path in candidates for other in sizes.pop(os.path.getsize(path), [])}
+    return {path: digests[digest] for path in candidates if (digest := file_digest(path)) in digests}
+
+
+def file_digest(path: str) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()
+

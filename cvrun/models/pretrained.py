@@ -9,6 +9,8 @@ skipped and new.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,11 @@ from cvrun.models.registry import MODELS, Classifier, create_model
 log = logging.getLogger("cvrun")
 
 
+# What a source run's summary.json status means for using its weights: accepted as they are (completed),
+# accepted with a warning (the best weights of a run that stopped or is still training), or refused.
+USABLE_STATUSES = ("completed", "interrupted", "pruned", "running")
+
+
 @dataclass
 class SourceRun:
     """A trained model rebuilt from a run folder or checkpoint, with the config it was trained with."""
@@ -32,30 +39,128 @@ class SourceRun:
     class_names: list[str]
 
 
+@dataclass
+class SourceFiles:
+    """Where a source's weights are, and what its run folder says of itself (read without loading weights)."""
+
+    checkpoint: Path
+    config: Path | None  # a run folder's config.yaml; None for a checkpoint file (its config is inside)
+    status: str | None  # the run's status ("running" while another process trains there); None for a file
+    summary: dict[str, Any]
+
+
+def run_status(folder: Path) -> tuple[str | None, dict[str, Any]]:
+    """A run folder's status and summary.json; "running" while another process holds its training lock."""
+    from cvrun.io import lock_holder
+
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    summary = summary if isinstance(summary, dict) else {}
+    return ("running" if lock_holder(folder) else summary.get("status")), summary
+
+
+def source_files(reference: str, key: str) -> SourceFiles:
+    """The files of a run folder or checkpoint named by `key`; a source that cannot give weights is a
+    UserError. Reads a listing and summary.json only, so it runs before the run folder is made."""
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return SourceFiles(path, None, None, {})
+    if not path.is_dir():
+        raise UserError(f"{key}={reference} does not exist; pass a run folder, a checkpoint file"
+                        + (" or imagenet" if key == "model.pretrained" else ""))
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"{key}={reference} is a folder but not a cvrun run folder (no config.yaml); "
+                        "pass a run folder such as outputs/YYYY-MM-DD/HH-MM-SS_scratch_resnet18")
+    status, summary = run_status(path)
+    if status == "failed":
+        raise UserError(f"{key}={reference} is a failed run ({summary.get('reason') or 'no reason recorded'}); "
+                        "its weights are not a trained model: pass a run that completed")
+    checkpoint = path / "checkpoints" / "best.pt"
+    if not checkpoint.is_file():
+        if status == "completed":
+            raise UserError(f"{key}={reference} completed without checkpoints/best.pt (its regime, "
+                            f"{source_regime(path)}, keeps no weights, or the file was removed); pass a run "
+                            "folder that holds checkpoints/best.pt")
+        raise UserError(f"{key}={reference} has no checkpoints/best.pt (the run ended before its "
+                        "first epoch); pass a run that finished at least one epoch")
+    return SourceFiles(checkpoint, path / "config.yaml", status, summary)
+
+
+def source_regime(folder: Path) -> str:
+    """The regime a run folder's config.yaml names, read as plain YAML (no validation)."""
+    from omegaconf import OmegaConf
+
+    try:
+        return str(OmegaConf.select(OmegaConf.load(folder / "config.yaml"), "regime.name", default="?"))
+    except Exception:  # noqa: BLE001 - an unreadable config only loses the name from a message
+        return "?"
+
+
+def file_sha256(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256, as the split fingerprints: what `reproduce --check`
+    compares to tell that a source's weights changed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def source_record(reference: str, key: str) -> dict[str, Any]:
+    """summary.json's note of a source: its run's status and its checkpoint's hash; a warning line in the
+    log when the source's run did not complete."""
+    files = source_files(reference, key)
+    prefix = key.split(".")[-1]
+    if files.status not in (None, "completed"):
+        log.warning("%s=%s is a run whose status is %s: its best checkpoint so far is used", key, reference,
+                    files.status)
+    return {f"{prefix}_status": files.status, f"{prefix}_sha256": file_sha256(files.checkpoint)}
+
+
 def load_source_run(reference: str, key: str = "model.pretrained") -> SourceRun:
     """Rebuild the model of a run folder (config.yaml + checkpoints/best.pt) or of a checkpoint file."""
     from cvrun.config import load_run_config
     from cvrun.io import load_checkpoint
 
-    path = Path(reference).expanduser()
-    if path.is_dir():
-        if not (path / "config.yaml").is_file():
-            raise UserError(f"{key}={reference} is a folder but not a cvrun run folder (no config.yaml); "
-                            "pass a run folder such as outputs/YYYY-MM-DD/HH-MM-SS_scratch_resnet18")
-        if not (path / "checkpoints" / "best.pt").is_file():
-            raise UserError(f"{key}={reference} has no checkpoints/best.pt (the run ended before its "
-                            "first epoch); pass a run that finished at least one epoch")
-        cfg = load_run_config(path / "config.yaml")
-        state = load_checkpoint(path / "checkpoints" / "best.pt")
-    elif path.is_file():
-        state = load_checkpoint(path)
+    files = source_files(reference, key)
+    state = load_checkpoint(files.checkpoint)
+    if files.config is not None:
+        cfg = load_run_config(files.config)
+    else:
         if not state.get("config"):
             raise UserError(f"{key}={reference} holds no training config; pass a cvrun checkpoint or run folder")
         cfg = load_run_config(state["config"])
-    else:
-        raise UserError(f"{key}={reference} does not exist; pass a run folder, a checkpoint file"
-                        + (" or imagenet" if key == "model.pretrained" else ""))
-    return SourceRun(str(path), cfg, rebuild_model(cfg, state), [str(name) for name in state["class_names"]])
+    weights = state["ema"] if state.get("ema") else state["model"]
+    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise UserError(f"{key}={reference}: its checkpoint {files.checkpoint.name} holds non-finite weights "
+                        f"({_short(broken, 3)}): its training diverged; pass a run whose weights are finite")
+    return SourceRun(str(Path(reference).expanduser()), cfg, rebuild_model(cfg, state),
+                     [str(name) for name in state["class_names"]])
+
+
+def check_pretrained(cfg: Any) -> None:
+    """What model.pretrained can be checked for before a run folder is made: imagenet weights exist for
+    the architecture; a run folder can give weights and holds the same architecture."""
+    from cvrun.config import load_run_config
+
+    reference = cfg.pretrained
+    if reference is None:
+        return
+    if reference == "imagenet":
+        imagenet_weights(cfg.name)
+        return
+    files = source_files(reference, "model.pretrained")
+    if files.config is not None:
+        require_architecture(load_run_config(files.config).model.name, cfg.name, reference)
+
+
+def require_architecture(source: str, name: str, reference: str) -> None:
+    if source != name:
+        raise UserError(f"model.pretrained={reference} is a {source}, but model={name}; "
+                        f"use model={source} to start from it")
 
 
 def rebuild_model(cfg: Any, state: dict[str, Any]) -> Classifier:
@@ -69,21 +174,27 @@ def rebuild_model(cfg: Any, state: dict[str, Any]) -> Classifier:
 
 def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights for `name`, downloaded into (or read from) torch's hub folder."""
-    import torchvision.models
     from torch.hub import get_dir
 
-    try:
-        weights = torchvision.models.get_model_weights(name).DEFAULT
-    except (KeyError, ValueError):
-        with_weights = sorted(set(torchvision.models.list_models()) & set(MODELS))
-        raise UserError(f"model.pretrained=imagenet: torchvision has no ImageNet weights for {name}; "
-                        f"use one of {', '.join(with_weights)}, or a cvrun run folder") from None
+    weights = imagenet_weights(name)
     cached = Path(get_dir()) / "checkpoints" / Path(weights.url).name
     try:
         return weights.get_state_dict(progress=False)
     except OSError as err:  # URLError, timeouts, no route: all OSErrors
         raise UserError(f"model.pretrained=imagenet: cannot download {weights.url} ({err}); without "
                         f"internet, copy that file to {cached}") from None
+
+
+def imagenet_weights(name: str) -> Any:
+    """torchvision's ImageNet weights entry for `name` (nothing downloaded); a UserError when there is none."""
+    import torchvision.models
+
+    try:
+        return torchvision.models.get_model_weights(name).DEFAULT
+    except (KeyError, ValueError):
+        with_weights = sorted(set(torchvision.models.list_models()) & set(MODELS))
+        raise UserError(f"model.pretrained=imagenet: torchvision has no ImageNet weights for {name}; "
+                        f"use one of {', '.join(with_weights)}, or a cvrun run folder") from None
 
 
 def imagenet_as_classifier(model: Classifier, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -139,7 +250,5 @@ def load_pretrained(model: Classifier, name: str, reference: str) -> dict:
     if reference == "imagenet":
         return transfer(model, imagenet_as_classifier(model, imagenet_state_dict(name)), "imagenet", False)
     source = load_source_run(reference)
-    if source.cfg.model.name != name:
-        raise UserError(f"model.pretrained={reference} is a {source.cfg.model.name}, but model={name}; "
-                        f"use model={source.cfg.model.name} to start from it")
+    require_architecture(source.cfg.model.name, name, reference)
     return transfer(model, source.model.state_dict(), reference, True)

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -30,16 +31,21 @@ from cvrun.config import OptionConfig
 from cvrun.data.loaders import make_loader
 from cvrun.data.samples import Samples
 from cvrun.data.splits import DataSplits, build_splits
+from cvrun.data.splits import check_before_run as check_data
 from cvrun.engine.evaluate import Normalize, evaluate
 from cvrun.engine.events import Callback
 from cvrun.engine.rundir import RunFolder
+from cvrun.engine.runtime import autocast_dtype, select_device
 from cvrun.engine.trainer import Trainer
 from cvrun.errors import UserError
 from cvrun.models import build_model
+from cvrun.models.pretrained import check_pretrained, source_record
 from cvrun.models.registry import Classifier
 from cvrun.registry import Registry
 
 REGIMES: Registry[type["Regime"]] = Registry("regime")
+# The keys that name a run folder or checkpoint whose weights a run starts from or learns from.
+SOURCE_KEYS = ("model.pretrained", "regime.teacher")
 
 
 @dataclass
@@ -87,11 +93,29 @@ class Regime:
 
     # --- the run -------------------------------------------------------------------------------------
 
+    @classmethod
+    def check_before_run(cls, cfg: Any) -> None:
+        """What can be checked before the run folder is made, cheaply (directory listings, a source run's
+        config.yaml and summary.json; no image decoded, no weights loaded): the device and precision, the
+        dataset's extra folder, model.pretrained. A regime adds its own (its teacher)."""
+        autocast_dtype(cfg.trainer.precision, select_device(cfg.trainer.device))
+        check_data(cfg.dataset)
+        check_pretrained(cfg.model)
+
     def start(self) -> dict:
         """Prepare, then train through the one trainer; summary.json's final keys."""
         self.refuse_mixing()
+        self.record_sources()
         self.prepare()
         return self.trainer.fit(self)
+
+    def record_sources(self) -> None:
+        """The status and checkpoint hash of each run or checkpoint the run takes weights from, in summary.json
+        (what `cvrun reproduce --check` compares); a warning line for a source whose run did not complete."""
+        for key in SOURCE_KEYS:
+            reference = OmegaConf.select(self.cfg, key, default=None)
+            if reference not in (None, "imagenet"):
+                self.summary_extra.update(source_record(reference, key))
 
     def prepare(self) -> None:
         self.data = build_splits(self.cfg.dataset)

@@ -20,7 +20,7 @@ from cvrun.data.splits import build_splits
 from cvrun.engine.losses import distillation_loss
 from cvrun.errors import require
 from cvrun.regimes.base import REGIMES, Regime, RegimeConfig, accuracy_sums
-from cvrun.regimes.teacher import load_teacher
+from cvrun.regimes.teacher import check_teacher, load_teacher
 
 log = logging.getLogger("cvrun")
 
@@ -42,6 +42,11 @@ class DistillConfig(RegimeConfig):
 class Distill(Regime):
     config = DistillConfig
     mixes = False  # the teacher's outputs belong to single images
+
+    @classmethod
+    def check_before_run(cls, cfg: Any) -> None:
+        super().check_before_run(cfg)
+        check_teacher(cfg)
 
     def prepare(self) -> None:
         data = self.data = build_splits(self.cfg.dataset)

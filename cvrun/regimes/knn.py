@@ -20,7 +20,7 @@ from torch import nn
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize, confusion_counts, per_class_acc1, predict
 from cvrun.engine.trainer import regime_facts
-from cvrun.errors import require
+from cvrun.errors import UserError, require
 from cvrun.models import build_model
 from cvrun.models.registry import count_parameters
 from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
@@ -55,7 +55,12 @@ class Knn(Regime):
 
     def start(self) -> dict:
         """The run's life cycle without training: embed, vote on val and test, record."""
+        self.record_sources()
         self.data = build_splits(self.cfg.dataset)
+        k, memory = self.cfg.regime.k, len(self.data.train)
+        if k > memory:
+            raise UserError(f"regime.k={k} neighbours, but the training set holds {memory} images to vote; "
+                            f"set regime.k to at most {memory}")
         embed, params = self.embedding()
         self.embed = embed.to(self.device)
         self.summary_extra.update(train_samples=len(self.data.train),
@@ -101,12 +106,11 @@ class Knn(Regime):
 
 def knn_votes(memory: torch.Tensor, memory_labels: torch.Tensor, queries: torch.Tensor, k: int,
               num_classes: int, weighted: bool) -> torch.Tensor:
-    """Per-class vote totals (queries x classes) from each query's k most similar memory rows.
+    """Per-class vote totals (queries x classes) from each query's k most similar memory rows (k <= rows).
 
     All rows are unit vectors, so a matrix product gives cosine similarities; queries go
     in chunks so that the similarity matrix never holds more than QUERY_CHUNK rows.
     """
-    k = min(k, len(memory_labels))
     votes = []
     for chunk in queries.split(QUERY_CHUNK):
         similarity, nearest = (chunk @ memory.T).topk(k, dim=1)

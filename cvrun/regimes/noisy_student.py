@@ -23,6 +23,7 @@ from cvrun.models import MODELS
 from cvrun.regimes.base import REGIMES, Regime, RegimeConfig
 from cvrun.regimes.pseudo_label import PseudoLabelConfig
 from cvrun.regimes.scratch import ScratchConfig
+from cvrun.regimes.teacher import check_teacher
 
 log = logging.getLogger("cvrun")
 
@@ -54,6 +55,14 @@ class NoisyStudent(Regime):
     not_resumable = "resume the round folder that stopped, then start the later rounds anew"
     no_weights = "its weights are in its rounds; evaluate one of them, e.g. cvrun eval {run_dir}/round_1"
     result_columns = ("pseudo_label_acc1", "pseudo_labels_kept")
+
+    @classmethod
+    def check_before_run(cls, cfg: Any) -> None:
+        super().check_before_run(cfg)
+        student_models(cfg)
+        noise_aug(cfg.regime.noise_aug)
+        if cfg.regime.teacher is not None:
+            check_teacher(cfg)
 
     def start(self) -> dict:
         r = self.cfg.regime

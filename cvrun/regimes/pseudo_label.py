@@ -13,9 +13,10 @@ from torch import nn
 
 from cvrun.data.samples import Samples
 from cvrun.data.splits import build_splits
-from cvrun.errors import require
+from cvrun.errors import UserError, require
 from cvrun.regimes.base import REGIMES, Regime, RegimeConfig, accuracy_sums
-from cvrun.regimes.teacher import load_teacher, require_pool, select_pseudo_labels, teacher_probabilities
+from cvrun.regimes.teacher import (PseudoLabels, check_teacher, load_teacher, require_pool, select_pseudo_labels,
+                                   teacher_probabilities)
 
 log = logging.getLogger("cvrun")
 
@@ -40,6 +41,11 @@ class PseudoLabel(Regime):
     mixes = False  # pseudo-labels belong to single images
     result_columns = ("pseudo_label_acc1", "pseudo_labels_kept")
 
+    @classmethod
+    def check_before_run(cls, cfg: Any) -> None:
+        super().check_before_run(cfg)
+        check_teacher(cfg)
+
     def prepare(self) -> None:
         """Labeled images + the pool images the teacher labels confidently, the latter weighted by unlabeled_weight;
         the pool's own labels stay hidden (scoring the pseudo-labels only)."""
@@ -50,6 +56,7 @@ class PseudoLabel(Regime):
         pool = require_pool(data, r.name)
         probabilities = teacher_probabilities(teacher, self.plain_loader(pool), self.cfg, self.device, self.dtype)
         pseudo = select_pseudo_labels(probabilities, pool, data.class_names, r.threshold, r.soft, r.balance)
+        refuse_no_pseudo_labels(pseudo, probabilities, r)
         log.info("pseudo-labels: kept %d of %d pool images (confidence >= %.2f), %s%% correct where known",
                  pseudo.stats["pseudo_labels_kept"], len(pool), r.threshold, pseudo.stats["pseudo_label_acc1"])
         labeled_rows = F.one_hot(torch.as_tensor(data.train.labels), data.num_classes).float()
@@ -67,3 +74,20 @@ class PseudoLabel(Regime):
         logits = trained["model"](self.normalize(images))
         per_image = -(targets["target"] * logits.float().log_softmax(dim=1)).sum(dim=1)
         return (per_image * targets["weight"]).mean(), accuracy_sums(logits, targets["target"].argmax(dim=1))
+
+
+def refuse_no_pseudo_labels(pseudo: PseudoLabels, probabilities: torch.Tensor, r: Any) -> None:
+    """A run that would train on the labeled images alone, recorded as pseudo-labelling, fails instead,
+    naming the cause: the threshold above every confidence the teacher reaches, or balance with a class the
+    teacher never predicts confidently."""
+    if pseudo.stats["pseudo_labels_kept"]:
+        return
+    highest = float(probabilities.max(dim=1).values.max())
+    if highest >= r.threshold:  # confident labels exist, but balance kept as many per class as the rarest has
+        missing = [name for name, count in pseudo.stats["pseudo_label_counts"].items() if count == 0]
+        raise UserError(f"regime.balance=true keeps as many pseudo-labels per class as the rarest class has, and the "
+                        f"teacher labels no pool image {', '.join(missing)} with confidence >= regime.threshold="
+                        f"{r.threshold}: set regime.balance=false, lower regime.threshold, or use a better teacher")
+    raise UserError(f"regime.threshold={r.threshold} keeps none of the {pseudo.stats['pseudo_label_pool']} pool "
+                    f"images: the teacher's highest confidence on them is {highest:.3f}; lower regime.threshold "
+                    "below it, or use a better-trained teacher (regime.teacher)")

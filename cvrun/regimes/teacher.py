@@ -11,11 +11,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cvrun.config import load_run_config
 from cvrun.data.samples import Samples
+from cvrun.data.sources import known_class_names
 from cvrun.data.splits import DataSplits
 from cvrun.engine.evaluate import Normalize, predict
 from cvrun.errors import UserError
-from cvrun.models.pretrained import load_source_run
+from cvrun.models.pretrained import load_source_run, source_files
 
 log = logging.getLogger("cvrun")
 
@@ -52,28 +54,59 @@ class PseudoLabels:
     stats: dict[str, Any]
 
 
-def load_teacher(cfg: Any, data: DataSplits, device: torch.device) -> Teacher:
-    """regime.teacher, checked against the dataset's classes and image size."""
+def require_teacher(cfg: Any) -> str:
     if cfg.regime.teacher is None:
         raise UserError(f"regime={cfg.regime.name} needs regime.teacher: the run folder or checkpoint of a "
                         f"trained teacher, e.g. regime.teacher=outputs/DATE/TIME_scratch_resnet18")
-    source = load_source_run(cfg.regime.teacher, key="regime.teacher")
-    if source.class_names != data.class_names:
-        raise UserError(f"regime.teacher={cfg.regime.teacher} was trained on classes {source.class_names}, "
-                        f"but this dataset has {data.class_names}; train the teacher on the same dataset.classes")
-    if source.cfg.dataset.image_size != data.image_size:
-        raise UserError(f"regime.teacher={cfg.regime.teacher} was trained on {source.cfg.dataset.image_size} px "
-                        f"images, this run uses {data.image_size} px; set dataset.image_size="
-                        f"{source.cfg.dataset.image_size}")
-    log.info("teacher: %s (%s, %s classes)", cfg.regime.teacher, source.cfg.model.name, len(source.class_names))
+    return cfg.regime.teacher
+
+
+def refuse_mismatch(reference: str, teacher_classes: list[str] | None, teacher_size: int,
+                    classes: list[str] | None, image_size: int) -> None:
+    """A teacher trained on other classes or another image size (None: not known yet, not compared)."""
+    if teacher_classes is not None and classes is not None and teacher_classes != classes:
+        raise UserError(f"regime.teacher={reference} was trained on classes {teacher_classes}, "
+                        f"but this dataset has {classes}; train the teacher on the same dataset.classes")
+    if teacher_size != image_size:
+        raise UserError(f"regime.teacher={reference} was trained on {teacher_size} px images, this run uses "
+                        f"{image_size} px; set dataset.image_size={teacher_size}")
+
+
+def check_teacher(cfg: Any) -> None:
+    """regime.teacher before the run folder is made, from its config.yaml and summary.json: given, a run that
+    can give weights (not failed, with a best checkpoint), trained on this run's classes (where a listing
+    tells them) and image size. A checkpoint file's config is inside it: checked when it is loaded."""
+    reference = require_teacher(cfg)
+    files = source_files(reference, "regime.teacher")
+    if files.config is not None:
+        teacher_cfg = load_run_config(files.config)
+        refuse_mismatch(reference, files.summary.get("class_names"), teacher_cfg.dataset.image_size,
+                        known_class_names(cfg.dataset), cfg.dataset.image_size)
+
+
+def load_teacher(cfg: Any, data: DataSplits, device: torch.device) -> Teacher:
+    """regime.teacher, checked against the dataset's classes and image size."""
+    reference = require_teacher(cfg)
+    source = load_source_run(reference, key="regime.teacher")
+    refuse_mismatch(reference, source.class_names, source.cfg.dataset.image_size, data.class_names, data.image_size)
+    log.info("teacher: %s (%s, %s classes)", reference, source.cfg.model.name, len(source.class_names))
     return Teacher(source.model, (list(cfg.dataset.mean), list(cfg.dataset.std)),
                    (list(source.cfg.dataset.mean), list(source.cfg.dataset.std))).to(device)
 
 
 def require_pool(data: DataSplits, regime: str) -> Samples:
-    if data.unlabeled is None or not len(data.unlabeled):
+    """The unlabeled pool of a regime that needs one; an empty one is a UserError saying which setting left it so."""
+    if data.unlabeled is None:
         raise UserError(f"regime={regime} needs unlabeled images: set dataset.labeled_per_class (the rest of the "
                         "training set becomes the pool) or dataset.unlabeled_root")
+    if not len(data.unlabeled):  # dataset.labeled_per_class is set (it made this empty pool)
+        # With no pool left every class is labeled whole: its size is its train + validation count.
+        sizes = {name: count + data.record.get("val", {}).get("per_class", {}).get(name, 0)
+                 for name, count in data.record["train"]["per_class"].items()}
+        largest = max(sizes, key=sizes.get)
+        raise UserError(f"regime={regime} needs unlabeled images, but dataset.labeled_per_class keeps every training "
+                        f"image labeled (the largest class, {largest}, has {sizes[largest]}); set "
+                        f"dataset.labeled_per_class below {sizes[largest]}, or add dataset.unlabeled_root")
     return data.unlabeled
 
 
