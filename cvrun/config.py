@@ -101,7 +101,7 @@ class TrainerConfig:
     sync_bn: bool = False
     # Gradient accumulation: an optimiser step every K batches (effective batch = batch_size x K).
     accumulate: int = 1
-    # Stop after this many epochs without a validation top-1 gain of at least min_delta (0: never).
+    # Stop after this many epochs without a validation top-1 gain of more than min_delta (0: never).
     early_stop_patience: int = 0
     early_stop_min_delta: float = 0.0
     # Steps between reads of the training loss: the divergence check, and the per-step values loggers get.

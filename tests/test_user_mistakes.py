@@ -115,8 +115,6 @@ CATALOGUE = [
     (["train", "regime=mean_teacher", "regime.strong_aug=randaug"], "unknown config key 'regime.strong_aug'; "
                                                                     "regime=mean_teacher takes mu, lambda_u, threshold, rampup"),
     (["train", *SHAPES_RUN, "regime=fixmatch"], "regime=fixmatch needs unlabeled images: set dataset.labeled_per_class"),
-    (["train", *SHAPES_RUN, "regime=mean_teacher", "dataset.labeled_per_class=10"],
-     "regime=mean_teacher needs trainer.ema_decay: the teacher is the student's exponential moving average"),
     (["train", "regime=fixmatch", "regime.threshold_mode=adaptive"], "regime.threshold_mode must be one of fixed, flex"),
     (["train", *SHAPES_RUN, "regime=fixmatch", "dataset.labeled_per_class=10", "regime.strong_aug=randaugment"],
      "regime.strong_aug: unknown aug 'randaugment'; valid aug options:"),
@@ -140,6 +138,8 @@ CATALOGUE = [
     (["reproduce", "{source}", "experiment=cifar10_lenet5"], "reproduce takes key=value and group=option overrides"),
     (["reproduce", "{source}", "model=lenet6"], "unknown model 'lenet6'; valid model options:"),
     # issue 23: training loop, early stopping, EMA, resume
+    (["train", *SHAPES_RUN, "dataset.val_fraction=0", "trainer.early_stop_patience=2"],
+     "trainer.early_stop_patience=2 stops on the validation top-1, but this run has no validation split"),
     # issue 23: sweeps, folders, the command line
     # issue 23: data sources, teachers, checks before the run folder
     # issue 23: loggers, predict

@@ -123,6 +123,27 @@ def check_trainable(regime: Any, batch_size: int, steps: int) -> None:
                         "cannot train; use trainer.batch_size=2 or more")
 
 
+def check_early_stop_has_validation(regime: Any, tcfg: Any) -> None:
+    """Early stopping watches the validation top-1: a run without a validation split is refused before it starts."""
+    if tcfg.early_stop_patience and regime.val_loader is None:
+        raise UserError(f"trainer.early_stop_patience={tcfg.early_stop_patience} stops on the validation top-1, but "
+                        f"this run has no validation split (dataset.val_fraction={regime.cfg.dataset.val_fraction}); "
+                        "hold images out with dataset.val_fraction=0.1, or set trainer.early_stop_patience=0")
+
+
+def refuse_resume_without_last(run: RunFolder) -> None:
+    """A resume needs checkpoints/last.pt once the run has trained: without it the run would start again at
+    epoch 1 and overwrite its epochs and best.pt. (A run stopped before its first epoch has nothing to lose.)"""
+    left = [name for name in ("checkpoints/best.pt", "metrics.csv") if (run.path / name).is_file()]
+    epochs_run = run.read_summary().get("epochs_run")
+    if epochs_run:
+        left.append(f"summary.json's {epochs_run} epoch(s)")
+    if left:
+        raise ResumeRefused(f"trainer.resume={run.path}: checkpoints/last.pt is missing, so the trained epochs "
+                            f"({', '.join(left)}) cannot be carried on; start anew in another folder (leave "
+                            "trainer.resume out), or put last.pt back")
+
+
 def to_device(value: Any, device: torch.device) -> Any:
     """A loader's batch (tensors, or tuples and dicts of them) on the device."""
     if isinstance(value, torch.Tensor):
@@ -184,7 +205,10 @@ class Trainer:
         started = time.time()
         steps = tcfg.steps_per_epoch or len(next(iter(regime.train_loaders.values())))
         check_trainable(regime, tcfg.batch_size, steps)
+        check_early_stop_has_validation(regime, tcfg)
         last = self.run.checkpoints / "last.pt"
+        if tcfg.resume is not None and not last.is_file():
+            refuse_resume_without_last(self.run)
         resumed = load_checkpoint(last) if tcfg.resume is not None and last.is_file() else None
         if resumed is not None:
             check_same_splits(resumed.get("splits"), regime.splits, self.run.path)

@@ -225,3 +225,22 @@ def test_early_stopping_counts_an_equal_top1_as_no_gain(tmp_path):
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert len({row["val_acc1"] for row in rows}) == 1, rows
     assert summary["stopped_early"] is True and summary["epochs_run"] == 3
+
+
+def test_a_resume_without_last_pt_is_refused_and_leaves_the_run_as_it_was(tmp_path, monkeypatch):
+    from cvrun.errors import ResumeRefused
+    from tests.conftest import interrupt_after_epoch, train_run
+
+    tiny = {"dataset": {"train_size": 100, "test_size": 20}}
+    interrupt_after_epoch(monkeypatch, 1)
+    with pytest.raises(SystemExit):
+        train_run(tmp_path / "run", trainer={"epochs": 2}, **tiny)
+    monkeypatch.undo()
+    (tmp_path / "run" / "checkpoints" / "last.pt").unlink()
+    best = (tmp_path / "run" / "checkpoints" / "best.pt").read_bytes()
+    with pytest.raises(ResumeRefused, match=r"checkpoints/last.pt is missing, so the trained epochs \(checkpoints/"
+                                            r"best.pt, summary.json's 1 epoch\(s\)\) cannot be carried on; start "
+                                            r"anew in another folder \(leave trainer.resume out\)"):
+        train_run(tmp_path / "run", trainer={"epochs": 2, "resume": str(tmp_path / "run")}, **tiny)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").read_bytes() == best
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
