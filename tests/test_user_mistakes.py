@@ -142,6 +142,21 @@ CATALOGUE = [
      "trainer.early_stop_patience=2 stops on the validation top-1, but this run has no validation split"),
     # issue 23: sweeps, folders, the command line
     # issue 23: data sources, teachers, checks before the run folder
+    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={tree}", "dataset.unlabeled_root={tree}/test",
+      "regime=fixmatch", "dataset.labeled_per_class=2"],
+     "dataset.unlabeled_root={tree}/test overlaps the test split: 6 of its images are test images"),
+    (["train", *SHAPES_RUN, "dataset.unlabeled_root={missing}"], "dataset.unlabeled_root {missing} is not a folder"),
+    (["train", *SHAPES_RUN, "model.pretrained=imagenet"], "torchvision has no ImageNet weights for lenet5"),
+    (["train", *SHAPES_RUN, "trainer.precision=16", "trainer.device=cpu"],
+     "trainer.precision=16 (fp16 mixed precision) needs CUDA"),
+    (["train", *SHAPES_RUN, "regime=finetune", "model=mlp", "model.pretrained={source}"],
+     "model.pretrained={source} is a lenet5, but model=mlp"),
+    (["train", *SHAPES_RUN, "regime=distill", "regime.teacher={source}", "dataset.classes=[circle,ring,square]",
+      "dataset.image_size=40"], "regime.teacher={source} was trained on 32 px images, this run uses 40 px"),
+    (["train", *SHAPES_RUN, "regime=fixmatch", "dataset.labeled_per_class=50"],
+     "dataset.labeled_per_class keeps every training image labeled (the largest class, "),
+    (["train", *SHAPES_RUN, "regime=knn", "regime.features=pixels", "regime.k=500"],
+     "regime.k=500 neighbours, but the training set holds 90 images to vote; set regime.k to at most 90"),
     # issue 23: loggers, predict
 ]
 

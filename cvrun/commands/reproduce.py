@@ -6,7 +6,9 @@ outputs/DATE/TIME_reproduce_<regime>_<model>/. Its summary.json names the run
 it reproduces and the overrides. The two runs' results are printed side by
 side. With --check the exit status says whether they agree: exactly when
 the original was deterministic on the CPU (DESIGN.md promises the same
-digits there), else within TOLERANCE; 0 when they agree, 1 when not.
+digits there), else within TOLERANCE; 0 when they agree, 1 when not. What the
+new run was given that the original was not (other data splits, another
+checkpoint of its teacher or pretrained source) is named beside the verdict.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ def load_original(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     if summary.get("status") != "completed":
         raise UserError(f"{run_dir} did not complete (status {summary.get('status', 'missing')}); "
                         "only a completed run has results to reproduce")
-    return OmegaConf.load(config), summary
+    try:
+        return OmegaConf.load(config), summary
+    except Exception as err:  # noqa: BLE001 - a YAML syntax or encoding error: the file is what is wrong
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{config} cannot be read ({reason}); it is not the config.yaml cvrun wrote: "
+                        "restore it, or reproduce another run") from None
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
@@ -100,14 +107,32 @@ def comparison(original: dict[str, Any], new: dict[str, Any], exact: bool) -> tu
     return "\n".join(lines), all_agree
 
 
+def changed_inputs(original: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What the run was given that differs from what the original was given, in words: the data (the splits'
+    fingerprints) and the checkpoints of its teacher or pretrained source (their hashes)."""
+    from cvrun.data.splits import split_changes
+    from cvrun.regimes.base import SOURCE_KEYS
+
+    changes = []
+    if original.get("splits") and new.get("splits"):
+        changes += [f"the data changed: {change}" for change in split_changes(original["splits"], new["splits"])]
+    for key in SOURCE_KEYS:
+        name = f"{key.split('.')[-1]}_sha256"
+        if original.get(name) and original.get(name) != new.get(name):
+            changes.append(f"the checkpoint of {key} changed: sha256 {original[name]} then, {new.get(name)} now")
+    return changes
+
+
 def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
     from cvrun.commands.train import held_folder, start_run
     from cvrun.engine.rundir import RunFolder, logging_to
     from cvrun.engine.runtime import signals_raise
+    from cvrun.regimes import REGIMES
 
     run_dir = run_dir.absolute()
     saved, original = load_original(run_dir)
     cfg = apply_overrides(saved, overrides)
+    REGIMES.get(cfg.regime.name).check_before_run(cfg)  # a mistake found now leaves no folder behind
     run = RunFolder(new_run_folder(cfg))
     # What Hydra's job logging gives `cvrun train`: the console and the run's train.log.
     with logging_to(run.path / "train.log", console=True), signals_raise(), held_folder(run.path):
@@ -116,11 +141,15 @@ def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
         new = start_run(cfg, run)
     exact = bool(saved.trainer.deterministic) and original.get("device") == "cpu" and new.get("device") == "cpu"
     table, all_agree = comparison(original, new, exact)
+    changes = changed_inputs(original, new)
     print(table)
+    if changes:
+        print(f"since the original ran, {'; '.join(changes)}")
     print(f"reproduced in {run.path}")
     if not check:
         return 0
-    print("check: the runs agree" if all_agree else "check: the runs DIFFER")
+    because = " because their inputs differ: " + "; ".join(changes) if changes else ""
+    print("check: the runs agree" if all_agree else f"check: the runs DIFFER{because}")
     return 0 if all_agree else 1
 
 
