@@ -424,9 +424,12 @@ def check_values(cfg: Any) -> None:
     if "hparams_search" in cfg:
         h = cfg.hparams_search
         require(h.pruner in PRUNERS, f"hparams_search.pruner must be one of {', '.join(PRUNERS)}, got {h.pruner}")
-        require(h.pruner_warmup_epochs >= 1 and h.pruner_startup_trials >= 0 and h.max_failures >= 0,
-                 "hparams_search.pruner_warmup_epochs must be >= 1, pruner_startup_trials and max_failures >= 0, "
-                 f"got {h.pruner_warmup_epochs}, {h.pruner_startup_trials} and {h.max_failures}")
+        # One key per message: the command line's checks see one key at a time, the others at their defaults.
+        require(h.pruner_warmup_epochs >= 1,
+                f"hparams_search.pruner_warmup_epochs must be >= 1, got {h.pruner_warmup_epochs}")
+        require(h.pruner_startup_trials >= 0,
+                f"hparams_search.pruner_startup_trials must be >= 0, got {h.pruner_startup_trials}")
+        require(h.max_failures >= 0, f"hparams_search.max_failures must be >= 0, got {h.max_failures}")
     if "dataset" in cfg and OmegaConf.get_type(cfg.dataset) is DatasetConfig:  # eval's dataset holds only a root
         d = cfg.dataset
         require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")

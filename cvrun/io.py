@@ -101,20 +101,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-# Folders claimed in this launch: Hydra reads its run and sweep dir more than once.
-_claimed: dict[str, Path] = {}
+# Folders claimed in this launch: Hydra reads its run and sweep dir more than once. A sweep job's folder is
+# claimed per job: the jobs of one sweep may name one folder.
+_claimed: dict[str | tuple[str, int], Path] = {}
+# Folders this launch created, parents first: a launch refused before it wrote anything leaves none behind.
+_created: list[Path] = []
 
 
-def claim_folder(path: str) -> Path:
+def make_folder(path: Path) -> None:
+    """mkdir -p that remembers which folders it created (for remove_unused_folders); disk faults as StorageError."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise storage_fault(path, err) from None
+    _created.extend(reversed(missing))
+
+
+def claim_folder(path: str, key: str | tuple[str, int] | None = None) -> Path:
     """A new folder for one run: `path`, or `path_2`, `path_3`, ... when another run already has it.
 
     Hydra's timestamped names collide for runs launched in the same second. os.mkdir
     either creates a folder or fails, so two processes never claim the same one.
+    `key` (default: the path) names the claim: asking again with it gives the same folder.
     """
-    if path not in _claimed:
+    key = path if key is None else key
+    if key not in _claimed:
         base = Path(path)
+        make_folder(base.parent)
         try:
-            base.parent.mkdir(parents=True, exist_ok=True)
             for number in itertools.count(1):
                 candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
                 try:
@@ -124,8 +140,23 @@ def claim_folder(path: str) -> Path:
                     continue
         except OSError as err:
             raise storage_fault(base, err) from None
-        _claimed[path] = candidate
-    return _claimed[path]
+        _created.append(candidate)
+        _claimed[key] = candidate
+    return _claimed[key]
+
+
+def remove_unused_folders() -> None:
+    """Remove the folders this launch created that hold nothing (but a lock file no process holds)."""
+    for folder in reversed(_created):
+        lock = folder / LOCK_FILE
+        try:
+            if [p.name for p in folder.iterdir()] == [LOCK_FILE] and lock_holder(folder) is None:
+                unlock_folder(folder)
+                lock.unlink()
+            folder.rmdir()
+        except OSError:
+            continue  # it holds something, or is gone
+    _created.clear()
 
 
 # File systems allow 255 bytes in a name; sweep job folders keep a margin below it.
@@ -145,6 +176,7 @@ def short_name(name: str) -> str:
 def forget_claims() -> None:
     """A new launch (one run or one sweep) claims new folders."""
     _claimed.clear()
+    _created.clear()
 
 
 LOCK_FILE = ".lock"
@@ -188,6 +220,23 @@ def unlock_folder(folder: Path) -> None:
     fd = _locks.pop(Path(folder).resolve(), None)
     if fd is not None:
         os.close(fd)
+
+
+# Folders locked until the command's launch ends (a sweep's folder, for the sweep's whole life).
+_launch_locks: list[Path] = []
+
+
+def lock_for_launch(folder: Path) -> None:
+    """lock_folder, held until end_launch."""
+    lock_folder(folder)
+    _launch_locks.append(Path(folder))
+
+
+def end_launch() -> None:
+    """Release the launch's locks; remove the folders it created and left empty (a launch refused at start)."""
+    while _launch_locks:
+        unlock_folder(_launch_locks.pop())
+    remove_unused_folders()
 
 
 def lock_holder(folder: Path) -> str | None:

@@ -22,7 +22,7 @@ def register_schemas() -> None:
 
     from cvrun.augment import POLICIES
     from cvrun.config import SCHEMAS, OptunaSweeperConfig
-    from cvrun.io import claim_folder, forget_claims, short_name
+    from cvrun.io import forget_claims, short_name
     from cvrun.registry import load_plugins
     from cvrun.regimes import REGIMES
 
@@ -37,8 +37,81 @@ def register_schemas() -> None:
     store.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConfig)
     register_sweeper()
     forget_claims()
-    OmegaConf.register_new_resolver("unique", lambda path: str(claim_folder(path)), use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("unique", lambda path: str(stopping(claim_new_folder, path)), use_cache=True,
+                                    replace=True)
+    # Not cached by OmegaConf: launchers copy the sweep's cache into every job's config. claim_folder keeps
+    # one claim per job.
+    OmegaConf.register_new_resolver("job_folder", job_folder, replace=True)
     OmegaConf.register_new_resolver("short_name", short_name, replace=True)
+    OmegaConf.register_new_resolver("help_groups", help_groups, replace=True)
+
+
+def claim_new_folder(path: str) -> Any:
+    """A new run or sweep folder under the current one (claim_folder), or what to do where it cannot be made."""
+    from cvrun.io import StorageError, claim_folder
+
+    try:
+        return claim_folder(path)
+    except StorageError as err:
+        raise err.with_advice("start cvrun in a folder you can write to, or name one with hydra.run.dir "
+                              "(hydra.sweep.dir with -m)") from None
+
+
+class LaunchStopped(BaseException):
+    """A UserError or StorageError met where Hydra would catch it and print a traceback (a resolver, a callback).
+
+    Hydra's handlers catch Exception; this passes them, and run_hydra prints the error in one line."""
+
+    def __init__(self, error: UserError | Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def stopping(function: Callable[..., Any], *args: Any) -> Any:
+    """function(*args), a UserError or StorageError in it raised as LaunchStopped."""
+    from cvrun.io import StorageError
+
+    try:
+        return function(*args)
+    except (UserError, StorageError) as err:
+        raise LaunchStopped(err) from None
+
+
+def job_folder(subdir: str, _root_: Any) -> str:
+    """hydra.sweep.subdir claimed for this sweep job, as a run folder is: a folder another job (or anything
+    else) already has is never written into; the job gets the name with a suffix (_2, _3, ...), said in the log.
+
+    Several tasks of one job (SLURM) follow rank 0, which claims it: the run trains in rank 0's folder.
+    """
+    from pathlib import Path
+
+    from cvrun.io import claim_folder
+    from cvrun.parallel import adopt_slurm_tasks, is_main
+
+    adopt_slurm_tasks()
+    if not is_main():
+        return subdir
+    sweep_dir, job = Path(str(_root_.hydra.sweep.dir)), int(_root_.hydra.job.num)
+    # An empty subdir would put the job in the sweep folder itself, beside the sweep's own files.
+    wanted = sweep_dir / (subdir if subdir.strip(" /.") else str(job))
+    claimed = stopping(claim_folder, str(wanted), (str(wanted.absolute()), job))
+    if claimed != wanted:
+        log.warning("job %d: %s is taken (another job of the sweep has it); this job runs in %s",
+                    job, wanted, claimed)
+    return str(claimed if Path(subdir).is_absolute() else claimed.relative_to(sweep_dir))
+
+
+def help_groups() -> str:
+    """`cvrun COMMAND --help`'s config groups: Hydra's list without the schemas cvrun stores beside the
+    options (aug/basic_schema, ...), which are no options of their own."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    listing = GlobalHydra.instance().hydra.format_config_groups(lambda g: g != "hydra" and not g.startswith("hydra/"))
+    lines = []
+    for line in listing.splitlines():
+        group, _, options = line.partition(": ")
+        lines.append(f"{group}: {', '.join(o for o in options.split(', ') if not o.endswith('_schema'))}")
+    return "\n".join(lines)
 
 
 def register_sweeper() -> None:
@@ -53,7 +126,8 @@ def register_sweeper() -> None:
 def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     """Run `task` as a Hydra app; return the process exit status.
 
-    A UserError inside the task prints one line and exits 2. Hydra rejecting
+    A UserError inside the task prints one line and exits 2; so does one met by a
+    resolver or callback (LaunchStopped), before any job. Hydra rejecting
     the command line or config (before the task starts) also exits 2: both
     are mistakes the user can fix. A StorageError (full disk, read-only
     folder) prints one line and exits 1. Anything else keeps Hydra's status.
@@ -64,7 +138,7 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     """
     import hydra
 
-    from cvrun.io import StorageError
+    from cvrun.io import StorageError, end_launch
     from cvrun.paths import config_dir
 
     register_schemas()
@@ -99,9 +173,14 @@ def run_hydra(config_name: str, task: Callable[[Any], Any]) -> int:
     app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded_task)
     try:
         app()
+    except LaunchStopped as stop:
+        print(f"cvrun: error: {stop.error}", file=sys.stderr)
+        return stop.error.exit_code
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         return 2 if code == 1 and not started else code
+    finally:
+        end_launch()
     sweep = sys.modules.get("cvrun.report.sweep")  # the sweep callback, on any launcher, saw every job end
     failed = max(len(failed_jobs), 0 if sweep is None else sweep.SweepSummary.failed_jobs)
     if failed:

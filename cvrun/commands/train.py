@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from hydra.experimental.callback import Callback
 
 from cvrun.commands import run_hydra
 from cvrun.errors import ResumeRefused, UserError
@@ -198,33 +201,25 @@ def prepare_args(args: list[str]) -> list[str]:
 
 
 def refuse_taken_folder(args: list[str]) -> None:
-    """hydra.run.dir (or hydra.sweep.dir with -m) naming a folder that holds a run is a user error.
+    """hydra.run.dir naming a folder that holds a run or a sweep (or hydra.sweep.dir, with -m) is a user error.
 
     A named run folder is locked here, before Hydra writes into it: of two runs started at once
-    with the same hydra.run.dir, the second is refused.
+    with the same hydra.run.dir, the second is refused. A sweep folder is locked when the sweep starts
+    (SweepFolder), for the sweep's whole life.
     """
-    from cvrun.io import lock_holder
+    from cvrun.io import lock_holder, storage_fault
 
     sweep = "-m" in args or "--multirun" in args
-    key, markers = ("hydra.sweep.dir", SWEEP_MARKERS) if sweep else ("hydra.run.dir", RUN_MARKERS)
+    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
     for arg in args:
         if key_of(arg) != key or "=" not in arg:
             continue
         folder = Path(override_value(arg)).expanduser()
         holder = lock_holder(folder) if folder.is_dir() else None
         if holder is not None:
-            raise UserError(f"{folder} is in use: {holder} is training there; name another {key}")
-        held = [name for name in markers if (folder / name).exists()]
-        if held:
-            what = "sweep" if sweep else "run"
-            advice = ("leave it out for a new timestamped folder or name a new one" if sweep else
-                      f"leave it out for a new timestamped folder, name a new one, carry that run on with "
-                      f"trainer.resume={folder}, or start a copy with `cvrun reproduce {folder}`")
-            raise UserError(f"{key}={folder} already holds a {what} ({held[0]}); a {what} folder is claimed "
-                            f"once, nothing in it is replaced: {advice}")
+            raise UserError(f"{folder} is in use: {holder} {activity(folder)} there; name another {key}")
+        refuse_held_folder(folder, key, sweep)
         if not sweep:
-            from cvrun.io import storage_fault
-
             if folder.exists() and not folder.is_dir():
                 raise UserError(f"{key}={folder} is a file; name a folder for the run")
             try:
@@ -232,6 +227,92 @@ def refuse_taken_folder(args: list[str]) -> None:
             except OSError as err:
                 raise storage_fault(folder, err) from None
             lock_run_folder(folder)
+
+
+def activity(folder: Path) -> str:
+    """What the process holding `folder`'s lock does there, as its files tell."""
+    return "runs a sweep" if any((folder / name).exists() for name in SWEEP_MARKERS) else "is training"
+
+
+def refuse_held_folder(folder: Path, key: str, sweep: bool, search_resume: bool = False) -> None:
+    """A UserError when `folder` holds a run or a sweep: a new run (sweep=False) or sweep takes a folder of its own.
+
+    A sweep's own lock file is no run's; a search that carries on (search_resume) is at home among a sweep's files.
+    """
+    from cvrun.io import LOCK_FILE
+
+    runs = [name for name in RUN_MARKERS if (folder / name).exists() and not (sweep and name == LOCK_FILE)]
+    sweeps = [] if search_resume else [name for name in SWEEP_MARKERS if (folder / name).exists()]
+    what = "sweep" if sweep else "run"
+    if sweeps and sweep or runs and not sweeps and not sweep:
+        advice = ("leave it out for a new timestamped folder or name a new one" if sweep else
+                  f"leave it out for a new timestamped folder, name a new one, carry that run on with "
+                  f"trainer.resume={folder}, or start a copy with `cvrun reproduce {folder}`")
+        held = (sweeps or runs)[0]
+        raise UserError(f"{key}={folder} already holds a {what} ({held}); a {what} folder is claimed "
+                        f"once, nothing in it is replaced: {advice}")
+    if sweeps or runs:
+        other, held = ("sweep", sweeps[0]) if sweeps else ("run", runs[0])
+        raise UserError(f"{key}={folder} holds a {other} ({held}); a {what} needs a folder of its own: leave "
+                        f"{key} out for a new timestamped folder or name a new one")
+
+
+class SweepFolder(Callback):
+    """A sweep's folder and its jobs' folders, claimed like run folders, whatever the sweeper and launcher.
+
+    When the multirun starts, in the process that runs the sweep: the sweep folder is locked until the
+    command ends (end_launch), so that a second sweep there is refused naming the holder, and it must hold
+    no run, nor (unless a search carries on in it) another sweep. Every job's folder then goes through the
+    job_folder resolver, whatever sets hydra.sweep.subdir, and its name leaves out the settings that change
+    no result. Launchers compose each job from hydra.overrides.hydra, in whatever process runs it: what is
+    added there reaches every job.
+    """
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from cvrun.commands import stopping
+
+        stopping(hold_sweep_folder, config)
+        add_job_overrides(config)
+
+
+def hold_sweep_folder(config: Any) -> None:
+    from cvrun.io import FolderBusy, lock_for_launch, make_folder
+
+    folder = Path(str(config.hydra.sweep.dir))
+    make_folder(folder)
+    try:
+        lock_for_launch(folder)
+    except FolderBusy as busy:
+        raise UserError(f"{folder} is in use: {busy} {activity(folder)} there; wait for it to end or name "
+                        "another hydra.sweep.dir") from None
+    resume = (config.get("hparams_search") or {}).get("resume")
+    refuse_held_folder(folder, "hydra.sweep.dir", sweep=True, search_resume=resume not in (None, ""))
+
+
+def add_job_overrides(config: Any) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, read_write
+
+    from cvrun.report.table import changes_no_result
+
+    subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
+    added = [] if subdir.startswith("${job_folder:") else \
+        ["hydra.sweep.subdir=" + quoted("${job_folder:" + quoted(subdir, "'") + "}", '"')]
+    excluded = list(config.hydra.job.config.override_dirname.exclude_keys)
+    given = [o.key_or_group for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))]
+    more = [k for k in dict.fromkeys([*given, *(config.hydra.sweeper.get("params") or {})])
+            if changes_no_result(k) and k not in excluded]
+    if more:
+        added.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded + more)}]")
+    with read_write(config.hydra.overrides):
+        config.hydra.overrides.hydra.extend(added)
+
+
+def quoted(text: str, quote: str) -> str:
+    """`text` as a quoted string of Hydra's and OmegaConf's grammar: the quote escaped, and the backslashes
+    before it or at the end (the only ones those grammars read as escapes) doubled."""
+    text = re.sub(r"(\\*)" + quote, lambda m: m.group(1) * 2 + "\\" + quote, text)
+    return quote + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + quote
 
 
 def resume_args(args: list[str]) -> list[str] | None:

@@ -12,6 +12,16 @@ from omegaconf import OmegaConf
 
 RESULT_COLUMNS = ["status", "reason", "best_val_acc1", "test_acc1", "test_acc5", "epochs_run", "wall_seconds"]
 
+# Settings that change how a run is watched, or where its files and caches are, never what it computes: sweep
+# folder names and summarize's legends leave them out (the tables keep them). logger.* as well.
+NO_RESULT_KEYS = ("logger", "trainer.progress", "trainer.num_workers", "trainer.log_every_n_steps", "trainer.resume",
+                  "hparams_search.resume", "dataset.download", "dataset.cache", "dataset.cache_dir")
+
+
+def changes_no_result(key: str) -> bool:
+    key = key.lstrip("+~")
+    return key in NO_RESULT_KEYS or key.startswith("logger.")
+
 
 def regime_columns(rows: list[dict[str, Any]]) -> list[str]:
     """The results the runs' regimes add (each run's summary.json lists its regime's, `result_columns`)."""

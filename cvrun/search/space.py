@@ -58,6 +58,11 @@ def distribution(override: Any) -> Any:
             return IntDistribution(values[0], values[-1], step=1 if log else int(value.step), log=log)
         return FloatDistribution(values[0], values[-1], step=None if log else float(value.step), log=log)
     if override.is_interval_sweep():
+        if value.start > value.end:
+            raise UserError(f"{override.input_line}: the interval's start is above its end; write "
+                            f"interval({value.end}, {value.start})")
+        if log and value.start <= 0:
+            raise UserError(f"{override.input_line}: a log scale needs an interval above 0, not from {value.start}")
         if "int" in tags:
             return IntDistribution(int(value.start), int(value.end), log=log)
         return FloatDistribution(float(value.start), float(value.end), log=log)

@@ -19,7 +19,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cvrun.errors import UserError, require
 from cvrun.io import StorageError
@@ -69,14 +69,13 @@ class OptunaSearch:
         if not space:
             raise UserError("an Optuna search needs parameters to search: set hydra.sweeper.params (an hparams_search "
                             "preset does) or give one as e.g. aug.m=range(0,31) or optim.lr='tag(log,interval(1e-3,1))'")
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        with held_sweep_folder(self.sweep_dir):
-            self.write_multirun_yaml()
-            study = self.open_study(search, space, fixed)
-            self.retry_interrupted(study)
-            self.failures = sum(t.user_attrs.get(STATUS_ATTR) == "failed" for t in study.trials)
-            self.run_trials(study, space, fixed, search.max_failures)
-            self.report(study)
+        # The sweep folder is cvrun's SweepFolder callback's: made and locked for the sweep's life.
+        self.write_multirun_yaml()
+        study = self.open_study(search, space, fixed)
+        self.retry_interrupted(study)
+        self.failures = sum(t.user_attrs.get(STATUS_ATTR) == "failed" for t in study.trials)
+        self.run_trials(study, space, fixed, search.max_failures)
+        self.report(study)
 
     def write_multirun_yaml(self) -> None:
         """Hydra's record of the sweep (its overrides and params name the swept keys); a resume keeps the first."""
@@ -212,18 +211,3 @@ def differences(before: dict[str, Any], now: dict[str, Any]) -> str:
     if dropped or added:
         changes.append(f"{' '.join(dropped) or 'nothing'} there, {' '.join(added) or 'nothing'} here")
     return "; ".join(changes)
-
-
-@contextlib.contextmanager
-def held_sweep_folder(folder: Path) -> Iterator[None]:
-    """The sweep folder's OS lock while the search runs: a second search there (a second resume) is refused."""
-    from cvrun.io import FolderBusy, lock_folder, unlock_folder
-
-    try:
-        lock_folder(folder)
-    except FolderBusy as busy:
-        raise UserError(f"{folder} is in use: {busy} runs the search there; wait for it to end") from None
-    try:
-        yield
-    finally:
-        unlock_folder(folder)
