@@ -82,9 +82,12 @@ def refuse_no_pseudo_labels(pseudo: PseudoLabels, probabilities: torch.Tensor, r
     teacher never predicts confidently."""
     if pseudo.stats["pseudo_labels_kept"]:
         return
-    highest = float(probabilities.max(dim=1).values.max())
+    confidence, predicted = probabilities.max(dim=1)
+    highest = float(confidence.max())
     if highest >= r.threshold:  # confident labels exist, but balance kept as many per class as the rarest has
-        missing = [name for name, count in pseudo.stats["pseudo_label_counts"].items() if count == 0]
+        names = list(pseudo.stats["pseudo_label_counts"])
+        confident = torch.bincount(predicted[confidence >= r.threshold], minlength=len(names)).tolist()
+        missing = [name for name, count in zip(names, confident) if count == 0]
         raise UserError(f"regime.balance=true keeps as many pseudo-labels per class as the rarest class has, and the "
                         f"teacher labels no pool image {', '.join(missing)} with confidence >= regime.threshold="
                         f"{r.threshold}: set regime.balance=false, lower regime.threshold, or use a better teacher")

@@ -49,9 +49,12 @@ def test_check_fails_when_the_recorded_result_was_altered(original, tmp_path):
     shutil.copytree(run, altered)
     summary = json.loads((altered / "summary.json").read_text())
     summary["test_acc1"] += 1.0
+    summary["splits"]["train"]["per_class"]["circle"] -= 2  # as if the data had gained two images since
     (altered / "summary.json").write_text(json.dumps(summary))
     result = cli("reproduce", str(altered), "--check", cwd=cwd)
-    assert result.returncode == 1 and "check: the runs DIFFER" in result.stdout
+    assert result.returncode == 1
+    assert ("check: the runs DIFFER because their inputs differ: the data changed: train/circle has 2 more images"
+            in result.stdout), result.stdout
     assert any(line.startswith("test_acc1") and line.endswith("NO") for line in result.stdout.splitlines())
 
 
@@ -101,3 +104,25 @@ def test_the_side_by_side_table_rounds_every_figure():
     assert agree and "41.6667" in table and "1.2346" in table and "41.666666" not in table
     widths = {len(line) for line in table.splitlines()[1:-1]}
     assert len(widths) == 1  # columns line up
+
+
+def test_a_config_that_is_not_yaml_is_one_line_and_leaves_no_folder(original, tmp_path):
+    _, run = original
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "config.yaml").write_text("dataset:\n  name: [shapes\n")
+    result = cli("reproduce", str(broken), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"cvrun: error: {broken}/config.yaml cannot be read (while "
+                                                  "parsing a flow sequence); it is not the config.yaml cvrun wrote: "
+                                                  "restore it, or reproduce another run"]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_changed_teacher_checkpoint_is_named():
+    from cvrun.commands.reproduce import changed_inputs
+
+    splits = {"train": {"images": 3, "per_class": {"a": 3}, "fingerprint": "f"}}
+    assert changed_inputs({"splits": splits, "teacher_sha256": "aa"}, {"splits": splits, "teacher_sha256": "bb"}) == [
+        "the checkpoint of regime.teacher changed: sha256 aa then, bb now"]
+    assert changed_inputs({"splits": splits, "pretrained_sha256": "aa"}, {"splits": splits, "pretrained_sha256": "aa"}) == []

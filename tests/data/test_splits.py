@@ -85,3 +85,26 @@ def test_a_record_names_each_splits_images_and_what_changed():
     assert split_changes(record, {"train": split_record(swapped, ["a", "b"])}) == [
         "train has as many images per class but other images, labels or order"]
     assert split_changes(record, {**record, "val": relabelled}) == ["there is a new val split"]
+
+
+def test_an_unlabeled_root_with_copies_of_test_images_is_refused_naming_count_and_example(tmp_path):
+    root = write_image_tree(tmp_path / "tree", {"cat": 6, "dog": 6})
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for i, image in enumerate(sorted((root / "test" / "dog").iterdir())[:2]):
+        (extra / f"copy{i}.png").write_bytes(image.read_bytes())
+    write_image_tree(tmp_path / "other", {"x": 2}, test_per_class=1, size=20)  # other images: kept apart
+    (tmp_path / "other" / "train" / "x" / "0000.png").rename(extra / "new.png")
+    cfg = make_cfg(dataset={"name": "imagefolder", "root": str(root), "unlabeled_root": str(extra),
+                            "cache": "disk", "cache_dir": str(tmp_path / "cache")}).dataset
+    with pytest.raises(UserError, match=r"unlabeled_root=.*extra overlaps the test split: 2 of its images are test "
+                                        r"images \(.*copy0.png has the bytes of .*test/dog/0000.png\)"):
+        build_splits(cfg)
+
+
+def test_an_unlabeled_root_holding_the_images_held_out_for_validation_is_refused(tmp_path):
+    root = write_image_tree(tmp_path / "tree", {"cat": 6, "dog": 6})
+    cfg = make_cfg(dataset={"name": "imagefolder", "root": str(root), "unlabeled_root": str(root / "train"),
+                            "val_fraction": 0.5}).dataset
+    with pytest.raises(UserError, match="overlaps the validation split: 6 of its images are validation images"):
+        build_splits(cfg)

@@ -112,3 +112,21 @@ def test_freezing_the_backbone_stops_gradients_and_batch_norm_statistics():
     assert all(p.grad is None for p in model.backbone.parameters()) and model.head.weight.grad is not None
     model.freeze_backbone(False)
     assert model.backbone.bn1.training and all(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_a_source_without_weights_says_why(source_run, tmp_path):
+    """A run that completed without best.pt (a regime that trains no weights) is not "ended before its first
+    epoch"; a run that did end before it is."""
+    from tests.conftest import train_run
+
+    knn = tmp_path / "knn"
+    train_run(knn, dataset={"train_size": 60, "test_size": 20}, regime={"name": "knn", "features": "pixels", "k": 3})
+    with pytest.raises(UserError, match=r"model.pretrained=.*knn completed without checkpoints/best.pt \(its regime, "
+                                        r"knn, keeps no weights, or the file was removed\)"):
+        load_source_run(str(knn))
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "config.yaml").write_text((source_run / "config.yaml").read_text())
+    (early / "summary.json").write_text('{"status": "interrupted"}')
+    with pytest.raises(UserError, match="has no checkpoints/best.pt \\(the run ended before its first epoch\\)"):
+        load_source_run(str(early))

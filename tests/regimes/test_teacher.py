@@ -1,5 +1,10 @@
 """The frozen teacher, and the pseudo-labels it gives the unlabeled pool."""
 
+import json
+import logging
+import shutil
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +12,10 @@ import torch
 from cvrun.data.samples import HIDDEN, Samples
 from cvrun.errors import UserError
 from cvrun.models import create_model
+from cvrun.models.pretrained import file_sha256, source_record
+from cvrun.regimes.pseudo_label import refuse_no_pseudo_labels
 from cvrun.regimes.teacher import Teacher, select_pseudo_labels
-from tests.conftest import make_cfg, train_run
+from tests.conftest import cli, lock_held_elsewhere, make_cfg, train_run, write_image_tree
 from tests.regimes.conftest import bare_regime
 
 STATS = ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
@@ -86,3 +93,89 @@ def test_teacher_mistakes_are_user_errors(source_run, tmp_path):
     with pytest.raises(UserError, match="regime=pseudo_label needs unlabeled images"):
         train_run(tmp_path / "e", dataset={"classes": ["circle", "ring", "square"]},
                   regime={"name": "pseudo_label", "teacher": str(source_run)})
+
+
+def copied_run(source_run, path, **summary):
+    """A copy of the source run with some summary.json values replaced."""
+    shutil.copytree(source_run, path)
+    record = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**record, **summary}))
+    return path
+
+
+SMALL_SHAPES = ["dataset=shapes", "dataset.train_size=100", "dataset.test_size=20", "model=lenet5",
+                "trainer.epochs=1", "trainer.progress=false"]
+
+
+def test_mistakes_found_before_the_run_folder_leave_no_folder(source_run, tmp_path):
+    failed = copied_run(source_run, tmp_path / "failed", status="failed", reason="the loss became nan")
+    tree = write_image_tree(tmp_path / "tree", {"cat": 4, "dog": 4})
+    three = "dataset.classes=[circle,ring,square]"
+    cases = [
+        (["regime=distill", f"regime.teacher={source_run}"], "was trained on classes"),
+        (["regime=distill", f"regime.teacher={failed}", three], "is a failed run (the loss became nan)"),
+        (["regime=finetune", "model=mlp", f"model.pretrained={source_run}"], "is a lenet5, but model=mlp"),
+        (["model.pretrained=imagenet"], "no ImageNet weights for lenet5"),
+        (["trainer.precision=16", "trainer.device=cpu"], "needs CUDA"),
+        (["dataset=imagefolder", f"dataset.root={tree}", f"dataset.unlabeled_root={tree}/test"],
+         "overlaps the test split"),
+    ]
+    for args, expected in cases:
+        result = cli("train", *SMALL_SHAPES, *args, cwd=tmp_path)
+        assert result.returncode == 2 and expected in result.stderr, (args, result.stderr)
+        assert not (tmp_path / "outputs").exists(), args
+    result = cli("train", "-m", *SMALL_SHAPES, "regime=distill", f"regime.teacher={source_run},{failed}", three,
+                 "dataset.image_size=32", cwd=tmp_path)
+    assert result.returncode == 2 and "is a failed run" in result.stderr
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_a_teacher_with_non_finite_weights_is_refused_naming_it(source_run, tmp_path):
+    diverged = copied_run(source_run, tmp_path / "diverged")
+    state = torch.load(diverged / "checkpoints" / "best.pt", weights_only=True)
+    for weights in filter(None, (state["model"], state.get("ema"))):
+        next(iter(weights.values())).fill_(float("nan"))
+    torch.save(state, diverged / "checkpoints" / "best.pt")
+    with pytest.raises(UserError, match=r"regime.teacher=.*diverged: its checkpoint best.pt holds non-finite weights"):
+        train_run(tmp_path / "run", dataset={"classes": ["circle", "ring", "square"], "train_size": 60},
+                  regime={"name": "distill", "teacher": str(diverged)})
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_an_interrupted_teacher_is_used_with_one_warning_and_its_status_and_hash_recorded(source_run, tmp_path,
+                                                                                           caplog):
+    interrupted = copied_run(source_run, tmp_path / "interrupted", status="interrupted")
+    with caplog.at_level(logging.WARNING, logger="cvrun"):
+            summary = train_run(tmp_path / "run", dataset={"classes": ["circle", "ring", "square"], "train_size": 90,
+                                                       "test_size": 30, "labeled_per_class": 10},
+                            regime={"name": "pseudo_label", "teacher": str(interrupted), "threshold": 0.0},
+                            trainer={"epochs": 1})
+    assert summary["status"] == "completed" and summary["teacher_status"] == "interrupted"
+    assert summary["teacher_sha256"] == file_sha256(source_run / "checkpoints" / "best.pt")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"regime.teacher={interrupted} is a run whose status is interrupted: its best checkpoint so far is used"]
+
+
+def test_a_running_teacher_is_reported_running_and_a_completed_one_quietly(source_run, tmp_path, caplog):
+    running = copied_run(source_run, tmp_path / "running", status="running")
+    with lock_held_elsewhere(running), caplog.at_level(logging.WARNING, logger="cvrun"):
+        assert source_record(str(running), "regime.teacher")["teacher_status"] == "running"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"regime.teacher={running} is a run whose status is running: its best checkpoint so far is used"]
+    caplog.clear()
+    assert source_record(str(source_run), "model.pretrained")["pretrained_status"] == "completed"
+    assert not caplog.records
+
+
+def test_pseudo_labelling_that_keeps_no_image_fails_naming_the_threshold_or_the_balance():
+    probabilities = torch.tensor([[0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])
+    regime = SimpleNamespace(threshold=0.9, balance=False)
+    kept = select_pseudo_labels(probabilities, pool([0, 1, 0]), ["a", "b"], 0.9, False)
+    with pytest.raises(UserError, match=r"regime.threshold=0.9 keeps none of the 3 pool images: the teacher's highest "
+                                        r"confidence on them is 0.800; lower regime.threshold"):
+        refuse_no_pseudo_labels(kept, probabilities, regime)
+    regime = SimpleNamespace(threshold=0.75, balance=True)
+    kept = select_pseudo_labels(probabilities, pool([0, 1, 0]), ["a", "b"], 0.75, False, balance=True)
+    with pytest.raises(UserError, match="regime.balance=true .* labels no pool image b with confidence >= "
+                                        "regime.threshold=0.75: set regime.balance=false"):
+        refuse_no_pseudo_labels(kept, probabilities, regime)
