@@ -90,15 +90,22 @@ def mean_over_seeds(rows: list[dict[str, Any]], keys: list[str],
 
 def curve_groups(runs: list[Path], settings: list[dict[str, Any]], keys: list[str],
                  seed_means: bool) -> dict[str, list[list[dict]]]:
-    """Each run's metrics.csv rows under its label: the differing keys' values (without the seed when its
-    runs are averaged), or its folder name where nothing differs."""
+    """Each run's metrics.csv rows under its label: the differing keys' values that change results (no logger,
+    progress bar, worker count or cache path; without the seed when its runs are averaged), or its folder name
+    where nothing such differs. Runs (or settings) that only the left-out keys tell apart keep a line each,
+    named apart by their folder."""
     from cvrun.report.sweep_page import metric_rows
+    from cvrun.report.table import changes_no_result
 
-    groups: dict[str, list[list[dict]]] = {}
+    grouped = [k for k in keys if not (seed_means and k == SEED_KEY)]
+    shown = [k for k in grouped if not changes_no_result(k)]
+    members: dict[tuple, list[tuple[Path, dict[str, Any]]]] = {}
     for run, setting in zip(runs, settings):
-        label = " ".join(f"{k}={setting.get(k)}" for k in keys if not (seed_means and k == SEED_KEY)) or run.name
-        groups.setdefault(label, []).append(metric_rows(run))
-    return groups
+        members.setdefault(tuple(setting.get(k) for k in grouped) if seed_means else (run,), []).append((run, setting))
+    labels = [" ".join(f"{k}={first[1].get(k)}" for k in shown) or first[0].name
+              for first, *_ in members.values()]
+    return {(label if labels.count(label) == 1 else f"{label} ({group[0][0].name})"):
+            [metric_rows(run) for run, _ in group] for label, group in zip(labels, members.values())}
 
 
 def summarize(directory: Path, sort: str | None, output_format: str, seed_means: bool = False,

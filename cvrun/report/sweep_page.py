@@ -48,19 +48,34 @@ def plot_overlaid(groups: dict[str, list[list[dict]]], metric: str, ylabel: str,
             continue
         drawn = True
         if error_bars:
-            axis.errorbar(epochs, means, yerr=spreads, marker="o", markersize=3, capsize=3, label=label)
+            axis.errorbar(epochs, means, yerr=spreads, marker="o", markersize=3, capsize=3, label=legend_label(label))
         else:
-            axis.plot(epochs, means, marker="o", markersize=3, label=label)
+            axis.plot(epochs, means, marker="o", markersize=3, label=legend_label(label))
     axis.set(xlabel="epoch", ylabel=ylabel)
     axis.grid(alpha=0.3)
-    if drawn and len(groups) <= 30:
-        axis.legend(fontsize=7)
-    figure.tight_layout()
+    if drawn and len(groups) <= MAX_LEGEND:
+        # Beside the plot, never over it; the saved picture grows to hold it (bbox_inches="tight").
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0,
+                    ncols=1 + (len(groups) - 1) // LEGEND_ROWS)
     if drawn:
-        save_png(figure, path)
+        save_png(figure, path, bbox_inches="tight")
     else:
         plt.close(figure)
     return drawn
+
+
+MAX_LEGEND = 30  # lines; more are told apart in the table, not by a legend
+LEGEND_ROWS = 20  # entries per legend column beside a 5-inch-high plot
+LABEL_WIDTH = 45  # characters per legend line
+
+
+def legend_label(label: str) -> str:
+    """A curve's label as legend lines: wrapped between settings, a long value (a path) cut to its end."""
+    import textwrap
+
+    parts = [part if len(part) <= LABEL_WIDTH else part.split("=", 1)[0] + "=..." + part[-(LABEL_WIDTH // 2):]
+             for part in label.split(" ")]
+    return "\n".join(textwrap.wrap(" ".join(parts), LABEL_WIDTH, break_long_words=False))
 
 
 def write_sweep_page(directory: Path, table_rows: list[dict[str, Any]], groups: dict[str, list[list[dict]]],

@@ -62,3 +62,44 @@ def test_the_page_loads_in_a_headless_browser(tmp_path):
     assert cli("summarize", str(root), "--html", cwd=tmp_path).returncode == 0
     widths, log = open_in_chromium(root / "summary.html", tmp_path)
     assert len(widths) == 2 and all(width > 0 for width in widths) and "CONSOLE" not in log, (widths, log)
+
+
+def mixed_outputs(root):
+    """Runs of a whole outputs/ tree: two learning rates on two copies of a dataset at long paths, each run with
+    its own tracker URI, cache folder, progress bar and worker count (settings that change no result)."""
+    for index in range(6):
+        run = root / f"2026-11-2{index}" / f"10-00-0{index}_scratch_lenet5"
+        run.mkdir(parents=True)
+        config = {"dataset": {"root": f"/data/shared/{'long_folder_name/' * 4}copy_{index % 2}",
+                              "cache_dir": f"/scratch/cache/{index}"},
+                  "optim": {"lr": 0.01 * (1 + index % 2)},
+                  "trainer": {"progress": bool(index % 3), "num_workers": index},
+                  "logger": {"mlflow": {"tracking_uri": f"file:///home/someone/experiments/mlruns/{index}" * 2}}}
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        (run / "summary.json").write_text(json.dumps({"status": "completed", "test_acc1": 50 + index}))
+        (run / "metrics.csv").write_text("epoch,train_loss,val_acc1\n1,1.0,40\n2,0.5,50\n")
+    return root
+
+
+def test_legends_name_only_what_changes_results_and_sit_beside_the_plot(tmp_path, monkeypatch):
+    from cvrun.report import sweep_page
+
+    root = mixed_outputs(tmp_path / "outputs")
+    groups = groups_of(root, seed_means=False)
+    assert sorted(groups) == [f"dataset.root=/data/shared/{'long_folder_name/' * 4}copy_{index % 2} "
+                              f"optim.lr={0.01 * (1 + index % 2)} (10-00-0{index}_scratch_lenet5)"
+                              for index in (0, 2, 4, 1, 3, 5)]
+    assert sorted(groups_of(root, seed_means=True)) == sorted(groups)  # no seed to average over
+    figures = []
+    monkeypatch.setattr(sweep_page, "save_png", lambda figure, path, **savefig: figures.append((figure, savefig)))
+    sweep_page.plot_overlaid(groups, "val_acc1", "validation top-1 (%)", tmp_path / "val.png", error_bars=False)
+    (figure, savefig), = figures
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    axis = figure.axes[0]
+    legend, plot = axis.get_legend().get_window_extent(renderer), axis.get_window_extent(renderer)
+    assert legend.x0 >= plot.x1  # beside the plot, not over it
+    lines = [line for text in axis.get_legend().get_texts() for line in text.get_text().splitlines()]
+    assert max(map(len, lines)) <= sweep_page.LABEL_WIDTH and any(line.endswith("copy_1") for line in lines)
+    kept = figure.get_tightbbox(renderer).transformed(figure.dpi_scale_trans)
+    assert savefig == {"bbox_inches": "tight"} and kept.contains(*legend.min) and kept.contains(*legend.max)
