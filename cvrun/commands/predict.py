@@ -26,8 +26,6 @@ def load_predictor(source: Path) -> Any:
     from cvrun.models.pretrained import rebuild_model
 
     if source.suffix == ".onnx":
-        if not source.is_file():
-            raise UserError(f"{source} does not exist; export one with cvrun export RUN_DIR")
         return OnnxPredictor(source)
     cfg, state = load_run(source)
     device = select_device(cfg.trainer.device)
@@ -63,14 +61,41 @@ def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch
     return rows
 
 
-def output_path(out: Path | None) -> Path:
-    """--out as given (the user names it: it may be replaced), else predictions.csv here, never replaced."""
+def run_folder_of(source: Path) -> Path | None:
+    """The run folder a source belongs to: itself, or the one above an exported RUN_DIR/export/model.onnx."""
+    return next((folder for folder in (source, *source.parents) if (folder / "config.yaml").is_file()), None)
+
+
+def written_by_predict(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.readline().startswith(b"path,top1,top1_prob")
+
+
+def output_path(out: Path | None, source: Path) -> Path:
+    """--out as given (the user names it: it may be replaced) unless it is a folder, the model or a file of the
+    run (only an earlier predictions CSV there may be replaced); else predictions.csv here, never replaced."""
     if out is not None:
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder; name the CSV file to write, such as {out / 'predictions.csv'}")
+        run, target = run_folder_of(source.resolve()), out.resolve()
+        if target == source.resolve():
+            raise UserError(f"--out {out} is the model predict reads; name a new file such as predictions.csv")
+        if run is not None and run in target.parents and target.is_file() and not written_by_predict(target):
+            raise UserError(f"--out {out} is a file of the run {run}, which predict never replaces; name a new file "
+                            f"such as {run / 'predictions.csv'}")
         return out
     default = Path("predictions.csv")
     if default.exists():
         raise UserError(f"{default.absolute()} exists; pass --out FILE to write elsewhere or to replace it")
     return default
+
+
+def check_source(source: Path) -> None:
+    if source.suffix == ".onnx" and not source.is_file():
+        raise UserError(f"{source} does not exist; export one with cvrun export RUN_DIR")
+    if source.suffix != ".onnx" and (source.is_file() or source.suffix == ".pt2"):
+        raise UserError(f"{source}: predict reads run folders and .onnx files (cvrun export RUN_DIR --format onnx), "
+                        f"not {source.suffix or 'other'} files")
 
 
 def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int) -> int:
@@ -82,9 +107,12 @@ def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path
         raise UserError(f"--top-k {top_k} is not a count; use 1 or more")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} is not a count; use 1 or more")
+    check_source(source)
     paths = collect_image_paths(arguments)
+    if not paths:
+        raise UserError(f"{' '.join(arguments)}: no image paths listed; put one image path a line in the list")
     predictor = load_predictor(source)
-    target = output_path(out)
+    target = output_path(out, source)
     rows = predict_files(predictor, paths, min(top_k, len(predictor.card.class_names)), tta, batch_size)
     text = to_csv(rows, list(rows[0]))
     atomic_write_bytes(target, text.encode())

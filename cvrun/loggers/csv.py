@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvrun.loggers.base import LOGGERS, Logger
+from cvrun.loggers.base import LOGGERS, Logger, LoggerConfig
 
 
 @LOGGERS.register("csv")
 class CsvLogger(Logger):
+    config = LoggerConfig
     # metrics.csv is the run's own record, not a tracker: a full disk fails the run, as for summary.json.
     essential = True
 

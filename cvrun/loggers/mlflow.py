@@ -1,13 +1,18 @@
 """`logger=[csv,mlflow]`: one MLflow run per cvrun run.
 
 Params are the flattened config; metrics each metrics.csv column per epoch (and the learning rate and
-loss every trainer.log_every_n_steps steps); tags the status, regime, model and dataset; artifacts
-config.yaml, summary.json and curves.png (the checkpoints with `logger.mlflow.checkpoints=true`).
+loss every trainer.log_every_n_steps steps) and, at the end, the final results (test_acc1, test_acc5,
+best_val_acc1, ...: what `mlflow.search_runs(filter_string="metrics.test_acc1 > 50")` filters on); tags
+the status, regime, model and dataset; artifacts config.yaml, summary.json and curves.png, with
+`logger.mlflow.log_model=true` checkpoints/best.pt (`logger.mlflow.checkpoints=true`: last.pt too).
 The tracking URI is MLFLOW_TRACKING_URI, else `logger.mlflow.tracking_uri`, else an SQLite store
 beside outputs/ (`sqlite:///<folder holding outputs/>/mlflow.db`, MLflow's own default kind of store
 since 3.0), with artifacts in `mlartifacts/` beside it. A sweep is a parent run (made by the sweep's
 callback, cvrun/report/sweep.py) with one child per job; a resumed run continues its MLflow run
 (`mlflow_run_id` in summary.json); the MLflow status follows summary.json's.
+
+An HTTP server is probed first (one request, half `logger.mlflow.timeout` at most): MLflow's own client
+retries a refused connection for minutes. Each event is bounded by that timeout too (cvrun/loggers/base.py).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cvrun.config import flatten
-from cvrun.loggers.base import LOGGERS, Logger, LoggerConfig
+from cvrun.loggers.base import FINAL_METRICS, LOGGERS, Logger, TrackerConfig, within
 
 # summary.json's status -> MLflow's run status.
 MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
@@ -29,11 +34,12 @@ PARAM_LENGTH = 6000
 
 
 @dataclass
-class MlflowConfig(LoggerConfig):
+class MlflowConfig(TrackerConfig):
     name: str = "mlflow"
     tracking_uri: Optional[str] = None  # null: MLFLOW_TRACKING_URI, else sqlite beside outputs/
     experiment: str = "cvrun"
-    checkpoints: bool = False  # also log checkpoints/best.pt and last.pt as artifacts
+    log_model: bool = False  # log checkpoints/best.pt as an artifact
+    checkpoints: bool = False  # log checkpoints/best.pt and last.pt (to resume elsewhere) as artifacts
 
 
 def store_folder(run_path: Path) -> Path:
@@ -49,6 +55,21 @@ def tracking_uri(options: Any, run_path: Path) -> str:
             or f"sqlite:///{store_folder(run_path) / 'mlflow.db'}")
 
 
+def reachable_client(options: Any, run_path: Path) -> Any:
+    """An MlflowClient of the tracking URI; an HTTP server that does not answer in time raises OSError at once
+    (any answer will do, an error status included: the server is there)."""
+    import requests
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(options, run_path)
+    if uri.startswith(("http://", "https://")):
+        try:  # half the event's deadline, so that a server that does not answer is named as such
+            requests.get(uri, timeout=options.timeout / 2)
+        except requests.RequestException as err:
+            raise OSError(f"no tracking server answers at {uri} ({type(err).__name__})") from None
+    return MlflowClient(uri)
+
+
 def experiment_id(client: Any, name: str, run_path: Path) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -58,20 +79,24 @@ def experiment_id(client: Any, name: str, run_path: Path) -> str:
 
 def start_parent_run(options: Any, sweep_dir: Path) -> None:
     """The sweep's MLflow run; its id goes to SWEEP/mlflow_parent_run_id for the jobs, which may run elsewhere."""
-    from mlflow.tracking import MlflowClient
-
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri(options, sweep_dir))
-    run = client.create_run(experiment_id(client, options.experiment, sweep_dir), run_name=sweep_dir.name,
-                            tags={"cvrun.sweep_dir": str(sweep_dir)})
+    run = within(options.timeout, "the sweep's MLflow run", create_parent_run, options, sweep_dir)
     (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id + "\n")
 
 
-def end_parent_run(options: Any, sweep_dir: Path, failed: bool) -> None:
-    from mlflow.tracking import MlflowClient
+def create_parent_run(options: Any, sweep_dir: Path) -> Any:
+    client = reachable_client(options, sweep_dir)
+    return client.create_run(experiment_id(client, options.experiment, sweep_dir), run_name=sweep_dir.name,
+                             tags={"cvrun.sweep_dir": str(sweep_dir)})
 
+
+def end_parent_run(options: Any, sweep_dir: Path, failed: bool) -> None:
+    within(options.timeout, "the sweep's MLflow run", close_parent_run, options, sweep_dir, failed)
+
+
+def close_parent_run(options: Any, sweep_dir: Path, failed: bool) -> None:
     if (sweep_dir / PARENT_RUN_FILE).is_file():
-        client = MlflowClient(tracking_uri(options, sweep_dir))
+        client = reachable_client(options, sweep_dir)
         run_id = (sweep_dir / PARENT_RUN_FILE).read_text().strip()
         for name in ("summary.csv", "summary.png", "best.json"):
             if (sweep_dir / name).is_file():
@@ -91,11 +116,10 @@ class MlflowLogger(Logger):
     def on_run_start(self, summary: dict[str, Any]) -> None:
         if not self.context.run.writes:
             return
-        from mlflow.tracking import MlflowClient
         from omegaconf import OmegaConf
 
         path = self.context.run.path
-        self.client = MlflowClient(tracking_uri(self.options, path))
+        self.client = reachable_client(self.options, path)
         cfg = self.context.cfg
         self.run_id = summary.get("mlflow_run_id")  # a resumed run carries its MLflow run on
         if self.run_id is None:
@@ -150,12 +174,13 @@ class MlflowLogger(Logger):
         if self.client is None:
             return
         run = self.context.run
+        self.log_metrics({key: summary[key] for key in FINAL_METRICS if key in summary}, len(rows))
         self.client.log_dict(self.run_id, summary, "summary.json")
         for name in ("config.yaml", "curves.png"):
             if (run.path / name).is_file():
                 self.client.log_artifact(self.run_id, str(run.path / name))
-        if self.options.checkpoints:
-            for checkpoint in sorted(run.checkpoints.glob("*.pt")):
+        for checkpoint in sorted(run.checkpoints.glob("*.pt")):
+            if self.options.checkpoints or (self.options.log_model and checkpoint.name == "best.pt"):
                 self.client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
         self.client.set_tag(self.run_id, "status", summary["status"])
         if summary.get("reason"):

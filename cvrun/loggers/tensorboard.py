@@ -14,14 +14,11 @@ from typing import Any
 import numpy as np
 
 from cvrun.config import flatten
-from cvrun.loggers.base import LOGGERS, Logger, LoggerConfig
-
-# The results shown beside the hparams (TensorBoard's HPARAMS tab).
-FINAL_METRICS = ("best_val_acc1", "test_acc1", "test_acc5", "test_loss", "epochs_run", "wall_seconds")
+from cvrun.loggers.base import FINAL_METRICS, LOGGERS, Logger, TrackerConfig
 
 
 @dataclass
-class TensorBoardConfig(LoggerConfig):
+class TensorBoardConfig(TrackerConfig):
     name: str = "tensorboard"
     images: int = 16  # augmented training images shown once, from the first batch (0: none)
 

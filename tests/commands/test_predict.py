@@ -102,12 +102,39 @@ def test_files_that_cannot_be_read_are_rows_and_the_status_says_so(cifar10_run, 
     (["nowhere", "one.png"], "nowhere is not a cvrun run folder"),
     (["nothing.onnx", "one.png"], "nothing.onnx does not exist; export one with cvrun export RUN_DIR"),
     (["{run}", "one.png"], "predictions.csv exists; pass --out FILE to write elsewhere or to replace it"),
+    (["{run}", "empty.txt"], "empty.txt: no image paths listed; put one image path a line in the list"),
+    (["{run}", "blank.txt", "empty.txt"], "blank.txt empty.txt: no image paths listed"),
+    (["{run}", "one.png", "--out", "empty"], "--out empty is a folder; name the CSV file to write, such as "
+                                             "empty/predictions.csv"),
+    (["{run}/export/model.pt2", "one.png"], "predict reads run folders and .onnx files (cvrun export RUN_DIR "
+                                             "--format onnx), not .pt2 files"),
 ])
 def test_mistakes_are_one_line_and_exit_2(cifar10_run, tmp_path, arguments, message):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("\n  \n\t\n")
     (tmp_path / "nowhere").mkdir()
     cv2.imwrite(str(tmp_path / "one.png"), np.zeros((32, 32, 3), np.uint8))
     (tmp_path / "predictions.csv").write_text("a user's own file\n")
     result = cli("predict", *[a.format(run=cifar10_run) for a in arguments], cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert (tmp_path / "predictions.csv").read_text() == "a user's own file\n"
+
+
+def test_out_never_replaces_a_file_of_the_run(source_run, tmp_path):
+    """The run's own files are refused, whatever they are; a predictions CSV in the run folder may be rewritten."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(source_run, run)
+    cv2.imwrite(str(tmp_path / "one.png"), np.zeros((32, 32, 3), np.uint8))
+    owned = {name: (run / name).read_bytes() for name in ("config.yaml", "summary.json", "checkpoints/best.pt")}
+    for name in owned:
+        result = cli("predict", str(run), "one.png", "--out", str(run / name), cwd=tmp_path)
+        assert result.returncode == 2 and f"--out {run / name} is a file of the run {run}" in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert {name: (run / name).read_bytes() for name in owned} == owned
+    for _ in range(2):
+        result = cli("predict", str(run), "one.png", "--out", str(run / "predictions.csv"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert len(read_rows(run / "predictions.csv")) == 1

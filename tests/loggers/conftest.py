@@ -10,7 +10,7 @@ from tests.conftest import cli
 
 RUN = ["dataset=shapes", "dataset.train_size=300", "dataset.test_size=100", "model=lenet5", "trainer.epochs=3",
        "trainer.batch_size=32", "optim.lr=0.05", "trainer.progress=false", "trainer.log_every_n_steps=4",
-       "logger=[csv,tensorboard,mlflow]"]
+       "logger.mlflow.log_model=true", "logger=[csv,tensorboard,mlflow]"]
 
 
 @pytest.fixture(scope="module")

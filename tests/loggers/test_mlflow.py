@@ -1,7 +1,10 @@
 """logger=mlflow: one MLflow run per cvrun run, read back with MLflow's client and served by `mlflow server`."""
 
+import socket
 import sys
+import time
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -32,6 +35,24 @@ def test_params_metrics_tags_and_artifacts_match_the_run_folder(logged_run):
     assert {"config.yaml", "summary.json", "curves.png"} <= artifacts
 
 
+def test_the_final_results_are_metrics_and_the_best_checkpoint_an_artifact(logged_run, tmp_path):
+    """logger.mlflow.log_model=true: best.pt alone (last.pt is for resuming, in the run folder)."""
+    summary = summary_of(logged_run)
+    mlflow.set_tracking_uri(f"sqlite:///{store_folder(logged_run) / 'mlflow.db'}")
+    try:
+        found = mlflow.search_runs(experiment_names=["cvrun"],
+                                   filter_string=f"metrics.test_acc1 > {summary['test_acc1'] - 0.5}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert list(found["run_id"]) == [summary["mlflow_run_id"]]
+    for key in ("test_acc1", "test_acc5", "best_val_acc1", "epochs_run", "wall_seconds"):
+        assert found[f"metrics.{key}"][0] == pytest.approx(summary[key]), key
+    client = client_for(logged_run)
+    assert [a.path for a in client.list_artifacts(summary["mlflow_run_id"], "checkpoints")] == ["checkpoints/best.pt"]
+    copy = client.download_artifacts(summary["mlflow_run_id"], "checkpoints/best.pt", str(tmp_path))
+    assert open(copy, "rb").read() == (logged_run / "checkpoints" / "best.pt").read_bytes()
+
+
 def test_an_interrupted_run_resumes_into_the_same_mlflow_run(tmp_path, monkeypatch):
     from tests.conftest import interrupt_after_epoch
 
@@ -55,6 +76,35 @@ def test_a_tracker_that_fails_warns_once_and_the_run_goes_on(tmp_path):
     assert summary_of(run)["status"] == "completed" and (run / "metrics.csv").is_file()
     log = (run / "train.log").read_text()
     assert log.count("MlflowLogger failed") == 1 and "the run goes on without it" in log
+
+
+def timed_run(tmp_path, name, *overrides):
+    started = time.perf_counter()
+    result = cli("train", *RUN[:-2], "trainer.epochs=1", "trainer.deterministic=true",
+                 f"hydra.run.dir={tmp_path / name}", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return time.perf_counter() - started, summary_of(tmp_path / name), (tmp_path / name / "train.log").read_text()
+
+
+def test_an_unreachable_server_costs_the_run_no_time(tmp_path):
+    """A closed port (MLflow's client alone retries it for about 4 minutes), then a server that takes the
+    connection but never answers: each run ends within seconds of one without a tracker, with one warning."""
+    plain, expected, _ = timed_run(tmp_path, "plain", "logger=[csv]")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        for name, uri in (("closed", f"http://127.0.0.1:{free_port()}"),
+                          ("silent", f"http://127.0.0.1:{silent.getsockname()[1]}")):
+            seconds, summary, log = timed_run(tmp_path, name, "logger=[csv,mlflow]", f"logger.mlflow.tracking_uri={uri}",
+                                              "logger.mlflow.timeout=2")
+            assert seconds < plain + 4, (name, seconds, plain)
+            assert log.count("WARNING") == 1 and f"MlflowLogger failed (OSError: no tracking server answers at {uri}" in log
+            assert summary["status"] == "completed" and "mlflow_run_id" not in summary
+            assert {k: summary[k] for k in ("test_acc1", "test_acc5", "best_val_acc1")} == {
+                k: expected[k] for k in ("test_acc1", "test_acc5", "best_val_acc1")}
+    finally:
+        silent.close()
 
 
 def test_mlflow_server_serves_the_runs_metrics(logged_run):

@@ -2,12 +2,14 @@
 
 import shutil
 import sys
+import threading
+import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import free_port, get_json, server
-from tests.loggers.conftest import metrics_rows
+from tests.conftest import cli, free_port, get_json, server
+from tests.loggers.conftest import RUN, metrics_rows, summary_of
 
 
 def test_every_metrics_column_per_epoch_and_the_steps_hparams_and_images(logged_run):
@@ -42,3 +44,28 @@ def test_tensorboard_serves_the_runs_metrics(logged_run):
         run = next(name for name in runs if name.endswith("tensorboard"))
         values = get_json(base + f"/data/plugin/scalars/scalars?run={run}&tag=epoch/val_acc1")
     assert [round(v[2], 2) for v in values] == [round(row["val_acc1"], 2) for row in metrics_rows(logged_run)]
+
+
+def test_a_writer_that_blocks_is_dropped_after_its_timeout(tmp_path, monkeypatch):
+    """A hung disk under the event file: the first event that blocks costs its timeout, once, with one warning."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    calls, released = [], threading.Event()
+
+    def first_call_hangs(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            released.wait(20)
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", first_call_hangs)
+    started = time.perf_counter()
+    result = cli("train", *RUN[:-2], "trainer.epochs=2", "logger=[csv,tensorboard]", "logger.tensorboard.timeout=1",
+                 f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    seconds = time.perf_counter() - started
+    released.set()
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("WARNING") == 1
+    assert "TensorBoardLogger failed (TimeoutError: on_steps took more than 1 s); the run goes on" in log
+    assert summary_of(tmp_path / "run")["status"] == "completed" and len(metrics_rows(tmp_path / "run")) == 2
+    assert seconds < 15 and len(calls) == 1
