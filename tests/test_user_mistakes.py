@@ -168,6 +168,10 @@ def places(tmp_path, source_run):
     corrupt = write_image_tree(tmp_path / "corrupt", {"cat": 6, "dog": 6})
     (corrupt / "train" / "cat" / "0003.png").write_bytes(b"this is not a PNG")
     empty = tmp_path / "empty"
+    (["train", *SHAPES_RUN, "+logger=mlflow", "logger.mlflow.timeout=0"],
+     "logger.mlflow.timeout must be a positive number of seconds, got 0"),
+    (["predict", "{empty}/model.pt2", "{tree}/test"], "{empty}/model.pt2: predict reads run folders and .onnx files"),
+    (["predict", "{source}", "{tree}/test", "--out", "{empty}"], "--out {empty} is a folder; name the CSV file"),
     empty.mkdir()
     unreadable = tmp_path / "cifar10.tar.gz"  # a file where a folder belongs: unreadable as a dataset root
     unreadable.write_bytes(b"\x1f\x8b")
