@@ -158,6 +158,10 @@ CATALOGUE = [
     (["train", *SHAPES_RUN, "regime=knn", "regime.features=pixels", "regime.k=500"],
      "regime.k=500 neighbours, but the training set holds 90 images to vote; set regime.k to at most 90"),
     # issue 23: loggers, predict
+    (["train", *SHAPES_RUN, "+logger=mlflow", "logger.mlflow.timeout=0"],
+     "logger.mlflow.timeout must be a positive number of seconds, got 0"),
+    (["predict", "{empty}/model.pt2", "{tree}/test"], "{empty}/model.pt2: predict reads run folders and .onnx files"),
+    (["predict", "{source}", "{tree}/test", "--out", "{empty}"], "--out {empty} is a folder; name the CSV file"),
 ]
 
 
@@ -168,10 +172,6 @@ def places(tmp_path, source_run):
     corrupt = write_image_tree(tmp_path / "corrupt", {"cat": 6, "dog": 6})
     (corrupt / "train" / "cat" / "0003.png").write_bytes(b"this is not a PNG")
     empty = tmp_path / "empty"
-    (["train", *SHAPES_RUN, "+logger=mlflow", "logger.mlflow.timeout=0"],
-     "logger.mlflow.timeout must be a positive number of seconds, got 0"),
-    (["predict", "{empty}/model.pt2", "{tree}/test"], "{empty}/model.pt2: predict reads run folders and .onnx files"),
-    (["predict", "{source}", "{tree}/test", "--out", "{empty}"], "--out {empty} is a folder; name the CSV file"),
     empty.mkdir()
     unreadable = tmp_path / "cifar10.tar.gz"  # a file where a folder belongs: unreadable as a dataset root
     unreadable.write_bytes(b"\x1f\x8b")
