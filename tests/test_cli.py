@@ -41,6 +41,7 @@ def test_train_help_is_hydras_with_every_group(tmp_path):
     for group in ("dataset:", "model:", "aug:", "regime:", "optim:", "sched:", "trainer:", "experiment:"):
         assert group in result.stdout
     assert "lenet5" in result.stdout and "wrn28_10" in result.stdout
+    assert "aug: affine, autoaug, basic," in result.stdout and "_schema" not in result.stdout  # cvrun's internals
 
 
 def test_positional_run_dir_becomes_an_override():

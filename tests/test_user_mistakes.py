@@ -141,6 +141,16 @@ CATALOGUE = [
     (["train", *SHAPES_RUN, "dataset.val_fraction=0", "trainer.early_stop_patience=2"],
      "trainer.early_stop_patience=2 stops on the validation top-1, but this run has no validation split"),
     # issue 23: sweeps, folders, the command line
+    (["train", "-m", *SHAPES_RUN, "hydra.sweep.dir={source}"], "hydra.sweep.dir={source} holds a run (config.yaml); "
+                                                               "a sweep needs a folder of its own"),
+    (["train", *SHAPES_RUN, "hydra.run.dir={sweep}"], "hydra.run.dir={sweep} holds a sweep (multirun.yaml); a run "
+                                                      "needs a folder of its own"),
+    (["train", "-m", *SHAPES_RUN, "hydra/sweeper=optuna", "optim.lr=interval(0.5,0.1)"],
+     "optim.lr=interval(0.5,0.1): the interval's start is above its end; write interval(0.1, 0.5)"),
+    (["train", "-m", *SHAPES_RUN, "hydra/sweeper=optuna", "trainer.label_smoothing=tag(log,interval(0,0.2))"],
+     "a log scale needs an interval above 0, not from 0"),
+    (["train", "-m", "hparams_search=optim_optuna", "hparams_search.pruner_startup_trials=10",
+      "hparams_search.pruner_warmup_epochs=0"], "hparams_search.pruner_warmup_epochs must be >= 1, got 0"),
     # issue 23: data sources, teachers, checks before the run folder
     (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={tree}", "dataset.unlabeled_root={tree}/test",
       "regime=fixmatch", "dataset.labeled_per_class=2"],

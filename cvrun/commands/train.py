@@ -217,7 +217,8 @@ def refuse_taken_folder(args: list[str]) -> None:
         folder = Path(override_value(arg)).expanduser()
         holder = lock_holder(folder) if folder.is_dir() else None
         if holder is not None:
-            raise UserError(f"{folder} is in use: {holder} {activity(folder)} there; name another {key}")
+            raise UserError(f"{folder} is in use: {holder} {activity(folder)} there; wait for it to end or name "
+                            f"another {key}")
         refuse_held_folder(folder, key, sweep)
         if not sweep:
             if folder.exists() and not folder.is_dir():

@@ -92,3 +92,23 @@ def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
     process.stdout.close()  # the reader is gone before cvrun writes, as `cvrun --help | head -0` leaves it
     assert process.wait(timeout=60) == 1
     assert process.stderr.read() == ""
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_a_read_only_current_folder_is_one_line_and_exit_1(sweep, tmp_path, monkeypatch):
+    """Every folder made under the current one fails as on a read-only file system."""
+    import errno
+    import os
+
+    make = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        if Path(path).absolute().is_relative_to(tmp_path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        make(path, *args, **kwargs)
+    monkeypatch.setattr(os, "mkdir", read_only)
+    result = cli("train", *(["-m"] if sweep else []), "dataset=shapes", "model=lenet5", cwd=tmp_path)
+    line, = result.stderr.splitlines()
+    assert result.returncode == 1 and line.startswith(f"cvrun: error: cannot write {'multirun' if sweep else 'outputs'}/")
+    assert line.endswith(": Read-only file system (EROFS); start cvrun in a folder you can write to, or name one with "
+                         "hydra.run.dir (hydra.sweep.dir with -m)")

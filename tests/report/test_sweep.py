@@ -251,3 +251,45 @@ def test_a_search_is_plotted_one_bar_per_trial_in_order(tmp_path, monkeypatch):
     assert [t.get_text() for t in axis.texts].count("pruned") == 4
     best_line = next(line for line in axis.lines if line.get_label() == "best validation top-1 so far")
     assert list(best_line.get_ydata()[:4]) == [30.0, 31.0, 31.0, 33.0]  # of the completed trials
+
+
+SMALL = ["dataset=shapes", "dataset.train_size=100", "dataset.test_size=20", "model=lenet5", "trainer.epochs=1",
+         "trainer.progress=false"]
+
+
+def test_jobs_that_name_one_folder_get_one_each(tmp_path):
+    """Hydra's idiom names both jobs' folders after the overrides, which leave dataset.root out: one name."""
+    result = cli("train", "-m", *SMALL, "dataset.root=a,b", "hydra.sweep.subdir=${hydra.job.override_dirname}",
+                 "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
+    assert rows[1]["run_dir"] == rows[0]["run_dir"] + "_2"
+    assert "is taken (another job of the sweep has it); this job runs in" in result.stdout + result.stderr
+    for row in rows:  # each folder holds its own job's run
+        assert f"root: {tmp_path / row['dataset.root']}\n" in (Path(row["run_dir"]) / "config.yaml").read_text()
+        assert json.loads((Path(row["run_dir"]) / "summary.json").read_text())["status"] == "completed"
+    best = json.loads((tmp_path / "sweep" / "best.json").read_text())
+    assert f"root: {tmp_path / best['overrides']['dataset.root']}\n" in (Path(best["run_dir"]) / "config.yaml").read_text()
+
+
+def test_a_sweep_holds_its_folder_for_its_whole_life(tmp_path, monkeypatch):
+    """A second sweep into the folder of one that runs is refused naming it, whatever stage the first is at."""
+    import os
+    import socket
+
+    from cvrun.commands import train as train_command
+    from cvrun.io import lock_holder
+
+    sweep = tmp_path / "sweep"
+    second = []
+
+    def job(cfg, run, sweep_dir=None):  # while the first sweep's job runs
+        second.append(run_cli("train", "-m", "dataset=shapes", f"hydra.sweep.dir={sweep}", cwd=tmp_path))
+        return {}
+    monkeypatch.setattr(train_command, "start_run", job)
+    assert cli("train", "-m", "dataset=shapes", f"hydra.sweep.dir={sweep}", cwd=tmp_path).returncode == 0
+    refused, = second
+    assert refused.returncode == 2 and refused.stderr.splitlines()[-1] == (
+        f"cvrun: error: {sweep} is in use: pid {os.getpid()} on {socket.gethostname()} runs a sweep there; wait for "
+        "it to end or name another hydra.sweep.dir"), refused.stderr
+    assert len((sweep / "jobs.jsonl").read_text().splitlines()) == 1 and lock_holder(sweep) is None

@@ -232,3 +232,10 @@ def test_a_wrong_direction_is_one_line(tmp_path):
     result = cli("train", *SMALL_SEARCH, "hydra.sweeper.direction=maximise", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == (
         "cvrun: error: hydra.sweeper.direction must be maximize or minimize, got maximise")
+
+
+def test_a_search_refused_at_start_is_one_line_and_leaves_no_folder(tmp_path):
+    result = cli("train", "-m", "hydra/sweeper=optuna", "optim.lr=interval(0.5,0.1)", "dataset=shapes", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr == ("cvrun: error: optim.lr=interval(0.5,0.1): the interval's "
+                                                        "start is above its end; write interval(0.1, 0.5)\n")
+    assert not any(tmp_path.iterdir())
