@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from cvrun import parallel
 from cvrun.engine import distributed
 from cvrun.engine.runtime import autocast
 
@@ -64,10 +66,17 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
     return (top == labels[:, None]).any(dim=1).sum()
 
 
+# Seconds an evaluation runs before its progress bar shows: a large split gets one, a small one stays quiet.
+PROGRESS_DELAY = 2.0
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevice,
-             dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (percent) and the number of images, each counted once."""
+             dtype: torch.dtype | None = None, progress: str | None = None) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (percent) and the number of images, each counted once.
+
+    progress: the label of a progress bar (trainer.progress), shown once the evaluation has taken PROGRESS_DELAY s.
+    """
     was_training = model.training
     model.eval()
     device = normalize.device
@@ -76,7 +85,9 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
     confusion: torch.Tensor | None = None
-    for images, labels in loader:
+    batches = tqdm(loader, desc=progress, leave=False, delay=PROGRESS_DELAY, mininterval=1.0, dynamic_ncols=True,
+                   disable=progress is None or not parallel.is_main())
+    for images, labels in batches:
         labels = labels.to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(normalize(images)).float()

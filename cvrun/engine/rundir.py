@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import logging
+import os
 import platform
 import shlex
 import sys
@@ -49,9 +50,19 @@ def logging_to(path: Path, console: bool = False) -> Iterator[None]:
 
 def use_cvrun_log_format() -> None:
     """Every handler of the root logger (Hydra's console and train.log) writes log_formatter()'s lines,
-    also when Hydra runs a config without cvrun's logging settings (the rerun of a saved config.yaml)."""
+    also when Hydra runs a config without cvrun's logging settings (the rerun of a saved config.yaml);
+    other libraries' notes stay out of them."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(log_formatter())
+    quiet_third_party_logs()
+
+
+def quiet_third_party_logs() -> None:
+    """Keep other libraries' notes off the console and train.log: MLflow's database INFO lines (MLflow reads
+    its level from this variable when it is imported; a user's own setting wins) and matplotlib's font-cache
+    note ("generated new fontManager")."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def resume_hint(path: Path) -> str:

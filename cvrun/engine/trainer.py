@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvrun import parallel
 from cvrun.data.splits import split_changes
 from cvrun.engine import distributed
+from cvrun.engine.ema import build_ema, log_ema_plan
 from cvrun.engine.evaluate import evaluate, per_class_acc1
 from cvrun.engine.events import Callback, EndRun, Events
 from cvrun.engine.optim import build_optimizer, build_scheduler
@@ -218,6 +218,10 @@ class Trainer:
         summary = self.start_summary(sum(c[0] for c in counts), sum(c[1] for c in counts), regime_facts(regime))
         self.events.emit("on_run_start", summary)
         loop = _Loop(self, regime, trained, steps, started)
+        if parallel.is_main():
+            self.log_header(regime, summary, steps)
+            if loop.ema is not None:
+                log_ema_plan(tcfg.ema_decay, tcfg.epochs * -(-steps // tcfg.accumulate))
         try:
             if resumed is not None:
                 loop.resume_from(resumed)
@@ -249,6 +253,21 @@ class Trainer:
             self.end(summary, loop, "failed", str(err), quiet=True)
             raise err from None
         return summary
+
+    def log_header(self, regime: Any, summary: dict[str, Any], steps: int) -> None:
+        """The lines that follow the run folder's at the top of train.log and the console: where and how the run
+        trains, which model, on what data."""
+        tcfg = self.cfg.trainer
+        gpu = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
+        processes = f" x {summary['world_size']} processes" if summary["world_size"] > 1 else ""
+        log.info("device %s%s%s, precision %s", self.device, gpu, processes, tcfg.precision)
+        log.info("model %s: %s parameters (%s trainable)", self.cfg.model.name, f"{summary['params']:,}",
+                 f"{summary['trainable_params']:,}")
+        sizes = ", ".join(f"{name} {split['images']:,}" for name, split in regime.splits.items())
+        log.info("data %s: %d classes; images: %s", self.cfg.dataset.name, len(regime.class_names), sizes)
+        accumulate = f" x {tcfg.accumulate} accumulated" if tcfg.accumulate > 1 else ""
+        log.info("regime %s: %d epochs of %d steps, batch %d%s", self.cfg.regime.name, tcfg.epochs, steps,
+                 tcfg.batch_size, accumulate)
 
     def end(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None, quiet: bool = False) -> None:
         """The run-end event with the final figures. `quiet`: the run is already ending for another reason;
@@ -304,8 +323,7 @@ class _Loop:
         self.scheduler = build_scheduler(self.optimizer, self.cfg.sched, self.cfg.optim.lr, tcfg.epochs,
                                          -(-steps // tcfg.accumulate))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.ema = (AveragedModel(regime.model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay), use_buffers=True)
-                    if tcfg.ema_decay else None)
+        self.ema = build_ema(regime.model, tcfg.ema_decay) if tcfg.ema_decay else None
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
         # After the epochs: "testing" the best weights, then "finishing" (the run-end event's files).
@@ -352,7 +370,8 @@ class _Loop:
                 break
             started = time.perf_counter()
             train = self.train_one_epoch()
-            val = (evaluate(self.eval_model, self.regime.val_loader, self.regime.normalize, self.dtype)
+            val = (evaluate(self.eval_model, self.regime.val_loader, self.regime.normalize, self.dtype,
+                            progress="validation" if tcfg.progress else None)
                    if self.regime.val_loader is not None else None)
             self.check_finite_epoch(val)
             row = {"epoch": self.epoch + 1, **train, "val_loss": val and val["loss"], "val_acc1": val and val["acc1"],

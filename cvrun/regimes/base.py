@@ -203,7 +203,8 @@ class Regime:
         return {"train_acc1": 100.0 * sums["correct"] / max(sums["labeled"], 1)}
 
     def test(self, model: nn.Module) -> dict[str, float]:
-        return evaluate(model, self.test_loader, self.normalize, self.dtype)
+        return evaluate(model, self.test_loader, self.normalize, self.dtype,
+                        progress="test" if self.cfg.trainer.progress else None)
 
     def finished(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The regime's own results, once the best weights are tested (added to summary.json)."""

@@ -1,4 +1,5 @@
-"""`regime=mean_teacher` (Tarvainen & Valpola 2017): the teacher is the student's EMA (trainer.ema_decay).
+"""`regime=mean_teacher` (Tarvainen & Valpola 2017): the teacher is the student's EMA (trainer.ema_decay; 0.999,
+the paper's, when unset), warmed up as the trainer's EMA is (cvrun/engine/ema.py).
 
 Each step takes a labeled batch and regime.mu times as many unlabeled images in two augmentations (the
 run's aug, twice); the consistency term is the mean squared difference of the student's softmax on one
@@ -16,11 +17,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
-from cvrun.errors import UserError, require
+from cvrun.errors import require
 from cvrun.regimes.base import REGIMES, accuracy_sums
 from cvrun.regimes.consistency import ConsistencyConfig, ConsistencyRegime, pseudo_label_sums, ramp_up
+
+
+# The teacher's decay when trainer.ema_decay is unset: the paper's for CIFAR-10 after its ramp-up, USB's.
+TEACHER_DECAY = 0.999
 
 
 @dataclass
@@ -41,8 +47,9 @@ class MeanTeacher(ConsistencyRegime):
 
     def prepare(self) -> None:
         if self.cfg.trainer.ema_decay is None:
-            raise UserError("regime=mean_teacher needs trainer.ema_decay: the teacher is the student's exponential "
-                            "moving average; e.g. trainer.ema_decay=0.999")
+            # The teacher is the EMA: the run cannot go without one. config.yaml records the decay used.
+            self.cfg.trainer.ema_decay = TEACHER_DECAY
+            self.folder.write_config(OmegaConf.to_yaml(self.cfg))
         super().prepare()
         self.total_steps = self.cfg.trainer.epochs * self.steps_per_epoch
         self.steps_done = 0

@@ -11,7 +11,8 @@ from cvrun.report.figures import pyplot, save_png
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot()
     epochs = [row["epoch"] for row in rows]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    # Constrained layout: tight_layout warns on the console when it cannot fit the labels.
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for axis, metric, label in ((loss_axis, "loss", "loss"), (acc_axis, "acc1", "top-1 accuracy (%)")):
         for split in ("train", "val"):
             values = [row.get(f"{split}_{metric}") for row in rows]
@@ -21,5 +22,4 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
     save_png(figure, path)

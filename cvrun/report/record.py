@@ -35,9 +35,9 @@ class RunRecord(Callback):
         # A regime's own columns (a mask rate, a pseudo-label accuracy) follow the standard ones.
         extra = "".join(f"  {key} {value:.2f}" for key, value in row.items()
                         if key not in METRIC_COLUMNS and isinstance(value, (int, float)))
-        log.info("epoch %d/%d  train loss %.4f acc1 %.2f%%  %s%s  (%.1fs, %.0f img/s)%s", row["epoch"], self.epochs,
-                 row["train_loss"], row["train_acc1"], val, extra, row["epoch_seconds"],
-                 row["train_images_per_second"], "  *best*" if self.best_this_epoch else "")
+        log.info("epoch %d/%d  lr %.3g  train loss %.4f acc1 %.2f%%  %s%s  (%.1fs, %.0f img/s, ETA %s)%s", row["epoch"],
+                 self.epochs, row["lr"], row["train_loss"], row["train_acc1"], val, extra, row["epoch_seconds"],
+                 row["train_images_per_second"], eta(rows, self.epochs), "  *best*" if self.best_this_epoch else "")
         self.best_this_epoch = False
 
     def on_run_end(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -57,3 +57,11 @@ class RunRecord(Callback):
             if ending_normally:
                 raise
             log.warning("curves.png not drawn (%s: %s)", type(err).__name__, err)
+
+
+def eta(rows: list[dict[str, Any]], epochs: int) -> str:
+    """The time the remaining epochs take at the mean pace of those done (early stopping may end sooner)."""
+    seconds = sum(row["epoch_seconds"] for row in rows) / len(rows) * (epochs - rows[-1]["epoch"])
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

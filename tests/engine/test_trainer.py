@@ -244,3 +244,32 @@ def test_a_resume_without_last_pt_is_refused_and_leaves_the_run_as_it_was(tmp_pa
         train_run(tmp_path / "run", trainer={"epochs": 2, "resume": str(tmp_path / "run")}, **tiny)
     assert (tmp_path / "run" / "checkpoints" / "best.pt").read_bytes() == best
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_the_log_starts_with_a_header_and_each_epoch_line_gives_the_lr_and_the_eta(tmp_path, caplog):
+    import logging
+
+    from tests.conftest import train_run
+
+    with caplog.at_level(logging.INFO, logger="cvrun"):
+        train_run(tmp_path / "run", dataset={"train_size": 100, "test_size": 20}, trainer={"epochs": 2})
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:5] == [f"run folder: {tmp_path / 'run'}", "device cpu, precision 32",
+                         "model lenet5: 61,581 parameters (61,581 trainable)",
+                         "data shapes: 5 classes; images: train 90, val 10, test 20",
+                         "regime scratch: 2 epochs of 3 steps, batch 32"], lines
+    assert re.match(r"epoch 1/2  lr 0.02  train loss .* \([\d.]+s, \d+ img/s, ETA \d+s\)", lines[5]), lines[5]
+    assert re.match(r"epoch 2/2  lr 0.01 .*, ETA 0s\)", lines[6]), lines[6]
+
+
+def test_a_slow_evaluation_shows_a_progress_bar_unless_progress_is_off(monkeypatch, capsys):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cvrun.engine import evaluate as evaluation
+    from cvrun.engine.evaluate import ToDevice
+
+    monkeypatch.setattr(evaluation, "PROGRESS_DELAY", 0.0)  # as if each batch took long
+    loader = DataLoader(TensorDataset(torch.randn(8, 3), torch.tensor([0, 1] * 4)), batch_size=2)
+    for progress in ("test", None):
+        evaluation.evaluate(torch.nn.Linear(3, 2), loader, ToDevice(torch.device("cpu")), progress=progress)
+        assert ("test:   0%|" in capsys.readouterr().err) == (progress is not None)

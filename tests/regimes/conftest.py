@@ -29,7 +29,7 @@ def small_cifar10_run(path: Path, **sections) -> dict:
     from cvrun.commands.train import start_run
 
     trainer = {"epochs": 10, "steps_per_epoch": 60, "batch_size": 16, "ema_decay": 0.99, "progress": False,
-               "deterministic": True}
+               "deterministic": True, **sections.pop("trainer", {})}
     cfg = make_cfg(dataset=SMALL_CIFAR10, model={"name": "lenet5"}, optim={"lr": 0.03}, trainer=trainer, **sections)
     return start_run(cfg, RunFolder(path))
 

@@ -51,3 +51,22 @@ def test_mean_teacher_learns_beyond_the_labels_on_cifar10(labels_alone, tmp_path
     assert summary["status"] == "completed" and summary["unlabeled_samples"] == 14925
     assert summary["test_acc1"] >= labels_alone["test_acc1"] + 1, (summary["test_acc1"], labels_alone["test_acc1"])
     assert summary["pseudo_label_acc1"] > 60  # the teacher's predictions on the pool; chance 33
+
+
+@needs_cifar10
+def test_a_run_shorter_than_the_ema_warm_up_tests_the_same_at_0_999_as_at_0_99(labels_alone, tmp_path):
+    """600 updates: both decays are still in the warm-up, so the evaluated weights are the same (without it,
+    0.999 kept 55% of the random initial weights and tested near chance)."""
+    summary = small_cifar10_run(tmp_path / "run", trainer={"ema_decay": 0.999})
+    assert summary["test_acc1"] == labels_alone["test_acc1"] > 50
+
+
+def test_mean_teacher_at_its_defaults_uses_a_teacher_of_0_999_and_records_it(tmp_path):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import train_run
+
+    summary = train_run(tmp_path / "run", regime={"name": "mean_teacher"},
+                        dataset={"train_size": 100, "test_size": 20, "labeled_per_class": 6}, trainer={"epochs": 1})
+    assert summary["status"] == "completed"
+    assert OmegaConf.load(tmp_path / "run" / "config.yaml").trainer.ema_decay == 0.999
