@@ -145,6 +145,8 @@ CATALOGUE = [
                                                                "a sweep needs a folder of its own"),
     (["train", *SHAPES_RUN, "hydra.run.dir={sweep}"], "hydra.run.dir={sweep} holds a sweep (multirun.yaml); a run "
                                                       "needs a folder of its own"),
+    (["train", "-m", *SHAPES_RUN, "hydra.sweep.dir={unreadable}"], "hydra.sweep.dir={unreadable} is a file; name a "
+                                                                   "folder for the sweep"),
     (["train", "-m", *SHAPES_RUN, "hydra/sweeper=optuna", "optim.lr=interval(0.5,0.1)"],
      "optim.lr=interval(0.5,0.1): the interval's start is above its end; write interval(0.1, 0.5)"),
     (["train", "-m", *SHAPES_RUN, "hydra/sweeper=optuna", "trainer.label_smoothing=tag(log,interval(0,0.2))"],

@@ -280,6 +280,8 @@ def hold_sweep_folder(config: Any) -> None:
     from cvrun.io import FolderBusy, lock_for_launch, make_folder
 
     folder = Path(str(config.hydra.sweep.dir))
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"hydra.sweep.dir={folder} is a file; name a folder for the sweep")
     make_folder(folder)
     try:
         lock_for_launch(folder)
