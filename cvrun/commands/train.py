@@ -244,18 +244,19 @@ def refuse_held_folder(folder: Path, key: str, sweep: bool, search_resume: bool 
 
     runs = [name for name in RUN_MARKERS if (folder / name).exists() and not (sweep and name == LOCK_FILE)]
     sweeps = [] if search_resume else [name for name in SWEEP_MARKERS if (folder / name).exists()]
+    if not sweeps and not runs:
+        return
+    # A sweep's files first: a sweep folder holds a lock file too.
+    kind, held = ("sweep", sweeps[0]) if sweeps else ("run", runs[0])
     what = "sweep" if sweep else "run"
-    if sweeps and sweep or runs and not sweeps and not sweep:
+    if kind == what:
         advice = ("leave it out for a new timestamped folder or name a new one" if sweep else
                   f"leave it out for a new timestamped folder, name a new one, carry that run on with "
                   f"trainer.resume={folder}, or start a copy with `cvrun reproduce {folder}`")
-        held = (sweeps or runs)[0]
         raise UserError(f"{key}={folder} already holds a {what} ({held}); a {what} folder is claimed "
                         f"once, nothing in it is replaced: {advice}")
-    if sweeps or runs:
-        other, held = ("sweep", sweeps[0]) if sweeps else ("run", runs[0])
-        raise UserError(f"{key}={folder} holds a {other} ({held}); a {what} needs a folder of its own: leave "
-                        f"{key} out for a new timestamped folder or name a new one")
+    raise UserError(f"{key}={folder} holds a {kind} ({held}); a {what} needs a folder of its own: leave "
+                    f"{key} out for a new timestamped folder or name a new one")
 
 
 class SweepFolder(Callback):
