@@ -1,13 +1,14 @@
 """Per-op and per-policy augmentation cost: cvrun's OpenCV/NumPy ops against torchvision.transforms.v2.
 
-    python benchmarks/augment.py [--images 200] [--repeats 3]
+    python benchmarks/augment.py [--images 200] [--repeats 3] [--quick]
 
 Both sides get the same images (CIFAR-10 from ../shared/data when present,
 else random pixels), as uint8 HWC arrays for cvrun and uint8 CHW tensors for
 torchvision, at 32 and 224 px, on one thread each. Times are microseconds per
 image, best of --repeats passes. The last line is one JSON object with the
 speedups (torchvision time / cvrun time); `randaug_speedup_32` and
-`randaug_speedup_224` are for RandAugment(n=2, m=9).
+`randaug_speedup_224` are for RandAugment(n=2, m=9). --quick: 4 random images, one pass (the same
+code path in seconds, for the tests).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from cvrun.augment.auto import STANDARD_SPACE, AutoAugment, RandAugment, Trivial
 from cvrun.augment.ops import OPS
 from cvrun.augment.policies import base_transform
 from cvrun.augment.reference import torchvision_op
-from cvrun.config import AugConfig
+from cvrun.config import option_values, typed_option
 
 CIFAR10_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "train"
 
 
-def load_images(count: int, size: int) -> list[np.ndarray]:
-    paths = sorted(CIFAR10_TRAIN.rglob("*.jpg"))[::97][:count] if CIFAR10_TRAIN.is_dir() else []
+def load_images(count: int, size: int, cifar10: bool) -> list[np.ndarray]:
+    paths = sorted(CIFAR10_TRAIN.rglob("*.jpg"))[::97][:count] if cifar10 and CIFAR10_TRAIN.is_dir() else []
     if len(paths) < count:
         rng = np.random.default_rng(0)
         return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
@@ -51,9 +52,9 @@ def per_image_us(fn, inputs: list, repeats: int) -> float:
     return 1e6 * best / len(inputs)
 
 
-def measure(size: int, count: int, repeats: int) -> list[tuple[str, float, float]]:
+def measure(size: int, count: int, repeats: int, cifar10: bool) -> list[tuple[str, float, float]]:
     """(name, cvrun us/image, torchvision us/image) for every op and policy at one size."""
-    arrays = load_images(count, size)
+    arrays = load_images(count, size, cifar10)
     tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in arrays]
     rows = []
     for name in OPS:
@@ -68,7 +69,7 @@ def measure(size: int, count: int, repeats: int) -> list[tuple[str, float, float
         return lambda a: policy(a, rng)
 
     torch.manual_seed(0)
-    aug_cfg = AugConfig()
+    aug_cfg = typed_option("aug", option_values("aug", "basic"))
     policies = [
         ("basic (pad-crop+flip)" if size <= 64 else "basic (resized crop+flip)", base_transform(aug_cfg, size),
          v2.Compose([v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()]) if size <= 64 else
@@ -86,14 +87,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="4 random images, one pass: the code path in seconds")
     args = parser.parse_args()
+    images, repeats = (4, 1) if args.quick else (args.images, args.repeats)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
     results = {}
     print(f"{'op / policy':<28}{'size':>6}{'cvrun us':>11}{'torchvision us':>16}{'speedup':>9}")
     for size in (32, 224):
-        for name, ours, theirs in measure(size, args.images, args.repeats):
+        for name, ours, theirs in measure(size, images, repeats, cifar10=not args.quick):
             print(f"{name:<28}{size:>6}{ours:>11.1f}{theirs:>16.1f}{theirs / ours:>8.1f}x")
             results[f"{name.split(' ')[0]}_speedup_{size}"] = round(theirs / ours, 2)
     print(json.dumps(results))

@@ -1,6 +1,6 @@
 """One epoch of CIFAR-10 training images: cvrun's loader against torchvision's ImageFolder + transforms.v2.
 
-    python benchmarks/data.py [--workers N] [--batch-size 128] [--images N]
+    python benchmarks/data.py [--workers N] [--batch-size 128] [--images N] [--quick]
 
 Both sides read the image-folder tree at $CVRUN_CIFAR10 (default ../shared/data/cifar10),
 apply pad-4 random crop + horizontal flip, and hand over normalised float batches:
@@ -11,7 +11,9 @@ apply pad-4 random crop + horizontal flip, and hand over normalised float batche
 Same workers (cvrun's automatic choice for files on this machine unless --workers), same batch
 size, shuffled; two epochs each, the second timed, so caches count. The cvrun row's start-up
 (listing and decoding the files once) is shown apart. The last line is one JSON object with
-`data_speedup` = baseline seconds / cvrun seconds for the timed epoch.
+`data_speedup` = baseline seconds / cvrun seconds for the timed epoch. --quick: 256 images of a small
+generated image-folder tree in a temporary folder, batch 64, no workers (the same code path in seconds, for
+the tests; it needs no CIFAR-10).
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from cvrun.augment import build_train_transform
-from cvrun.config import AugConfig, DatasetConfig
+from cvrun.config import DatasetConfig, option_values, typed_option
 from cvrun.data.loaders import file_workers, make_loader
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize
@@ -47,10 +52,21 @@ def timed_second_epoch(loader, finish_batch) -> float:
     return time.perf_counter() - started
 
 
-def torchvision_epoch(workers: int, batch_size: int, images: int | None) -> float:
+def write_tree(root: Path, per_class: int) -> Path:
+    """A small CIFAR-10-like image-folder tree (two classes of 32 px PNGs) for --quick."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for index in range(per_class):
+                cv2.imwrite(str(root / split / name / f"{index}.png"), rng.integers(0, 256, (32, 32, 3), np.uint8))
+    return root
+
+
+def torchvision_epoch(root: Path, workers: int, batch_size: int, images: int | None) -> float:
     transform = v2.Compose([v2.ToImage(), v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
                             v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
-    dataset = datasets.ImageFolder(str(ROOT / "train"), transform=transform)
+    dataset = datasets.ImageFolder(str(root / "train"), transform=transform)
     if images:
         dataset = Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:images])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
@@ -58,13 +74,13 @@ def torchvision_epoch(workers: int, batch_size: int, images: int | None) -> floa
     return timed_second_epoch(loader, lambda batch: None)
 
 
-def cvrun_epoch(workers: int | None, batch_size: int, images: int | None) -> tuple[float, float, int]:
+def cvrun_epoch(root: Path, workers: int | None, batch_size: int, images: int | None) -> tuple[float, float, int]:
     """(seconds of the timed epoch, seconds to list and decode the files, workers used)."""
     started = time.perf_counter()
-    data = build_splits(DatasetConfig(name="imagefolder", root=str(ROOT), val_fraction=0.0, subset=images,
+    data = build_splits(DatasetConfig(name="imagefolder", root=str(root), val_fraction=0.0, subset=images,
                                       mean=MEAN, std=STD))
     setup = time.perf_counter() - started
-    transform = build_train_transform(AugConfig(name="basic", base=True, padding=4, hflip=0.5), 32, MEAN)
+    transform = build_train_transform(typed_option("aug", option_values("aug", "basic")), 32, MEAN)
     loader = make_loader(data.train, 32, batch_size, train=True, seed=0, transform=transform, num_workers=workers)
     normalize = Normalize(MEAN, STD, torch.device("cpu"))
     return timed_second_epoch(loader, normalize), setup, loader.num_workers
@@ -75,14 +91,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="default: cvrun's choice for image files")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=None, help="a random subset (default: all 50,000)")
+    parser.add_argument("--quick", action="store_true", help="256 generated images: the code path in seconds")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker; the loaders' own workers supply the parallelism
-    workers = args.workers if args.workers is not None else file_workers()
-    baseline = torchvision_epoch(workers, args.batch_size, args.images)
-    ours, setup, _ = cvrun_epoch(workers, args.batch_size, args.images)
-    ours_auto, _, auto_count = cvrun_epoch(None, args.batch_size, args.images)
-    count = args.images or 50_000
-    print(f"{count} CIFAR-10 training images, batch {args.batch_size}, second epoch, {os.cpu_count()} CPU cores")
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.quick:
+            root, workers, batch_size, images = write_tree(Path(scratch) / "tree", 128), 0, 64, None
+        else:
+            workers = args.workers if args.workers is not None else file_workers()
+            root, batch_size, images = ROOT, args.batch_size, args.images
+        baseline = torchvision_epoch(root, workers, batch_size, images)
+        ours, setup, _ = cvrun_epoch(root, workers, batch_size, images)
+        ours_auto, _, auto_count = cvrun_epoch(root, None, batch_size, images)
+    count = 256 if args.quick else images or 50_000
+    print(f"{count} {'generated' if args.quick else 'CIFAR-10'} training images, batch {batch_size}, second epoch, "
+          f"{os.cpu_count()} CPU cores")
     print(f"{'loader':<52} {'workers':>7} {'seconds':>8} {'images/s':>9}")
     for name, used, seconds in [("torchvision ImageFolder + transforms.v2 (baseline)", workers, baseline),
                                 ("cvrun make_loader, basic policy, cache=auto", workers, ours),
