@@ -272,8 +272,10 @@ def test_jobs_that_name_one_folder_get_one_each(tmp_path):
     assert f"root: {tmp_path / best['overrides']['dataset.root']}\n" in (Path(best["run_dir"]) / "config.yaml").read_text()
 
 
-def test_a_sweep_holds_its_folder_for_its_whole_life(tmp_path, monkeypatch):
-    """A second sweep into the folder of one that runs is refused naming it, whatever stage the first is at."""
+@pytest.mark.parametrize("sweeper", [[], ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=1",
+                                          "optim.lr=interval(0.01,0.1)"]], ids=["grid", "optuna"])
+def test_a_sweep_holds_its_folder_for_its_whole_life(sweeper, tmp_path, monkeypatch):
+    """A second sweep into the folder of one that runs is refused naming it, on either sweeper."""
     import os
     import socket
 
@@ -285,9 +287,11 @@ def test_a_sweep_holds_its_folder_for_its_whole_life(tmp_path, monkeypatch):
 
     def job(cfg, run, sweep_dir=None):  # while the first sweep's job runs
         second.append(run_cli("train", "-m", "dataset=shapes", f"hydra.sweep.dir={sweep}", cwd=tmp_path))
-        return {}
+        run.update_summary(status="completed", best_val_acc1=50.0)
+        return run.read_summary()
     monkeypatch.setattr(train_command, "start_run", job)
-    assert cli("train", "-m", "dataset=shapes", f"hydra.sweep.dir={sweep}", cwd=tmp_path).returncode == 0
+    first = cli("train", "-m", "dataset=shapes", *sweeper, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
     refused, = second
     assert refused.returncode == 2 and refused.stderr.splitlines()[-1] == (
         f"cvrun: error: {sweep} is in use: pid {os.getpid()} on {socket.gethostname()} runs a sweep there; wait for "
