@@ -109,6 +109,7 @@ def test_a_read_only_current_folder_is_one_line_and_exit_1(sweep, tmp_path, monk
     monkeypatch.setattr(os, "mkdir", read_only)
     result = cli("train", *(["-m"] if sweep else []), "dataset=shapes", "model=lenet5", cwd=tmp_path)
     line, = result.stderr.splitlines()
-    assert result.returncode == 1 and line.startswith(f"cvrun: error: cannot write {'multirun' if sweep else 'outputs'}/")
+    folder = "multirun" if sweep else "outputs"
+    assert result.returncode == 1 and line.startswith(f"cvrun: error: cannot write {folder}/")
     assert line.endswith(": Read-only file system (EROFS); start cvrun in a folder you can write to, or name one with "
                          "hydra.run.dir (hydra.sweep.dir with -m)")

@@ -269,7 +269,8 @@ def test_jobs_that_name_one_folder_get_one_each(tmp_path):
         assert f"root: {tmp_path / row['dataset.root']}\n" in (Path(row["run_dir"]) / "config.yaml").read_text()
         assert json.loads((Path(row["run_dir"]) / "summary.json").read_text())["status"] == "completed"
     best = json.loads((tmp_path / "sweep" / "best.json").read_text())
-    assert f"root: {tmp_path / best['overrides']['dataset.root']}\n" in (Path(best["run_dir"]) / "config.yaml").read_text()
+    best_config = (Path(best["run_dir"]) / "config.yaml").read_text()
+    assert f"root: {tmp_path / best['overrides']['dataset.root']}\n" in best_config
 
 
 @pytest.mark.parametrize("sweeper", [[], ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=1",
