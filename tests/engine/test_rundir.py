@@ -61,3 +61,16 @@ def test_kill_9_in_the_middle_of_a_checkpoint_write_leaves_a_loadable_last_pt(tm
     assert caught_mid_write
     state = load_checkpoint(path)
     assert bool((state["model"]["w"] == state["epoch"]).all())  # one whole version, not a mix
+
+
+def test_mlflow_and_matplotlib_notes_stay_off_the_console():
+    """The lines they log at INFO (MLflow's database set-up, matplotlib's font cache) under a root logger at INFO,
+    as Hydra's console and train.log are."""
+    script = ("import logging; logging.basicConfig(level=logging.INFO); "
+              "from cvrun.engine.rundir import use_cvrun_log_format; use_cvrun_log_format(); import mlflow; "
+              "logging.getLogger('mlflow.store.db.utils').info('Creating initial MLflow database tables...'); "
+              "logging.getLogger('matplotlib.font_manager').info('generated new fontManager'); "
+              "logging.getLogger('cvrun').info('kept')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "kept" in result.stderr and "MLflow" not in result.stderr and "fontManager" not in result.stderr
