@@ -83,6 +83,9 @@ def source_files(reference: str, key: str) -> SourceFiles:
             raise UserError(f"{key}={reference} completed without checkpoints/best.pt (its regime, "
                             f"{source_regime(path)}, keeps no weights, or the file was removed); pass a run "
                             "folder that holds checkpoints/best.pt")
+        if status == "running":
+            raise UserError(f"{key}={reference} is still training and has no checkpoints/best.pt yet; wait until "
+                            "it has finished its first epoch, or pass another run")
         raise UserError(f"{key}={reference} has no checkpoints/best.pt (the run ended before its "
                         "first epoch); pass a run that finished at least one epoch")
     return SourceFiles(checkpoint, path / "config.yaml", status, summary)
