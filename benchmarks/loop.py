@@ -53,8 +53,8 @@ def config(model: str, epochs: int, images: int):
     from omegaconf import OmegaConf
 
     return validate(OmegaConf.merge(OmegaConf.structured(TrainConfig), {
-        "dataset": {"name": "shapes", "image_size": 32, "train_size": images, "test_size": min(images, 128), "val_fraction": 0.0,
-                    "mean": MEAN, "std": STD},
+        "dataset": {"name": "shapes", "image_size": 32, "train_size": images, "test_size": min(images, 128),
+                    "val_fraction": 0.0, "mean": MEAN, "std": STD},
         "model": {"name": model}, "aug": option_values("aug", "none"),
         "trainer": {"epochs": epochs, "batch_size": 128, "progress": False, "device": "cpu", "num_workers": 0}}),
         TrainConfig)
