@@ -15,9 +15,10 @@ from cvrun.regimes import REGIMES
 from tests.conftest import make_cfg
 
 
-def shapes_run(tmp_path, name="run", lr=0.02, train_size=1000, **trainer):
+def shapes_run(tmp_path, name="run", lr=0.02, train_size=1000, val_fraction=0.1, **trainer):
     cfg = make_cfg(
-        dataset={"name": "shapes", "image_size": 32, "train_size": train_size, "test_size": 200},
+        dataset={"name": "shapes", "image_size": 32, "train_size": train_size, "test_size": 200,
+                 "val_fraction": val_fraction},
         model={"name": "lenet5"}, optim={"lr": lr},
         trainer={"epochs": 10, "batch_size": 32, "progress": False, "deterministic": True, **trainer})
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
@@ -83,14 +84,15 @@ def test_ema_weights_are_evaluated_and_checkpointed(tmp_path):
 
 
 def test_diverging_loss_fails_the_run(tmp_path):
+    """No validation split: epoch 1's last update breaks the weights unseen, and epoch 2's first loss tells."""
     with pytest.raises(SystemExit) as exit_:
-        shapes_run(tmp_path, name="diverge", lr=1e6, train_size=70, epochs=2)  # two batches an epoch
+        shapes_run(tmp_path, name="diverge", lr=1e6, train_size=64, val_fraction=0.0, epochs=2)  # two batches an epoch
     assert exit_.value.code == 1
     summary = json.loads((tmp_path / "diverge" / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert re.search(r"training loss became (nan|inf) at step [34] \(epoch 2\); checkpoints/last.pt keeps epoch 1",
                      summary["reason"]), summary["reason"]
-    # Epoch 1 finished with a finite loss: its checkpoint is the last good one and stays.
+    # Epoch 1's losses were finite: its checkpoint is the last one the run could check, and stays.
     assert summary["epochs_run"] == 1
     assert torch.load(tmp_path / "diverge" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     assert summary["reason"].endswith("lower optim.lr or set trainer.grad_clip")
