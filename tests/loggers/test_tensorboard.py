@@ -61,11 +61,11 @@ def test_a_writer_that_blocks_is_dropped_after_its_timeout(tmp_path, monkeypatch
     started = time.perf_counter()
     result = cli("train", *RUN[:-2], "trainer.epochs=2", "logger=[csv,tensorboard]", "logger.tensorboard.timeout=1",
                  f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    seconds = time.perf_counter() - started
-    released.set()
+    seconds, calls_in_run = time.perf_counter() - started, len(calls)
+    released.set()  # the abandoned call returns, and its thread ends the event it was in
     assert result.returncode == 0, result.stderr
     log = (tmp_path / "run" / "train.log").read_text()
     assert log.count("WARNING") == 1
     assert "TensorBoardLogger failed (TimeoutError: on_steps took more than 1 s); the run goes on" in log
     assert summary_of(tmp_path / "run")["status"] == "completed" and len(metrics_rows(tmp_path / "run")) == 2
-    assert seconds < 15 and len(calls) == 1
+    assert seconds < 15 and calls_in_run == 1
