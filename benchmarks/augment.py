@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 
 from cvrun.augment.auto import STANDARD_SPACE, AutoAugment, RandAugment, TrivialAugmentWide
 from cvrun.augment.ops import OPS
-from cvrun.augment.policies import base_transform
+from cvrun.augment.policies import build_train_transform
 from cvrun.augment.reference import torchvision_op
 from cvrun.config import option_values, typed_option
 
@@ -69,9 +69,9 @@ def measure(size: int, count: int, repeats: int, cifar10: bool) -> list[tuple[st
         return lambda a: policy(a, rng)
 
     torch.manual_seed(0)
-    aug_cfg = typed_option("aug", option_values("aug", "basic"))
+    basic = build_train_transform(typed_option("aug", option_values("aug", "basic")), size)  # aug=basic's pipeline
     policies = [
-        ("basic (pad-crop+flip)" if size <= 64 else "basic (resized crop+flip)", base_transform(aug_cfg, size),
+        ("basic (pad-crop+flip)" if size <= 64 else "basic (resized crop+flip)", basic,
          v2.Compose([v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()]) if size <= 64 else
          v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])),
         ("randaug n=2 m=9", RandAugment(n=2, m=9), v2.RandAugment(num_ops=2, magnitude=9)),
