@@ -4,13 +4,15 @@ Tolerances, stated once:
 - EXACT ops agree with torchvision on every pixel.
 - color, contrast and sharpness compute the grayscale or the blend in one
   OpenCV call: |difference| <= 1, on at most 1% of values.
-- rotate, shear_x, shear_y resample with nearest neighbour. Where a source
-  coordinate falls on a half-pixel tie, torch rounds half to even in float32
-  and OpenCV rounds half up in fixed point. So a pixel may come from the
-  neighbouring source pixel (or the fill, at the border): at most 6% of
-  pixels, never further than one pixel away.
+- rotate, shear_x, shear_y resample with nearest neighbour. Where a pixel's
+  exact source coordinate falls on a half-pixel tie (shear 0.2 puts every fifth
+  row on one), which neighbour wins depends on the last bits of torch's float32
+  grid and of OpenCV's fixed point (it changed between OpenCV 4 and 5). So a
+  pixel may differ only where its source is such a tie, and then comes from the
+  neighbouring source pixel (or the fill, at the border); every other pixel agrees.
 """
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -72,20 +74,40 @@ def coordinate_image(size: int) -> np.ndarray:
     return np.stack([cols, rows, np.full_like(cols, 255)], axis=-1).astype(np.uint8)
 
 
+def on_half_pixel_tie(op: str, value: float, size: int) -> np.ndarray:
+    """Where the exact (float64) source coordinate of an output pixel lies on a half-pixel tie, in either axis.
+
+    The maps are the ops' definitions, written out here: rotate turns about the image centre; shear_x moves
+    row y by value * (y + 0.5) pixels (torchvision shears about the top-left pixel's corner), shear_y likewise.
+    """
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    if op == "rotate":
+        centre = (size - 1) / 2
+        inverse = cv2.invertAffineTransform(cv2.getRotationMatrix2D((centre, centre), value, 1.0))
+        source_x = inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2]
+        source_y = inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]
+    elif op == "shear_x":
+        source_x, source_y = x + value * (y + 0.5), y
+    else:
+        source_x, source_y = x, y + value * (x + 0.5)
+    return (np.abs(source_x % 1 - 0.5) < 1e-3) | (np.abs(source_y % 1 - 0.5) < 1e-3)
+
+
 @pytest.mark.parametrize("size", [32, 33, 96])
 @pytest.mark.parametrize("op", sorted(GEOMETRIC))
 def test_geometric_ops_match_torchvision_up_to_ties(op, size):
     image = coordinate_image(size)
     for value in VALUES[op]:
+        ties = on_half_pixel_tie(op, value, size)
         ours = OPS[op](image, value).astype(int)
         theirs = reference(op, image, value).astype(int)
         differs = (ours != theirs).any(axis=-1)
-        assert differs.mean() <= 0.06, (op, value, differs.mean())
+        assert not (differs & ~ties).any(), (op, value, np.argwhere(differs & ~ties)[:3])
         both_sampled = (ours[..., 2] == 255) & (theirs[..., 2] == 255)
         neighbours = np.abs(ours[..., :2] - theirs[..., :2]).max(axis=-1) <= 1
         assert (neighbours | ~both_sampled)[differs].all(), (op, value)
-        for noise in images(size)[:1]:  # real content agrees on the same share of pixels
-            assert (OPS[op](noise, value) != reference(op, noise, value)).any(axis=-1).mean() <= 0.06
+        for noise in images(size)[:1]:  # real content differs at the same ties only
+            assert not ((OPS[op](noise, value) != reference(op, noise, value)).any(axis=-1) & ~ties).any()
 
 
 def test_ops_keep_shape_and_dtype_on_non_square_images():
