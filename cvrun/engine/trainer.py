@@ -517,17 +517,21 @@ class _Loop:
     def check_finite_epoch(self, val: dict[str, float] | None) -> None:
         """The epoch's end, before anything of it is kept: a non-finite validation loss stops the run, as a
         non-finite training loss does (that one is read before each update, so an update that breaks the
-        weights at an epoch's last step shows only here)."""
+        weights at an epoch's last step shows only here). Without a validation split, the evaluated weights
+        themselves are checked, since every such epoch becomes best.pt."""
+        kept = f"checkpoints/last.pt keeps epoch {self.epoch_done}; {self.divergence_advice()}"
         if val is not None and not math.isfinite(val["loss"]):
-            raise Diverged(f"validation loss became {val['loss']} in epoch {self.epoch + 1}; checkpoints/last.pt "
-                           f"keeps epoch {self.epoch_done}; {self.divergence_advice()}")
+            raise Diverged(f"validation loss became {val['loss']} in epoch {self.epoch + 1}; {kept}")
+        if val is None and not all(torch.isfinite(t).all() for t in self.eval_model.state_dict().values()
+                                   if t.is_floating_point()):
+            raise Diverged(f"the weights became non-finite in epoch {self.epoch + 1}; {kept}")
 
     def check_finite_test(self, test: dict[str, float]) -> None:
-        """Without a validation split nothing checked the last epoch's weights before the test: a non-finite
+        """Finite weights can still overflow on the test images (no validation split saw them): a non-finite
         test loss fails the run too."""
         if not math.isfinite(test["loss"]):
-            raise Diverged(f"test loss became {test['loss']} with the weights of epoch {self.best_epoch} (no "
-                           f"validation split to catch it at the epoch's end); {self.divergence_advice()}")
+            raise Diverged(f"test loss became {test['loss']} with the weights of epoch {self.best_epoch}; "
+                           f"{self.divergence_advice()}")
 
     def divergence_advice(self) -> str:
         # Normalising by a standard deviation near 0 makes inputs of size 1/std: no learning rate copes.

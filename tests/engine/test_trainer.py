@@ -183,20 +183,26 @@ def test_a_callback_ending_the_run_after_an_epoch_records_its_status_untested(tm
     assert (run.path / "checkpoints" / "best.pt").is_file()
 
 
-@pytest.mark.parametrize("val_fraction, reason", [
-    (0.1, "validation loss became nan in epoch 1; checkpoints/last.pt keeps epoch 0"),
-    (0.0, "test loss became nan with the weights of epoch 1 (no validation split")])
-def test_a_last_update_that_diverges_fails_the_run(tmp_path, val_fraction, reason):
-    """One step an epoch: its loss is read before the update that breaks the weights, so only the epoch's end sees it."""
+@pytest.mark.parametrize("val_fraction, lr, reason", [
+    (0.1, 1e9, "validation loss became nan in epoch 1; checkpoints/last.pt keeps epoch 0"),
+    (0.0, float("inf"), "the weights became non-finite in epoch 1; checkpoints/last.pt keeps epoch 0"),
+    (0.0, 1e9, "test loss became nan with the weights of epoch 1")])
+def test_a_last_update_that_diverges_fails_the_run(tmp_path, val_fraction, lr, reason):
+    """One step an epoch: its loss is read before the update that breaks the weights, so only the epoch's end sees
+    it: the validation loss, else the weights themselves (non-finite ones never become best.pt), else the test loss
+    (finite weights so large that the loss overflows)."""
     from tests.conftest import train_run
 
     with pytest.raises(SystemExit) as exit_:
         train_run(tmp_path / "run", dataset={"train_size": 60, "test_size": 20, "val_fraction": val_fraction},
-                  optim={"lr": 1e9}, trainer={"epochs": 1, "batch_size": 1000})
+                  optim={"lr": lr}, trainer={"epochs": 1, "batch_size": 1000})
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert exit_.value.code == 1 and summary["status"] == "failed", summary
     assert summary["reason"].startswith(reason), summary["reason"]
-    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists() == (val_fraction == 0)  # kept only unchecked
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert best.exists() == reason.startswith("test loss")
+    if best.exists():  # the weights it holds are finite: only their loss overflowed
+        assert all(torch.isfinite(t).all() for t in torch.load(best, weights_only=True)["model"].values())
 
 
 def test_an_epoch_with_a_nan_validation_loss_fails_the_run_and_never_becomes_best(tmp_path, monkeypatch):
