@@ -102,7 +102,7 @@ def run_command(args: list[str]) -> int:
     try:
         load_plugins()
         if "--help" not in rest and "-h" not in rest:
-            preflight(command, rest)
+            preflight(command, rest, getattr(module, "check_job", None))
             rest = getattr(module, "prepare_args", list)(rest)
     except (UserError, StorageError) as err:
         return fail(str(err), err.exit_code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cvrun.errors import UserError
 
@@ -161,9 +161,10 @@ def parse(overrides: list[str], keys: list[str]) -> list[Any]:
     return parsed
 
 
-def preflight(command: str, args: list[str]) -> None:
+def preflight(command: str, args: list[str], check_job: Callable[[Any], None] | None = None) -> None:
     """Check group options, key names and values before Hydra composes anything, then compose the config
-    as Hydra will and validate it: every mistake is one line before a run folder exists."""
+    as Hydra will, validate it and hand it to the command's `check_job`: every mistake is one line before
+    a run folder exists."""
     from cvrun.config import OPTION_SECTIONS, SCHEMAS, schema_keys
     from cvrun.paths import config_dir
 
@@ -194,7 +195,7 @@ def preflight(command: str, args: list[str]) -> None:
         else:
             for value in values:
                 check_value(SCHEMAS[command], key, value)
-    compose_check(command, parsed)
+    compose_check(command, parsed, check_job)
 
 
 def sweep_values(override: Any) -> list[str]:
@@ -211,10 +212,9 @@ def sweep_values(override: Any) -> list[str]:
 MAX_CHECKED_JOBS = 64
 
 
-def compose_check(command: str, parsed: list[Any]) -> None:
+def compose_check(command: str, parsed: list[Any], check_job: Callable[[Any], None] | None = None) -> None:
     """Compose each job's config as Hydra will and validate it; a Hydra or schema error becomes one line.
-    A training job's regime then checks what it can before a run folder exists (its sources, the data's
-    extra folder, the device)."""
+    `check_job` then checks what the command can know of a job before its folder exists."""
     import itertools
 
     from hydra import compose, initialize_config_dir
@@ -236,10 +236,8 @@ def compose_check(command: str, parsed: list[Any]) -> None:
             except (HydraException, OmegaConfBaseException) as err:
                 raise UserError(composition_error(err)) from None
             typed = validate(cfg, SCHEMAS[command])
-            if command == "train" and typed.trainer.resume is None:  # a resume carries its checked config on
-                from cvrun.regimes import REGIMES
-
-                REGIMES.get(typed.regime.name).check_before_run(typed)
+            if check_job is not None:
+                check_job(typed)
 
 
 def composition_error(err: BaseException) -> str:

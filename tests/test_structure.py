@@ -99,6 +99,9 @@ def test_layers_point_one_way(package):
 
 
 def test_the_bottom_layer_imports_no_cvrun_package():
-    for name in BOTTOM - {"overrides"}:
+    # overrides composes the config as Hydra will, which needs the commands' schemas registered first; a
+    # command's own checks of a composed job reach it as a function (preflight's check_job), not an import.
+    for name in BOTTOM:
         path = PACKAGE / f"{name}.py"
-        assert cvrun_imports(path) <= BOTTOM, (name, cvrun_imports(path))
+        assert cvrun_imports(path) <= BOTTOM | ({"commands"} if name == "overrides" else set()), \
+            (name, cvrun_imports(path))

@@ -50,6 +50,15 @@ def train(cfg: Any) -> float | None:
         distributed.finish()
 
 
+def check_job(cfg: Any) -> None:
+    """What a job's regime can check before its run folder exists (its sources, the data's extra folder, the
+    device); a resume carries on a config that was checked when the run started."""
+    from cvrun.regimes import REGIMES
+
+    if cfg.trainer.resume is None:
+        REGIMES.get(cfg.regime.name).check_before_run(cfg)
+
+
 def drop_log_files() -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
