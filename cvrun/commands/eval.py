@@ -88,11 +88,12 @@ def evaluate_run(cfg: Any) -> dict:
                          num_workers=train_cfg.trainer.num_workers, cuda=device.type == "cuda")
     normalize = Normalize(list(train_cfg.dataset.mean), list(train_cfg.dataset.std), device,
                           train_cfg.trainer.channels_last)
-    result = evaluate(model, loader, normalize, dtype)
+    progress = cfg.split if cfg.progress else None  # a bar once the evaluation has taken a while
+    result = evaluate(model, loader, normalize, dtype, progress)
     print(f"{cfg.split}: top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  "
           f"({result['samples']} images)  {run_dir}")
     if cfg.tta:
-        flipped = evaluate(FlipTTA(model), loader, normalize, dtype)
+        flipped = evaluate(FlipTTA(model), loader, normalize, dtype, progress)
         print(f"{cfg.split} with flip TTA: top-1 {flipped['acc1']:.2f}% ({flipped['acc1'] - result['acc1']:+.2f})  "
               f"top-5 {flipped['acc5']:.2f}% ({flipped['acc5'] - result['acc5']:+.2f})")
         result["tta"] = flipped

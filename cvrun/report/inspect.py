@@ -109,7 +109,7 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) ->
     counts = confusion[np.ix_(keep, keep)]
     rates = counts / np.maximum(confusion[keep].sum(axis=1, keepdims=True), 1)
     side = max(5.0, 0.32 * len(keep) + 2)
-    figure, axis = plt.subplots(figsize=(side, side))
+    figure, axis = plt.subplots(figsize=(side, side), layout="constrained")
     axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     names = [class_names[i] for i in keep]
     font = max(3.0, min(9.0, 220 / len(keep)))
@@ -121,7 +121,6 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) ->
                       color="white" if rates[row, column] > 0.5 else "black")
     subset = "" if len(keep) == len(confusion) else f" ({len(keep)} most confused of {len(confusion)} classes)"
     axis.set(xlabel="predicted", ylabel="true", title=f"confusion, row-normalised{subset}")
-    figure.tight_layout()
     save_png(figure, path)
 
 
@@ -129,7 +128,7 @@ def plot_image_grid(images: list[np.ndarray], titles: list[str], path: Path, col
                     title: str = "") -> None:
     plt = pyplot()
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows + 0.4), squeeze=False, layout="constrained")
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, text in zip(axes.flat, images, titles):
@@ -137,13 +136,12 @@ def plot_image_grid(images: list[np.ndarray], titles: list[str], path: Path, col
         axis.set_title(text, fontsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
     save_png(figure, path)
 
 
 def plot_calibration(ece: float, table: list[dict[str, float]], path: Path) -> None:
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(5, 5))
+    figure, axis = plt.subplots(figsize=(5, 5), layout="constrained")
     centres = [(b["low"] + b["high"]) / 2 for b in table]
     axis.bar(centres, [b["accuracy"] for b in table], width=1 / ECE_BINS, edgecolor="black", alpha=0.7,
              label="accuracy")
@@ -152,7 +150,6 @@ def plot_calibration(ece: float, table: list[dict[str, float]], path: Path) -> N
     axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
              title=f"calibration: ECE {ece:.2f}% ({ECE_BINS} bins)")
     axis.legend(loc="upper left")
-    figure.tight_layout()
     save_png(figure, path)
 
 
@@ -164,7 +161,7 @@ def plot_embedding(features: np.ndarray, labels: np.ndarray, class_names: list[s
     perplexity = float(min(30, max(2, (len(features) - 1) // 3)))
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
         features.astype(np.float32))
-    figure, axis = plt.subplots(figsize=(7, 6))
+    figure, axis = plt.subplots(figsize=(7, 6), layout="constrained")
     colours = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
     for c, name in enumerate(class_names):
         inside = labels == c
@@ -172,7 +169,6 @@ def plot_embedding(features: np.ndarray, labels: np.ndarray, class_names: list[s
     if len(class_names) <= 20:
         axis.legend(markerscale=3, fontsize=7, loc="best")
     axis.set(title=f"backbone features, t-SNE ({len(features)} images)", xticks=[], yticks=[])
-    figure.tight_layout()
     save_png(figure, path)
 
 

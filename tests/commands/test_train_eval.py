@@ -46,6 +46,18 @@ def test_eval_prints_the_test_accuracy_of_the_run(shapes_run):
     assert f"({summary['test_samples']} images)" in result.stdout
 
 
+def test_eval_shows_a_progress_bar_unless_progress_is_off(shapes_run, monkeypatch, capsys):
+    from cvrun.cli import main
+    from cvrun.engine import evaluate as evaluation
+
+    cwd, run = shapes_run
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(evaluation, "PROGRESS_DELAY", 0.0)  # as if each batch took long
+    for extra, shown in (([], True), (["progress=false"], False)):
+        assert main(["eval", str(run), *extra]) == 0
+        assert ("test:   0%|" in capsys.readouterr().err) == shown
+
+
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
     result = cli("eval", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "is not a cvrun run folder" in result.stderr
