@@ -16,7 +16,7 @@ import torch
 from cvrun.data.splits import build_splits
 from cvrun.errors import require
 from cvrun.regimes.base import Regime, RegimeConfig
-from cvrun.regimes.teacher import require_pool
+from cvrun.regimes.teacher import check_pool_before_run, require_pool
 
 
 @dataclass
@@ -43,6 +43,11 @@ def pseudo_label_sums(confident: torch.Tensor, pseudo: torch.Tensor, truth: torc
 class ConsistencyRegime(Regime):
     result_columns = ("mask_rate", "pseudo_label_acc1")
     mixes = False  # pseudo-labels belong to single images
+
+    @classmethod
+    def check_before_run(cls, cfg: Any) -> None:
+        super().check_before_run(cfg)
+        check_pool_before_run(cfg)
 
     def prepare(self) -> None:
         data = self.data = build_splits(self.cfg.dataset)

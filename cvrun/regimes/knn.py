@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvrun.data.splits import build_splits
+from cvrun.data.splits import build_splits, planned_splits
 from cvrun.engine.evaluate import Normalize, confusion_counts, per_class_acc1, predict
 from cvrun.engine.trainer import regime_facts
 from cvrun.errors import UserError, require
@@ -45,6 +45,12 @@ class KnnConfig(RegimeConfig):
         require(self.features in FEATURES, f"regime.features must be one of {', '.join(FEATURES)}, got {self.features}")
 
 
+def check_k(k: int, memory: int) -> None:
+    if k > memory:
+        raise UserError(f"regime.k={k} neighbours, but the training set holds {memory} images to vote; "
+                        f"set regime.k to at most {memory}")
+
+
 @REGIMES.register("knn")
 class Knn(Regime):
     config = KnnConfig
@@ -53,14 +59,18 @@ class Knn(Regime):
     no_weights = "it trains no weights to evaluate; its val and test accuracies are in its summary.json"
     result_columns = ("knn_k",)
 
+    @classmethod
+    def check_before_run(cls, cfg: Any) -> None:
+        super().check_before_run(cfg)
+        data = planned_splits(cfg.dataset)  # an image-folder tree's listing: the training set's size
+        if data is not None:
+            check_k(cfg.regime.k, len(data.train))
+
     def start(self) -> dict:
         """The run's life cycle without training: embed, vote on val and test, record."""
         self.record_sources()
         self.data = build_splits(self.cfg.dataset)
-        k, memory = self.cfg.regime.k, len(self.data.train)
-        if k > memory:
-            raise UserError(f"regime.k={k} neighbours, but the training set holds {memory} images to vote; "
-                            f"set regime.k to at most {memory}")
+        check_k(self.cfg.regime.k, len(self.data.train))
         embed, params = self.embedding()
         self.embed = embed.to(self.device)
         self.summary_extra.update(train_samples=len(self.data.train),

@@ -15,8 +15,8 @@ from cvrun.data.samples import Samples
 from cvrun.data.splits import build_splits
 from cvrun.errors import UserError, require
 from cvrun.regimes.base import REGIMES, Regime, RegimeConfig, accuracy_sums
-from cvrun.regimes.teacher import (PseudoLabels, check_teacher, load_teacher, require_pool, select_pseudo_labels,
-                                   teacher_probabilities)
+from cvrun.regimes.teacher import (PseudoLabels, check_pool_before_run, check_teacher, load_teacher, require_pool,
+                                   select_pseudo_labels, teacher_probabilities)
 
 log = logging.getLogger("cvrun")
 
@@ -45,6 +45,7 @@ class PseudoLabel(Regime):
     def check_before_run(cls, cfg: Any) -> None:
         super().check_before_run(cfg)
         check_teacher(cfg)
+        check_pool_before_run(cfg)
 
     def prepare(self) -> None:
         """Labeled images + the pool images the teacher labels confidently, the latter weighted by unlabeled_weight;

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from cvrun.config import load_run_config
 from cvrun.data.samples import Samples
 from cvrun.data.sources import known_class_names
-from cvrun.data.splits import DataSplits
+from cvrun.data.splits import DataSplits, planned_splits
 from cvrun.engine.evaluate import Normalize, predict
 from cvrun.errors import UserError
 from cvrun.models.pretrained import load_source_run, source_files
@@ -92,6 +92,14 @@ def load_teacher(cfg: Any, data: DataSplits, device: torch.device) -> Teacher:
     log.info("teacher: %s (%s, %s classes)", reference, source.cfg.model.name, len(source.class_names))
     return Teacher(source.model, (list(cfg.dataset.mean), list(cfg.dataset.std)),
                    (list(source.cfg.dataset.mean), list(source.cfg.dataset.std))).to(device)
+
+
+def check_pool_before_run(cfg: Any) -> None:
+    """The unlabeled pool of a regime that needs one, checked from the file listing before the run folder exists
+    (where the data is an image-folder tree: planned_splits)."""
+    data = planned_splits(cfg.dataset)
+    if data is not None:
+        require_pool(data, cfg.regime.name)
 
 
 def require_pool(data: DataSplits, regime: str) -> Samples:

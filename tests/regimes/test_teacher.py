@@ -119,6 +119,11 @@ def test_mistakes_found_before_the_run_folder_leave_no_folder(source_run, tmp_pa
         (["trainer.precision=16", "trainer.device=cpu"], "needs CUDA"),
         (["dataset=imagefolder", f"dataset.root={tree}", f"dataset.unlabeled_root={tree}/test"],
          "overlaps the test split"),
+        # found from the tree's file listing (planned_splits), nothing decoded
+        (["dataset=imagefolder", f"dataset.root={tree}", "regime=fixmatch", "dataset.labeled_per_class=4"],
+         "dataset.labeled_per_class keeps every training image labeled"),
+        (["dataset=imagefolder", f"dataset.root={tree}", "regime=knn", "regime.k=9"],
+         "regime.k=9 neighbours, but the training set holds 7 images"),
     ]
     for args, expected in cases:
         result = cli("train", *SMALL_SHAPES, *args, cwd=tmp_path)
