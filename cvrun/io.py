@@ -52,6 +52,15 @@ def storage_fault(path: Path, err: OSError) -> Exception:
     return StorageError(path, err) if err.errno in STORAGE_ERRNOS else err
 
 
+def file_sha256(path: Path | str) -> str:
+    """The file's SHA-256 as hex, read in 1 MiB blocks (a checkpoint need not fit in memory twice)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename it into place (never half-written)."""
     path = Path(path)

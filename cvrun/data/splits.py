@@ -21,6 +21,7 @@ from cvrun.data import cache
 from cvrun.data.samples import HIDDEN, Samples, list_images
 from cvrun.data.sources import Source, is_image_tree, load_source
 from cvrun.errors import UserError
+from cvrun.io import file_sha256
 
 
 @dataclass
@@ -233,10 +234,5 @@ def same_contents(paths: list[str], others: list[str]) -> dict[str, str]:
     candidates = [path for path in paths if os.path.getsize(path) in sizes]
     if not candidates:
         return {}
-    digests = {file_digest(other): other for path in candidates for other in sizes.pop(os.path.getsize(path), [])}
-    return {path: digests[digest] for path in candidates if (digest := file_digest(path)) in digests}
-
-
-def file_digest(path: str) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()
-
+    digests = {file_sha256(other): other for path in candidates for other in sizes.pop(os.path.getsize(path), [])}
+    return {path: digests[digest] for path in candidates if (digest := file_sha256(path)) in digests}

@@ -9,7 +9,6 @@ skipped and new.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,14 +18,10 @@ from typing import Any
 import torch
 
 from cvrun.errors import UserError
+from cvrun.io import file_sha256
 from cvrun.models.registry import MODELS, Classifier, create_model
 
 log = logging.getLogger("cvrun")
-
-
-# What a source run's summary.json status means for using its weights: accepted as they are (completed),
-# accepted with a warning (the best weights of a run that stopped or is still training), or refused.
-USABLE_STATUSES = ("completed", "interrupted", "pruned", "running")
 
 
 @dataclass
@@ -101,16 +96,6 @@ def source_regime(folder: Path) -> str:
         return "?"
 
 
-def file_sha256(path: Path) -> str:
-    """The first 16 hex digits of the file's SHA-256, as the split fingerprints: what `reproduce --check`
-    compares to tell that a source's weights changed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def source_record(reference: str, key: str) -> dict[str, Any]:
     """summary.json's note of a source: its run's status and its checkpoint's hash; a warning line in the
     log when the source's run did not complete."""
@@ -119,7 +104,9 @@ def source_record(reference: str, key: str) -> dict[str, Any]:
     if files.status not in (None, "completed"):
         log.warning("%s=%s is a run whose status is %s: its best checkpoint so far is used", key, reference,
                     files.status)
-    return {f"{prefix}_status": files.status, f"{prefix}_sha256": file_sha256(files.checkpoint)}
+    # The first 16 hex digits, as the split fingerprints: what `reproduce --check` compares to tell that a
+    # source's weights changed.
+    return {f"{prefix}_status": files.status, f"{prefix}_sha256": file_sha256(files.checkpoint)[:16]}
 
 
 def load_source_run(reference: str, key: str = "model.pretrained") -> SourceRun:

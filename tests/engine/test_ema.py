@@ -3,7 +3,6 @@
 import logging
 
 import pytest
-import torch
 from torch import nn
 
 from cvrun.engine.ema import build_ema
