@@ -221,7 +221,7 @@ class Trainer:
         if parallel.is_main():
             self.log_header(regime, summary, steps)
             if loop.ema is not None:
-                log_ema_plan(tcfg.ema_decay, tcfg.epochs * -(-steps // tcfg.accumulate))
+                log_ema_plan(tcfg.ema_decay, tcfg.epochs * loop.updates_per_epoch)
         try:
             if resumed is not None:
                 loop.resume_from(resumed)
@@ -316,12 +316,15 @@ class _Loop:
         self.device, self.dtype, self.events = trainer.device, trainer.dtype, trainer.events
         tcfg = self.cfg.trainer
         self.steps = steps
+        # Optimiser steps (schedule steps, EMA updates) an epoch: one per trainer.accumulate batches, the last group
+        # possibly shorter.
+        self.updates_per_epoch = -(-steps // tcfg.accumulate)
         self.trained = trained
         self.step_module = StepModule(regime, trained)
         self.train_step = self._distributed(self.step_module)
         self.optimizer = build_optimizer(regime.param_groups(), self.cfg.optim, self.device)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.sched, self.cfg.optim.lr, tcfg.epochs,
-                                         -(-steps // tcfg.accumulate))
+                                         self.updates_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.ema = build_ema(regime.model, tcfg.ema_decay) if tcfg.ema_decay else None
         self.rows: list[dict[str, Any]] = []
