@@ -124,15 +124,14 @@ def changed_inputs(original: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def reproduce(run_dir: Path, overrides: list[str], check: bool) -> int:
-    from cvrun.commands.train import held_folder, start_run
+    from cvrun.commands.train import check_job, held_folder, start_run
     from cvrun.engine.rundir import RunFolder, logging_to
     from cvrun.engine.runtime import signals_raise
-    from cvrun.regimes import REGIMES
 
     run_dir = run_dir.absolute()
     saved, original = load_original(run_dir)
     cfg = apply_overrides(saved, overrides)
-    REGIMES.get(cfg.regime.name).check_before_run(cfg)  # a mistake found now leaves no folder behind
+    check_job(cfg)  # as `cvrun train` does: a mistake found now leaves no folder behind
     run = RunFolder(new_run_folder(cfg))
     # What Hydra's job logging gives `cvrun train`: the console and the run's train.log.
     with logging_to(run.path / "train.log", console=True), signals_raise(), held_folder(run.path):
