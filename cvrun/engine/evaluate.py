@@ -131,3 +131,22 @@ def per_class_acc1(confusion: torch.Tensor, class_names: list[str]) -> dict[str,
     support = confusion.sum(dim=1)
     return {name: None if support[i] == 0 else round(100.0 * confusion[i, i].item() / support[i].item(), 2)
             for i, name in enumerate(class_names)}
+
+
+def balanced_acc1(confusion: torch.Tensor) -> float:
+    """The mean of the per-class top-1 accuracies (recalls), in percent, over the classes that have images:
+    scikit-learn's balanced_accuracy_score. Every class counts alike, however few images it has."""
+    support = confusion.sum(dim=1)
+    present = support > 0
+    recall = confusion.diagonal()[present].double() / support[present]
+    return 100.0 * recall.mean().item() if present.any() else 0.0
+
+
+def macro_f1(confusion: torch.Tensor) -> float:
+    """The mean F1 score over the classes that have images or predictions, in percent: scikit-learn's
+    f1_score(average="macro") (a class never predicted, or predicted but absent, scores 0)."""
+    support, predicted = confusion.sum(dim=1), confusion.sum(dim=0)
+    seen = (support + predicted) > 0
+    # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (support + predicted)
+    f1 = 2 * confusion.diagonal()[seen].double() / (support + predicted)[seen]
+    return 100.0 * f1.mean().item() if seen.any() else 0.0
