@@ -33,10 +33,12 @@ COMMANDS = {
     "inspect": ("per-class metrics, confusion, mistakes, Grad-CAM, calibration, embedding: "
                 "cvrun inspect RUN_DIR [split=test|val] -> RUN_DIR/inspect_<split>/report.html", None,
                 "cvrun.commands.inspect"),
-    "predict": ("classify image files: cvrun predict RUN_DIR|MODEL.onnx PATH... [--top-k K] [--tta] [--out FILE]",
-                None, "cvrun.commands.predict"),
+    "predict": ("classify image files: cvrun predict RUN_DIR|MODEL.onnx PATH... [--top-k K] [--tta] [--out FILE] "
+                "[--min-confidence P]", None, "cvrun.commands.predict"),
     "export": ("ONNX or torch.export file with its metadata, verified: cvrun export RUN_DIR [--format onnx|pt2] "
                "[--dynamic-batch]", None, "cvrun.commands.export"),
+    "calibrate": ("fit a temperature on the validation split, used by eval, inspect, predict and export: "
+                  "cvrun calibrate RUN_DIR -> RUN_DIR/calibration.json", None, "cvrun.commands.calibrate"),
 }
 
 

@@ -48,6 +48,16 @@ def notes_on_the_run(run_dir: Path, state: dict, split: str, record: dict) -> li
     return notes
 
 
+def usable_calibration(run_dir: Path) -> Any:
+    """The run's calibration (cvrun calibrate) while it fits its best.pt, else None; a stale one is one warning."""
+    from cvrun.engine.calibration import stored_calibration
+
+    calibration, warning = stored_calibration(run_dir)
+    if warning:
+        print(f"cvrun: warning: {warning}", file=sys.stderr)
+    return calibration
+
+
 def evaluate_run(cfg: Any) -> dict:
     from cvrun.config import EvalConfig, absolute_root, validate
     from cvrun.data.loaders import make_loader
@@ -89,9 +99,14 @@ def evaluate_run(cfg: Any) -> dict:
     normalize = Normalize(list(train_cfg.dataset.mean), list(train_cfg.dataset.std), device,
                           train_cfg.trainer.channels_last)
     progress = cfg.split if cfg.progress else None  # a bar once the evaluation has taken a while
-    result = evaluate(model, loader, normalize, dtype, progress)
+    calibration = usable_calibration(run_dir)
+    result = evaluate(model, loader, normalize, dtype, progress, calibration and calibration.temperature)
     print(f"{cfg.split}: top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  "
           f"({result['samples']} images)  {run_dir}")
+    if calibration is not None:
+        print(f"{cfg.split} calibrated (temperature {calibration.temperature:.4f}, calibration.json; top-1 as "
+              f"above): NLL {result['loss']:.4f} -> {result['calibrated_loss']:.4f}  ECE {result['ece']:.2f}% -> "
+              f"{result['calibrated_ece']:.2f}%")
     if cfg.tta:
         flipped = evaluate(FlipTTA(model), loader, normalize, dtype, progress)
         print(f"{cfg.split} with flip TTA: top-1 {flipped['acc1']:.2f}% ({flipped['acc1'] - result['acc1']:+.2f})  "

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from cvrun import parallel
 from cvrun.engine import distributed
+from cvrun.engine.calibration import ConfidenceBins
 from cvrun.engine.runtime import autocast
 
 
@@ -72,10 +73,13 @@ PROGRESS_DELAY = 2.0
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevice,
-             dtype: torch.dtype | None = None, progress: str | None = None) -> dict[str, float]:
+             dtype: torch.dtype | None = None, progress: str | None = None,
+             temperature: float | None = None) -> dict[str, float]:
     """Loss, top-1 and top-5 accuracy (percent) and the number of images, each counted once.
 
     progress: the label of a progress bar (trainer.progress), shown once the evaluation has taken PROGRESS_DELAY s.
+    temperature: a calibration's (cvrun calibrate); adds the ECE (percent) of the model's probabilities and the
+    loss and ECE of the probabilities with logits / temperature (`ece`, `calibrated_loss`, `calibrated_ece`).
     """
     was_training = model.training
     model.eval()
@@ -85,6 +89,7 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
     confusion: torch.Tensor | None = None
+    calibrated = None if temperature is None else CalibratedSums(temperature, device)
     batches = tqdm(loader, desc=progress, leave=False, delay=PROGRESS_DELAY, mininterval=1.0, dynamic_ncols=True,
                    disable=progress is None or not parallel.is_main())
     for images, labels in batches:
@@ -97,6 +102,8 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
         seen += labels.shape[0]
         counts = confusion_counts(logits, labels)
         confusion = counts if confusion is None else confusion + counts
+        if calibrated is not None:
+            calibrated.add(logits, labels)
     model.train(was_training)
     if confusion is None:  # no images on this process (an evaluation shard can be empty)
         confusion = torch.zeros(0, 0, device=device, dtype=torch.long)
@@ -105,7 +112,31 @@ def evaluate(model: nn.Module, loader: DataLoader, normalize: Normalize | ToDevi
     confusion = summed_confusion(confusion)
     seen_or_one = max(seen.item(), 1)
     return {"loss": loss_sum.item() / seen_or_one, "acc1": 100.0 * correct1.item() / seen_or_one,
-            "acc5": 100.0 * correct5.item() / seen_or_one, "samples": seen.item(), "confusion": confusion}
+            "acc5": 100.0 * correct5.item() / seen_or_one, "samples": seen.item(), "confusion": confusion,
+            **({} if calibrated is None else calibrated.result(seen_or_one))}
+
+
+class CalibratedSums:
+    """What a temperature changes, summed over batches and processes: the loss of logits / temperature, and the
+    confidence bins (ECE) of the probabilities before and after."""
+
+    def __init__(self, temperature: float, device: torch.device):
+        self.temperature = temperature
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.raw, self.scaled = ConfidenceBins(device=device), ConfidenceBins(device=device)
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        scaled = logits.double() / self.temperature
+        self.loss_sum += F.cross_entropy(scaled, labels, reduction="sum")
+        self.raw.add(logits.double().softmax(1), labels)
+        self.scaled.add(scaled.softmax(1), labels)
+
+    def result(self, seen: int) -> dict[str, float]:
+        bins = (self.raw.counts, self.raw.confidence, self.raw.correct, self.scaled.counts, self.scaled.confidence,
+                self.scaled.correct)
+        distributed.sum_over_ranks(self.loss_sum, *bins)
+        return {"ece": self.raw.ece(), "calibrated_loss": self.loss_sum.item() / seen,
+                "calibrated_ece": self.scaled.ece()}
 
 
 def confusion_counts(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
