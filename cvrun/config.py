@@ -38,6 +38,12 @@ class DatasetConfig:
     cache: str = "auto"
     # Where dataset.cache=disk keeps its arrays; null: $CVRUN_CACHE_DIR or ~/.cache/cvrun.
     cache_dir: Optional[str] = None
+    # The labeled training images' order each epoch: none (a seeded shuffle) or balanced (each class drawn
+    # equally often; cvrun/data/sampling.py).
+    sampler: str = "none"
+    # A long tail made of the training set: class c keeps n_max x (1 / ratio)^(c / (C - 1)) images (Cui et al.
+    # 2019's exponential profile; cvrun/data/splits.py); null: as it is.
+    imbalance_ratio: Optional[float] = None
     # shapes only: how many images to generate.
     train_size: int = 1200
     test_size: int = 500
@@ -55,6 +61,10 @@ class ModelConfig:
 
 # dataset.cache's modes (cvrun/data/cache.py says what each does).
 CACHE_MODES = ("auto", "none", "ram", "disk")
+# dataset.sampler's choices, and trainer.monitor's: each metric with the direction that is better.
+SAMPLERS = ("none", "balanced")
+MONITORS = {"val_acc1": "maximize", "val_balanced_acc1": "maximize", "val_macro_f1": "maximize",
+            "val_loss": "minimize"}
 
 @dataclass
 class OptimConfig:
@@ -106,6 +116,11 @@ class TrainerConfig:
     early_stop_min_delta: float = 0.0
     # Steps between reads of the training loss: the divergence check, and the per-step values loggers get.
     log_every_n_steps: int = 50
+    # Cross-entropy's class weights: none, balanced (n_images / (n_classes x count of the class) over the labeled
+    # training split, scikit-learn's convention) or one weight per class.
+    class_weights: Any = "none"
+    # What chooses best.pt, early stopping and a search's objective (MONITORS).
+    monitor: str = "val_acc1"
 
 
 @dataclass
@@ -155,7 +170,8 @@ class OptunaSweeperConfig:
     _target_: str = "hydra_plugins.cvrun_optuna.OptunaSweeper"
     # Any Optuna sampler, built by Hydra: hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
-    direction: str = "maximize"  # of each trial's best validation top-1
+    # maximize or minimize each trial's best trainer.monitor; null: the monitor's own (minimize for val_loss)
+    direction: Optional[str] = None
     study_name: str = "cvrun"
     # null: sqlite (the sweep folder's optuna.db), or journal (optuna.journal) under the slurm launcher;
     # or sqlite, journal, or an SQLAlchemy URL
@@ -391,6 +407,19 @@ def absolute_paths(cfg: Any) -> None:
         cfg.regime.teacher = str(Path(cfg.regime.teacher).expanduser().absolute())
 
 
+def check_class_weights(weights: Any) -> None:
+    """trainer.class_weights: none, balanced or a list of positive numbers (its length is checked against the
+    classes once the data is known)."""
+    if isinstance(weights, (str, type(None))):
+        require(weights in ("none", "balanced", None),
+                f"trainer.class_weights must be none, balanced or one weight per class ([1.0,2.0,...]), got {weights}")
+        return
+    values = list(weights) if not isinstance(weights, (int, float, bool)) else None
+    require(values is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                       for v in values),
+            f"trainer.class_weights as a list must hold one positive number per class, got {weights}")
+
+
 def check_values(cfg: Any) -> None:
     """Range checks that types alone cannot express."""
     from omegaconf import OmegaConf
@@ -421,6 +450,8 @@ def check_values(cfg: Any) -> None:
         require(t.steps_per_epoch is None or t.steps_per_epoch > 0,
                  f"trainer.steps_per_epoch must be positive or null (one pass), got {t.steps_per_epoch}")
         require(t.log_every_n_steps >= 1, f"trainer.log_every_n_steps must be >= 1, got {t.log_every_n_steps}")
+        require(t.monitor in MONITORS, f"trainer.monitor must be one of {', '.join(MONITORS)}, got {t.monitor}")
+        check_class_weights(t.class_weights)
     if "hparams_search" in cfg:
         h = cfg.hparams_search
         require(h.pruner in PRUNERS, f"hparams_search.pruner must be one of {', '.join(PRUNERS)}, got {h.pruner}")
@@ -438,6 +469,9 @@ def check_values(cfg: Any) -> None:
                  f"dataset.labeled_per_class must be positive, got {d.labeled_per_class}")
         require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
         require(d.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {d.cache}")
+        require(d.sampler in SAMPLERS, f"dataset.sampler must be one of {', '.join(SAMPLERS)}, got {d.sampler}")
+        require(d.imbalance_ratio is None or d.imbalance_ratio >= 1,
+                f"dataset.imbalance_ratio (largest class over smallest) must be >= 1 or null, got {d.imbalance_ratio}")
         for key in ("mean", "std"):
             require(len(d[key]) == 3, f"dataset.{key} needs one value per colour channel (3: images are read as "
                                        f"RGB), got {list(d[key])}")
