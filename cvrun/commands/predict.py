@@ -3,7 +3,9 @@
 A run folder predicts with its best weights in PyTorch; an exported model.onnx with onnxruntime alone.
 Either way each image is read, resized and normalised as the run's config says. The CSV has a row per file:
 `path, top1, top1_prob, ..., error`; a file that cannot be read is a row with its error, and the exit
-status is 1 when any is.
+status is 1 when any is. A run calibrated by `cvrun calibrate` gives calibrated probabilities (its exported
+model.onnx too). With --min-confidence P an `abstained` column marks the rows whose top-1 probability is below
+P, and the coverage (the share not abstained) is reported.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ SHOWN_ROWS = 5
 
 def load_predictor(source: Path) -> Any:
     """A run folder's best weights on the run's device, or an exported model.onnx."""
-    from cvrun.commands.eval import load_run
+    from cvrun.commands.eval import load_run, usable_calibration
     from cvrun.engine.inference import ModelCard, OnnxPredictor, TorchPredictor
     from cvrun.engine.runtime import autocast_dtype, select_device
     from cvrun.models.pretrained import rebuild_model
@@ -31,11 +33,15 @@ def load_predictor(source: Path) -> Any:
     device = select_device(cfg.trainer.device)
     precision = str(cfg.trainer.precision)
     dtype = None if device.type == "cpu" and precision == "16" else autocast_dtype(precision, device)
-    return TorchPredictor(rebuild_model(cfg, state), ModelCard.of_run(cfg, state), device, dtype)
+    calibration = usable_calibration(source)
+    return TorchPredictor(rebuild_model(cfg, state), ModelCard.of_run(cfg, state), device, dtype,
+                          calibration and calibration.temperature)
 
 
-def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch_size: int) -> list[dict[str, Any]]:
-    """One row per path: its top-k classes with their probabilities, or its error."""
+def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch_size: int,
+                  min_confidence: float | None = None) -> list[dict[str, Any]]:
+    """One row per path: its top-k classes with their probabilities, or its error; with min_confidence, whether
+    the prediction is abstained (its top-1 probability below it)."""
     import torch
     from tqdm import tqdm
 
@@ -56,6 +62,8 @@ def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch
             for rank in range(top_k):
                 row[f"top{rank + 1}"] = "" if error else names[classes[offset, rank]]
                 row[f"top{rank + 1}_prob"] = "" if error else f"{probs[offset, rank].item():.6f}"
+            if min_confidence is not None:
+                row["abstained"] = "" if error else ("yes" if probs[offset, 0].item() < min_confidence else "no")
             row["error"] = error
             rows.append(row)
     return rows
@@ -98,7 +106,8 @@ def check_source(source: Path) -> None:
                         f"not {source.suffix or 'other'} files")
 
 
-def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int) -> int:
+def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int,
+            min_confidence: float | None = None) -> int:
     from cvrun.data.files import collect_image_paths
     from cvrun.io import atomic_write_bytes
     from cvrun.report.table import to_csv
@@ -107,20 +116,37 @@ def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path
         raise UserError(f"--top-k {top_k} is not a count; use 1 or more")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} is not a count; use 1 or more")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise UserError(f"--min-confidence {min_confidence:g} is not a probability; use a value from 0 to 1, "
+                        "such as 0.9")
     check_source(source)
     paths = collect_image_paths(arguments)
     if not paths:
         raise UserError(f"{' '.join(arguments)}: no image paths listed; put one image path a line in the list")
     predictor = load_predictor(source)
     target = output_path(out, source)
-    rows = predict_files(predictor, paths, min(top_k, len(predictor.card.class_names)), tta, batch_size)
+    rows = predict_files(predictor, paths, min(top_k, len(predictor.card.class_names)), tta, batch_size,
+                         min_confidence)
     text = to_csv(rows, list(rows[0]))
     atomic_write_bytes(target, text.encode())
     print("".join(text.splitlines(keepends=True)[:SHOWN_ROWS + 1]), end="")
     failed = sum(1 for row in rows if row["error"])
     print(f"{len(rows)} predictions{' with flip TTA' if tta else ''} in {target}"
           + (f"; {failed} file(s) could not be read (their rows say why)" if failed else ""))
+    if predictor.temperature is not None:
+        print(f"probabilities calibrated with temperature {predictor.temperature:.4f} (cvrun calibrate)")
+    if min_confidence is not None:
+        print(coverage_line(rows, min_confidence))
     return 1 if failed else 0
+
+
+def coverage_line(rows: list[dict[str, Any]], min_confidence: float) -> str:
+    """Coverage: the share of the readable images predicted (top-1 probability at least min_confidence)."""
+    readable = [row for row in rows if not row["error"]]
+    covered = sum(row["abstained"] == "no" for row in readable)
+    share = 100 * covered / len(readable) if readable else 0.0
+    return (f"coverage {share:.2f}%: {covered} of {len(readable)} images predicted with confidence >= "
+            f"{min_confidence:g}, {len(readable) - covered} abstained (the abstained column)")
 
 
 def run_app() -> int:
@@ -131,5 +157,7 @@ def run_app() -> int:
     parser.add_argument("--tta", action="store_true", help="average over the horizontal flip")
     parser.add_argument("--out", type=Path, default=None, help="the CSV to write (default predictions.csv)")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                        help="abstain below this top-1 probability (0-1): an abstained column and the coverage")
     return run_parsed(parser, lambda args: predict(args.source, args.paths, args.top_k, args.tta, args.out,
-                                                   args.batch_size))
+                                                   args.batch_size, args.min_confidence))

@@ -65,16 +65,20 @@ def import_or_explain(module: str) -> Any:
 
 
 class TorchPredictor:
-    """A model on its device: uint8 NCHW batch -> float32 logits on the CPU."""
+    """A model on its device: uint8 NCHW batch -> float32 logits on the CPU, divided by the temperature of the
+    run's calibration where there is one (their softmax is then the calibrated probability)."""
 
-    def __init__(self, model: nn.Module, card: ModelCard, device: torch.device, dtype: torch.dtype | None = None):
+    def __init__(self, model: nn.Module, card: ModelCard, device: torch.device, dtype: torch.dtype | None = None,
+                 temperature: float | None = None):
         self.model, self.card, self.dtype = model.to(device).eval(), card, dtype
         self.normalize = Normalize(card.mean, card.std, device)
+        self.temperature = temperature
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with autocast(self.normalize.device, self.dtype):
-            return self.model(self.normalize(images)).float().cpu()
+            logits = self.model(self.normalize(images)).float().cpu()
+        return logits if self.temperature is None else logits / self.temperature
 
 
 class OnnxPredictor:
@@ -86,7 +90,10 @@ class OnnxPredictor:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
             raise UserError(f"{path} is not a model onnxruntime can load ({str(err).splitlines()[0]})") from None
-        self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.card = ModelCard.from_metadata(metadata, str(path))
+        # A calibrated run's export divides its logits by the temperature inside the graph; this only says so.
+        self.temperature = json.loads(metadata["temperature"]) if "temperature" in metadata else None
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         # An export without --dynamic-batch takes batches of one size: fed in chunks of it.
