@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cvrun.data.samples import Samples
+from cvrun.data.sampling import BalancedSampler
 from cvrun import parallel
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -109,13 +110,16 @@ def file_workers() -> int:
 
 def make_loader(samples: Samples, image_size: int, batch_size: int, *, train: bool, seed: int,
                 transform: Transforms | None = None, num_workers: int | None = None,
-                cuda: bool = False, extras: dict[str, torch.Tensor] | None = None, shard: bool = False) -> DataLoader:
+                cuda: bool = False, extras: dict[str, torch.Tensor] | None = None, shard: bool = False,
+                balanced: bool = False) -> DataLoader:
     """cuda: the batches go to a GPU (pinned memory, workers for augmentation).
     shard: under torchrun, this process's share of the images, in batches of batch_size / N.
-    extras: per-image tensors that come with each label (see ImageDataset)."""
+    extras: per-image tensors that come with each label (see ImageDataset).
+    balanced: draw the classes equally often (dataset.sampler=balanced; cvrun/data/sampling.py)."""
     workers = auto_workers(samples, num_workers, augmented=transform is not None, cuda=cuda)
     batch_size = batch_size // parallel.world_size() if shard else batch_size
-    sampler = SeededSampler(len(samples), seed, shuffle=train, shard=shard)
+    sampler = (BalancedSampler(samples.labels, seed, shard=shard) if balanced
+               else SeededSampler(len(samples), seed, shuffle=train, shard=shard))
     return DataLoader(
         ImageDataset(samples, image_size, transform, extras),
         batch_size=batch_size,
@@ -149,8 +153,10 @@ class FeatureDataset(Dataset):
 
 
 def make_feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
-                        seed: int) -> DataLoader:
+                        seed: int, balanced: bool = False) -> DataLoader:
     """Batches of cached features, in the same seeded order an image loader would use (sharded as it would be)."""
+    sampler = (BalancedSampler(labels.numpy(), seed, shard=True) if balanced
+               else SeededSampler(len(labels), seed, shuffle=train, shard=True))
     return DataLoader(FeatureDataset(features, labels), batch_size=batch_size // parallel.world_size(),
-                      sampler=SeededSampler(len(labels), seed, shuffle=train, shard=True),
+                      sampler=sampler,
                       generator=torch.Generator().manual_seed(seed))
