@@ -4,6 +4,10 @@
 
 Every export is checked before it is reported: onnx.checker, then the exported model against PyTorch on up to
 1,000 of the run's test images (the same top-1 on every image, logits within 1e-4 of the largest).
+
+A run calibrated by `cvrun calibrate` exports its calibrated model: the graph divides the logits by the
+temperature (so the softmax of its output is the calibrated probability), the metadata names the temperature,
+and the verification is against the same division in PyTorch.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ def verification_images(cfg: Any, card: Any) -> tuple[Any, str]:
 
 
 def export(run_dir: Path, fmt: str, dynamic_batch: bool) -> int:
-    from cvrun.commands.eval import load_run
+    from cvrun.commands.eval import load_run, usable_calibration
+    from cvrun.engine.calibration import TemperatureScaled
     from cvrun.engine.export import FORMATS, compare, export_model, versions
     from cvrun.engine.inference import ModelCard
     from cvrun.io import atomic_write_bytes
@@ -49,12 +54,16 @@ def export(run_dir: Path, fmt: str, dynamic_batch: bool) -> int:
 
     cfg, state = load_run(run_dir)
     model, card = rebuild_model(cfg, state), ModelCard.of_run(cfg, state)
+    calibration = usable_calibration(run_dir)
+    temperature = None if calibration is None else calibration.temperature
+    if temperature is not None:
+        model = TemperatureScaled(model, temperature)
     folder = run_dir / "export"
     folder.mkdir(exist_ok=True)
     target = folder / FORMATS[fmt]
     partial = folder / f".partial-{os.getpid()}{target.suffix}"  # renamed into place once verified
     try:
-        export_model(model, card, partial, dynamic_batch)
+        export_model(model, card, partial, dynamic_batch, temperature)
         images, what = verification_images(cfg, card)
         agreement = compare(model, partial, images)
         if not agreement.holds:
@@ -65,7 +74,8 @@ def export(run_dir: Path, fmt: str, dynamic_batch: bool) -> int:
     finally:
         partial.unlink(missing_ok=True)
     batch = "any batch size" if dynamic_batch else "batch size 1 (--dynamic-batch for any)"
-    metadata = {**card.metadata(), "format": fmt, "file": target.name, "batch": batch, **versions()}
+    calibrated = {} if temperature is None else {"temperature": json.dumps(temperature)}
+    metadata = {**card.metadata(), "format": fmt, "file": target.name, "batch": batch, **calibrated, **versions()}
     atomic_write_bytes(folder / f"{target.name}.json", (json.dumps({k: _plain(v) for k, v in metadata.items()},
                                                              indent=2) + "\n").encode())
     runner = "onnxruntime" if fmt == "onnx" else "the torch.export program"
@@ -73,6 +83,9 @@ def export(run_dir: Path, fmt: str, dynamic_batch: bool) -> int:
     print(f"{target} ({batch}): {checked}{runner} agrees with PyTorch on {what} (top-1 equal on "
           f"{agreement.same_top1}/{agreement.images}, largest relative logit difference "
           f"{agreement.max_relative_difference:.1e})")
+    if temperature is not None:
+        print(f"calibrated: the model divides its logits by the temperature {temperature:.4f} (calibration.json), "
+              "so their softmax is the calibrated probability")
     return 0
 
 

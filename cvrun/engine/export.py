@@ -38,13 +38,18 @@ def versions() -> dict[str, str]:
     return {"cvrun_version": cvrun.__version__, "torch_version": torch.__version__}
 
 
-def export_model(model: nn.Module, card: ModelCard, path: Path, dynamic_batch: bool) -> None:
-    """Write the model to `path` (its suffix says the format). Without dynamic_batch the batch size is 1."""
+def export_model(model: nn.Module, card: ModelCard, path: Path, dynamic_batch: bool,
+                 temperature: float | None = None) -> None:
+    """Write the model to `path` (its suffix says the format). Without dynamic_batch the batch size is 1.
+
+    temperature: the run's calibration; `model` then divides its logits by it (TemperatureScaled), so the graph
+    does, and the metadata names it (`temperature`) for a reader of the file."""
     model = model.eval().float()
     batch = EXAMPLE_BATCH if dynamic_batch else 1
     example = torch.zeros(batch, 3, card.image_size, card.image_size)
     dims = {"images": {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
-    metadata = card.metadata(**versions(), batch=json.dumps("dynamic" if dynamic_batch else batch))
+    calibrated = {} if temperature is None else {"temperature": json.dumps(temperature)}
+    metadata = card.metadata(**versions(), **calibrated, batch=json.dumps("dynamic" if dynamic_batch else batch))
     try:
         if path.suffix == ".onnx":
             export_onnx(model, example, dims, metadata, path)
