@@ -34,6 +34,7 @@ from cvrun.data.splits import DataSplits, build_splits
 from cvrun.data.splits import check_before_run as check_data
 from cvrun.engine.evaluate import Normalize, evaluate
 from cvrun.engine.events import Callback
+from cvrun.engine.losses import class_weights
 from cvrun.engine.rundir import RunFolder
 from cvrun.engine.runtime import autocast_dtype, select_device
 from cvrun.engine.trainer import Trainer
@@ -74,6 +75,8 @@ class Regime:
     not_distributed: ClassVar[str | None] = None
     not_resumable: ClassVar[str | None] = None
     no_weights: ClassVar[str | None] = None
+    # Why trainer.class_weights cannot apply (the regime's loss is not the standard cross-entropy); None where it can.
+    no_class_weights: ClassVar[str | None] = None
     mixes: ClassVar[bool] = True  # takes aug.mix (CutMix, MixUp)
     # summary.json keys the regime adds, shown by `cvrun summarize` and a sweep's summary.csv.
     result_columns: ClassVar[Sequence[str]] = ()
@@ -90,6 +93,7 @@ class Regime:
         self.device, self.dtype = self.trainer.device, self.trainer.dtype
         self.summary_extra: dict[str, Any] = {}
         self.result_columns = list(type(self).result_columns)
+        self.class_weights: torch.Tensor | None = None  # cross-entropy's, set with the loaders
 
     # --- the run -------------------------------------------------------------------------------------
 
@@ -101,6 +105,9 @@ class Regime:
         autocast_dtype(cfg.trainer.precision, select_device(cfg.trainer.device))
         check_data(cfg.dataset)
         check_pretrained(cfg.model)
+        if cls.no_class_weights and cfg.trainer.class_weights not in (None, "none"):
+            raise UserError(f"regime={cfg.regime.name} takes no trainer.class_weights: {cls.no_class_weights}; "
+                            "leave trainer.class_weights=none")
 
     def start(self) -> dict:
         """Prepare, then train through the one trainer; summary.json's final keys."""
@@ -126,8 +133,12 @@ class Regime:
         return build_model(self.cfg.model, self.data.num_classes, self.data.image_size, head_layers)
 
     def setup_loaders(self, data: DataSplits, extras: dict[str, torch.Tensor] | None = None) -> None:
-        """The standard loaders: `data.train` augmented (with per-image `extras`), val and test plain."""
-        self.train_loaders = {"labeled": self.augmented_loader(data.train, extras)}
+        """The standard loaders: `data.train` augmented (with per-image `extras`; in balanced draws with
+        dataset.sampler=balanced), val and test plain; cross-entropy's class weights from `data.train`'s labels."""
+        self.train_loaders = {"labeled": self.augmented_loader(data.train, extras,
+                                                               balanced=self.cfg.dataset.sampler == "balanced")}
+        weights = class_weights(self.cfg.trainer.class_weights, data.train.labels, data.class_names)
+        self.class_weights = None if weights is None else weights.to(self.device)
         self.val_loader = self.plain_loader(data.val, shard=True) if data.val is not None and len(data.val) else None
         self.test_loader = self.plain_loader(data.test, shard=True)
         self.normalize = Normalize(list(self.cfg.dataset.mean), list(self.cfg.dataset.std), self.device,
@@ -136,18 +147,19 @@ class Regime:
         self.summary_extra.update(train_samples=len(data.train), val_samples=0 if data.val is None else len(data.val))
 
     def augmented_loader(self, samples: Samples, extras: dict[str, torch.Tensor] | None = None,
-                         aug: Any = None, batch_size: int | None = None) -> DataLoader:
+                         aug: Any = None, batch_size: int | None = None, balanced: bool = False) -> DataLoader:
         """Training images through an aug option (default the run's), this process's shard of each epoch.
 
         aug: a tuple of options gives each image in as many views (a tuple of batches), drawn in turn from the
         image's own generator.
+        balanced: each class drawn equally often (dataset.sampler=balanced), rather than a shuffle.
         """
         tcfg = self.cfg.trainer
         build = lambda option: build_train_transform(option, self.data.image_size, self.cfg.dataset.mean)  # noqa: E731
         transform = tuple(map(build, aug)) if isinstance(aug, tuple) else build(aug or self.cfg.aug)
         return make_loader(samples, self.data.image_size, batch_size or tcfg.batch_size, train=True, seed=tcfg.seed,
                            transform=transform, num_workers=tcfg.num_workers, cuda=self.device.type == "cuda",
-                           extras=extras, shard=True)
+                           extras=extras, shard=True, balanced=balanced)
 
     def plain_loader(self, samples: Samples, shard: bool = False, image_size: int | None = None) -> DataLoader:
         """Un-augmented images in their stored order: evaluation, recorded outputs, cached features.
@@ -196,7 +208,8 @@ class Regime:
         return self.loss(logits.float(), targets), accuracy_sums(logits, labels)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=self.cfg.trainer.label_smoothing)
+        return F.cross_entropy(logits, targets, weight=self.class_weights,
+                               label_smoothing=self.cfg.trainer.label_smoothing)
 
     def epoch_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """The epoch's summed step values as metrics.csv columns."""

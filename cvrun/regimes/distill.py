@@ -42,6 +42,7 @@ class DistillConfig(RegimeConfig):
 class Distill(Regime):
     config = DistillConfig
     mixes = False  # the teacher's outputs belong to single images
+    no_class_weights = "its loss mixes the labels' term with the teacher's"
 
     @classmethod
     def check_before_run(cls, cfg: Any) -> None:

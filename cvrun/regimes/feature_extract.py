@@ -56,7 +56,8 @@ class FeatureExtract(Regime):
         def cached(samples, train: bool):
             features, labels = predict(frozen, self.plain_loader(samples), normalize, self.dtype)
             batch_size = cfg.trainer.batch_size if train else cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size
-            return make_feature_loader(features, labels, batch_size, train=train, seed=cfg.trainer.seed)
+            return make_feature_loader(features, labels, batch_size, train=train, seed=cfg.trainer.seed,
+                                       balanced=train and cfg.dataset.sampler == "balanced")
 
         self.train_loaders = {"labeled": cached(self.data.train, True)}
         self.val_loader = cached(self.data.val, False) if self.val_loader is not None else None

@@ -56,6 +56,7 @@ class Knn(Regime):
     config = KnnConfig
     not_distributed = "it takes no gradient steps"
     not_resumable = "it trains nothing; run it again"
+    no_class_weights = "it trains nothing"
     no_weights = "it trains no weights to evaluate; its val and test accuracies are in its summary.json"
     result_columns = ("knn_k",)
 

@@ -51,6 +51,7 @@ class LwfConfig(RegimeConfig):
 class Lwf(Regime):
     config = LwfConfig
     mixes = False  # the recorded outputs belong to single images
+    no_class_weights = "its loss is cross-entropy against one-hot targets over the old and new classes"
     result_columns = ("old_task_acc1",)
 
     def prepare(self) -> None:

@@ -51,6 +51,7 @@ class NoisyStudentConfig(RegimeConfig):
 class NoisyStudent(Regime):
     config = NoisyStudentConfig
     mixes = False
+    no_class_weights = "its students train as pseudo_label runs, whose loss weighs images by kind"
     not_distributed = "it runs several training runs in turn"
     not_resumable = "resume the round folder that stopped, then start the later rounds anew"
     no_weights = "its weights are in its rounds; evaluate one of them, e.g. cvrun eval {run_dir}/round_1"

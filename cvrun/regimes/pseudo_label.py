@@ -39,6 +39,7 @@ class PseudoLabelConfig(RegimeConfig):
 class PseudoLabel(Regime):
     config = PseudoLabelConfig
     mixes = False  # pseudo-labels belong to single images
+    no_class_weights = "its loss weighs each image by its kind (labeled or pseudo-labeled), not its class"
     result_columns = ("pseudo_label_acc1", "pseudo_labels_kept")
 
     @classmethod
