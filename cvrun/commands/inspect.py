@@ -3,6 +3,8 @@
 Scores the split once (class probabilities and backbone features of every image) and writes
 RUN_DIR/inspect_<split>/: per_class.csv, confusion.csv/png, mistakes.png, cam.png, calibration.png,
 embedding.png, filters.png, class_means.png and report.html, a self-contained page with all of them.
+A run calibrated by `cvrun calibrate` shows its probabilities after the temperature (the mistakes' confidence
+too), and its ECE and reliability diagram before and after.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 
 def score_split(model: Any, samples: Any, cfg: Any, device: Any) -> tuple[Any, Any, Any]:
-    """Labels, class probabilities and backbone features of every image of the split, in its order."""
+    """Labels, logits and backbone features of every image of the split, in its order."""
     import torch
     from tqdm import tqdm
 
@@ -50,15 +52,15 @@ def score_split(model: Any, samples: Any, cfg: Any, device: Any) -> tuple[Any, A
     normalize = Normalize(list(cfg.dataset.mean), list(cfg.dataset.std), device)
     loader = make_loader(samples, cfg.dataset.image_size, 2 * cfg.trainer.batch_size, train=False,
                          seed=cfg.trainer.seed, num_workers=cfg.trainer.num_workers, cuda=device.type == "cuda")
-    labels, probs, features = [], [], []
+    labels, logits, features = [], [], []
     model.to(device).eval()
     with torch.inference_mode():
         for images, batch_labels in tqdm(loader, desc="inspect", unit="batch", disable=None, file=sys.stderr):
             batch_features = model.backbone(normalize(images))
-            probs.append(model.head(batch_features).float().softmax(dim=1).cpu())
+            logits.append(model.head(batch_features).float().cpu())
             features.append(batch_features.float().cpu())
             labels.append(batch_labels)
-    return torch.cat(labels).numpy(), torch.cat(probs).numpy(), torch.cat(features).numpy()
+    return torch.cat(labels).numpy(), torch.cat(logits), torch.cat(features).numpy()
 
 
 def mistakes_figure(predictions: Any, samples: Any, size: int, path: Path) -> int:
@@ -174,6 +176,22 @@ def load_split(run_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any, Any, 
     return cfg, rebuild_model(cfg, state), data, samples
 
 
+def calibration_figure(raw: Any, predictions: Any, calibration: Any, path: Path) -> tuple[str, list]:
+    """calibration.png: the reliability diagram of the model's probabilities, and beside it the calibrated one
+    where the run has a calibration. Returns the ECE as the report states it, and the panels (title, ECE, bins)."""
+    from cvrun.report import inspect as report
+
+    panels = [("before calibration" if calibration else "calibration", *report.expected_calibration_error(raw))]
+    if calibration is not None:
+        panels.append((f"after (T = {calibration.temperature:.3f})", *report.expected_calibration_error(predictions)))
+    report.plot_calibration(panels, path)
+    stated = f"{panels[0][1]:.2f}% ({report.ECE_BINS} bins)"
+    if calibration is not None:
+        stated += (f"; {panels[1][1]:.2f}% with the temperature {calibration.temperature:.4f} fitted on the "
+                   f"validation split (calibration.json)")
+    return stated, panels
+
+
 def write_tables(predictions: Any, confusion: Any, out: Path) -> list[dict]:
     """per_class.csv (percentages to two decimals) and confusion.csv; returns the per-class rows."""
     from cvrun.io import atomic_write_bytes
@@ -215,14 +233,19 @@ def write_page(run_dir: Path, out: Path, facts: list[tuple[str, str]], rows: lis
 def inspect(run_dir: Path, settings: dict[str, Any]) -> int:
     import numpy as np
 
+    from cvrun.commands.eval import usable_calibration
     from cvrun.engine.runtime import select_device
     from cvrun.report import inspect as report
     from cvrun.report.table import read_json
 
     cfg, model, data, samples = load_split(run_dir, settings)
     names, size, split = data.class_names, cfg.dataset.image_size, settings["split"]
-    labels, probs, features = score_split(model, samples, cfg, select_device(cfg.trainer.device))
-    predictions = report.Predictions(labels, probs, names)
+    labels, logits, features = score_split(model, samples, cfg, select_device(cfg.trainer.device))
+    calibration = usable_calibration(run_dir)
+    raw = report.Predictions(labels, logits.softmax(dim=1).numpy(), names)
+    # With a calibration every probability shown (mistakes' confidence too) is the calibrated one; top-1 is the same.
+    predictions = raw if calibration is None else report.Predictions(
+        labels, (logits / calibration.temperature).softmax(dim=1).numpy(), names)
     out = run_dir / f"inspect_{split}"
     out.mkdir(exist_ok=True)
 
@@ -230,8 +253,7 @@ def inspect(run_dir: Path, settings: dict[str, Any]) -> int:
     rows = write_tables(predictions, confusion, out)
     pairs = report.confused_pairs(confusion, names)
     report.plot_confusion(confusion, names, out / "confusion.png")
-    ece, bins = report.expected_calibration_error(predictions)
-    report.plot_calibration(ece, bins, out / "calibration.png")
+    ece, panels = calibration_figure(raw, predictions, calibration, out / "calibration.png")
     mistakes = mistakes_figure(predictions, samples, size, out / "mistakes.png")
     no_cam = cam_figure(model, predictions, samples, cfg, out / "cam.png")
     embedded = np.random.default_rng(cfg.trainer.seed).permutation(len(labels))[:settings["embedding_images"]]
@@ -242,10 +264,11 @@ def inspect(run_dir: Path, settings: dict[str, Any]) -> int:
     acc1 = 100 * float((predictions.predicted == labels).mean())
     facts = [("run", str(run_dir)), ("model", cfg.model.name), ("regime", cfg.regime.name),
              ("split", f"{split}, {len(labels)} images, {len(names)} classes"), ("top-1", f"{acc1:.2f}%"),
-             ("mistakes", str(mistakes)), ("expected calibration error", f"{ece:.2f}% ({report.ECE_BINS} bins)"),
+             ("mistakes", str(mistakes)), ("expected calibration error", ece),
              ("best epoch", str(read_json(run_dir / "summary.json").get("best_epoch")))]
     write_page(run_dir, out, facts, rows, pairs, {"cam": no_cam, "filters": filters})
-    print(f"{split}: top-1 {acc1:.2f}%  macro F1 {rows[-2]['f1']:.2f}%  ECE {ece:.2f}%  ({len(labels)} images)")
+    print(f"{split}: top-1 {acc1:.2f}%  macro F1 {rows[-2]['f1']:.2f}%  "
+          f"ECE {' -> '.join(f'{panel[1]:.2f}%' for panel in panels)}  ({len(labels)} images)")
     for pair in pairs[:5]:
         print(f"  {pair['true']} -> {pair['predicted']}: {pair['images']} images ({pair['share']:.1f}% of {pair['true']})")
     print(out)

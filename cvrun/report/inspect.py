@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from cvrun.engine.calibration import ECE_BINS, ConfidenceBins
 from cvrun.report.figures import pyplot, save_png
 
-ECE_BINS = 15
 FULL_MATRIX_CLASSES = 100  # beyond this confusion.png shows the most confused classes
 SHOWN_CLASSES = 20
 CONFUSED_PAIRS = 10
@@ -78,19 +78,13 @@ def confused_pairs(confusion: np.ndarray, class_names: list[str], count: int = C
 
 
 def expected_calibration_error(p: Predictions, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
-    """ECE (percent) over equal-width confidence bins, and each bin's count, confidence and accuracy."""
-    correct = p.predicted == p.labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(p.confidence, edges[1:-1], right=True), 0, bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            confidence, accuracy = float(p.confidence[inside].mean()), float(correct[inside].mean())
-            ece += inside.mean() * abs(confidence - accuracy)
-            table.append({"low": edges[b], "high": edges[b + 1], "count": int(inside.sum()),
-                          "confidence": confidence, "accuracy": accuracy})
-    return 100 * float(ece), table
+    """ECE (percent) over equal-width confidence bins, and each bin's count, confidence and accuracy (the bins
+    eval and calibrate count: cvrun.engine.calibration.ConfidenceBins)."""
+    import torch
+
+    counted = ConfidenceBins(bins)
+    counted.add(torch.from_numpy(p.probs), torch.from_numpy(p.labels).long())
+    return counted.ece(), counted.table()
 
 
 def shown_classes(confusion: np.ndarray) -> np.ndarray:
@@ -139,17 +133,20 @@ def plot_image_grid(images: list[np.ndarray], titles: list[str], path: Path, col
     save_png(figure, path)
 
 
-def plot_calibration(ece: float, table: list[dict[str, float]], path: Path) -> None:
+def plot_calibration(panels: list[tuple[str, float, list[dict[str, float]]]], path: Path) -> None:
+    """Reliability diagrams side by side, one per (title, ECE, bin table): the model's own probabilities, and
+    after a calibration's temperature where the run has one."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(5, 5), layout="constrained")
-    centres = [(b["low"] + b["high"]) / 2 for b in table]
-    axis.bar(centres, [b["accuracy"] for b in table], width=1 / ECE_BINS, edgecolor="black", alpha=0.7,
-             label="accuracy")
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    axis.plot(centres, [b["confidence"] for b in table], marker="o", color="red", label="mean confidence")
-    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
-             title=f"calibration: ECE {ece:.2f}% ({ECE_BINS} bins)")
-    axis.legend(loc="upper left")
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False, layout="constrained")
+    for axis, (title, ece, table) in zip(axes.flat, panels):
+        centres = [(b["low"] + b["high"]) / 2 for b in table]
+        axis.bar(centres, [b["accuracy"] for b in table], width=1 / ECE_BINS, edgecolor="black", alpha=0.7,
+                 label="accuracy")
+        axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        axis.plot(centres, [b["confidence"] for b in table], marker="o", color="red", label="mean confidence")
+        axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+                 title=f"{title}: ECE {ece:.2f}% ({ECE_BINS} bins)")
+        axis.legend(loc="upper left")
     save_png(figure, path)
 
 
