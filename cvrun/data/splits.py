@@ -1,9 +1,10 @@
 """From a source to the splits a run uses: classes, subset, labeled pool, validation.
 
 Order: keep `dataset.classes` -> stratified `dataset.subset` of the training
-images -> `dataset.labeled_per_class` labeled images per class (the rest form
-the unlabeled pool, labels hidden) -> `dataset.val_fraction` of the labeled
-images held out for validation (unless the data comes with a val/ folder).
+images -> a long tail of `dataset.imbalance_ratio` -> `dataset.labeled_per_class`
+labeled images per class (the rest form the unlabeled pool, labels hidden) ->
+`dataset.val_fraction` of the labeled images held out for validation (unless the
+data comes with a val/ folder). The test split stays as it is.
 All draws are stratified and seeded by `dataset.split_seed`.
 """
 
@@ -96,6 +97,16 @@ def per_class_counts(labels: np.ndarray, total: int) -> dict[int, int]:
     return dict(zip(classes.tolist(), np.minimum(counts, sizes).tolist()))
 
 
+def long_tail_counts(labels: np.ndarray, num_classes: int, ratio: float) -> dict[int, int]:
+    """Images class c keeps in a long tail of imbalance `ratio` (largest class over smallest): the exponential
+    profile of Cui et al. 2019, n_c = n_max x (1 / ratio)^(c / (C - 1)), by class index; n_max is the largest
+    class's size, and no class keeps more than it has (or fewer than 1)."""
+    sizes = np.bincount(labels, minlength=num_classes)
+    steps = np.arange(num_classes) / max(num_classes - 1, 1)
+    wanted = (sizes.max() * (1.0 / ratio) ** steps).astype(int)
+    return {c: int(n) for c, n in enumerate(np.minimum(np.maximum(wanted, 1), sizes))}
+
+
 def stratified_pick(labels: np.ndarray, counts: dict[int, int], rng: np.random.Generator) -> np.ndarray:
     """Indices of counts[c] random images of each class c (sorted)."""
     picked = [rng.permutation(np.flatnonzero(labels == c))[:n] for c, n in counts.items()]
@@ -153,6 +164,9 @@ def build_splits(cfg: Any) -> DataSplits:
                         "needs at least 2: keep more classes in dataset.classes")
     if cfg.subset is not None and cfg.subset < len(train):
         train = train.take(stratified_pick(train.labels, per_class_counts(train.labels, cfg.subset), rng))
+    if cfg.imbalance_ratio is not None:
+        train = train.take(stratified_pick(train.labels, long_tail_counts(train.labels, len(class_names),
+                                                                          cfg.imbalance_ratio), rng))
     unlabeled = None
     if cfg.labeled_per_class is not None:
         labeled = stratified_pick(train.labels, {c: cfg.labeled_per_class for c in np.unique(train.labels)}, rng)

@@ -47,7 +47,7 @@ from cvrun import parallel
 from cvrun.data.splits import split_changes
 from cvrun.engine import distributed
 from cvrun.engine.ema import build_ema, log_ema_plan
-from cvrun.engine.evaluate import evaluate, per_class_acc1
+from cvrun.engine.evaluate import balanced_acc1, evaluate, macro_f1, per_class_acc1
 from cvrun.engine.events import Callback, EndRun, Events
 from cvrun.engine.optim import build_optimizer, build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
@@ -60,6 +60,9 @@ log = logging.getLogger("cvrun")
 
 # A dataset.std below this (on the 0-1 scale; real images have about 0.2-0.3) blows the inputs up.
 TINY_STD = 1e-3
+# trainer.monitor's choices in words (cvrun.config.MONITORS has their directions).
+MONITOR_NAMES = {"val_acc1": "validation top-1", "val_balanced_acc1": "validation balanced top-1",
+                 "val_macro_f1": "validation macro-F1", "val_loss": "validation loss"}
 
 
 class Diverged(Exception):
@@ -124,11 +127,16 @@ def check_trainable(regime: Any, batch_size: int, steps: int) -> None:
 
 
 def check_early_stop_has_validation(regime: Any, tcfg: Any) -> None:
-    """Early stopping watches the validation top-1: a run without a validation split is refused before it starts."""
+    """Early stopping and a monitor other than the default watch the validation split: a run without one is
+    refused before it starts (without one, the default keeps the last epoch as best.pt)."""
+    held_out = f"this run has no validation split (dataset.val_fraction={regime.cfg.dataset.val_fraction})"
     if tcfg.early_stop_patience and regime.val_loader is None:
-        raise UserError(f"trainer.early_stop_patience={tcfg.early_stop_patience} stops on the validation top-1, but "
-                        f"this run has no validation split (dataset.val_fraction={regime.cfg.dataset.val_fraction}); "
-                        "hold images out with dataset.val_fraction=0.1, or set trainer.early_stop_patience=0")
+        raise UserError(f"trainer.early_stop_patience={tcfg.early_stop_patience} stops on the "
+                        f"{MONITOR_NAMES[tcfg.monitor]}, but {held_out}; hold images out with "
+                        "dataset.val_fraction=0.1, or set trainer.early_stop_patience=0")
+    if tcfg.monitor != "val_acc1" and regime.val_loader is None:
+        raise UserError(f"trainer.monitor={tcfg.monitor} chooses best.pt by the {MONITOR_NAMES[tcfg.monitor]}, but "
+                        f"{held_out}; hold images out with dataset.val_fraction=0.1, or leave trainer.monitor out")
 
 
 def refuse_resume_without_last(run: RunFolder) -> None:
@@ -233,6 +241,8 @@ class Trainer:
             loop.check_finite_test(test)
             summary.update(test_acc1=round(test["acc1"], 2), test_acc5=round(test["acc5"], 2),
                            test_loss=round(test["loss"], 4), test_samples=test["samples"],
+                           test_balanced_acc1=round(balanced_acc1(test["confusion"]), 2),
+                           test_macro_f1=round(macro_f1(test["confusion"]), 2),
                            test_per_class_acc1=per_class_acc1(test["confusion"], regime.class_names))
             summary.update(regime.finished(summary, loop.rows))
             loop.stage = "finishing"
@@ -268,13 +278,18 @@ class Trainer:
         accumulate = f" x {tcfg.accumulate} accumulated" if tcfg.accumulate > 1 else ""
         log.info("regime %s: %d epochs of %d steps, batch %d%s", self.cfg.regime.name, tcfg.epochs, steps,
                  tcfg.batch_size, accumulate)
+        if tcfg.monitor != "val_acc1":
+            log.info("best.pt and early stopping by the %s (trainer.monitor=%s)", MONITOR_NAMES[tcfg.monitor],
+                     tcfg.monitor)
 
     def end(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None, quiet: bool = False) -> None:
         """The run-end event with the final figures. `quiet`: the run is already ending for another reason;
         the record is written as far as the disk allows, and a second Ctrl-C here ends at once (every write
         is atomic, so it leaves the previous good version)."""
         summary.update(status=status, reason=reason, epochs_run=len(loop.rows), best_epoch=loop.best_epoch,
-                       best_val_acc1=loop.best_val_acc1,
+                       best_val_acc1=loop.best_val_acc1, monitor=self.cfg.trainer.monitor,
+                       best_val_balanced_acc1=loop.best_val_balanced_acc1, best_val_macro_f1=loop.best_val_macro_f1,
+                       best_val_loss=None if loop.best_val_loss is None else round(loop.best_val_loss, 4),
                        final_val_acc1=loop.rows[-1].get("val_acc1") if loop.rows else None,
                        final_train_loss=round(loop.rows[-1]["train_loss"], 4) if loop.rows else None,
                        stopped_early=loop.stopped_early, wall_seconds=round(loop.wall_seconds(), 2))
@@ -300,6 +315,11 @@ class Trainer:
         summary.update(status="completed", reason=None, wall_seconds=round(time.time() - started, 2))
         self.events.emit("on_run_end", summary, [])
         return summary
+
+
+def with_class_scores(result: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's result with its balanced top-1 and macro-F1 (percent), from its confusion counts."""
+    return {**result, "balanced_acc1": balanced_acc1(result["confusion"]), "macro_f1": macro_f1(result["confusion"])}
 
 
 def regime_facts(regime: Any) -> dict[str, Any]:
@@ -334,8 +354,10 @@ class _Loop:
         self.best_epoch: int | None = None
         self.best_val_acc1: float | None = None
         self.best_val_loss: float | None = None
-        # Early stopping: the best validation top-1 that counted as a gain, and the epochs since.
-        self.gain_acc1: float | None = None
+        self.best_val_balanced_acc1: float | None = None
+        self.best_val_macro_f1: float | None = None
+        # Early stopping: the best value of trainer.monitor that counted as a gain, and the epochs since.
+        self.gain: float | None = None
         self.stale_epochs = 0
         self.stopped_early = False
         # Time spent before a resume, so wall_seconds counts the whole run.
@@ -373,17 +395,20 @@ class _Loop:
                 break
             started = time.perf_counter()
             train = self.train_one_epoch()
-            val = (evaluate(self.eval_model, self.regime.val_loader, self.regime.normalize, self.dtype,
-                            progress="validation" if tcfg.progress else None)
+            val = (with_class_scores(evaluate(self.eval_model, self.regime.val_loader, self.regime.normalize,
+                                              self.dtype, progress="validation" if tcfg.progress else None))
                    if self.regime.val_loader is not None else None)
             self.check_finite_epoch(val)
             row = {"epoch": self.epoch + 1, **train, "val_loss": val and val["loss"], "val_acc1": val and val["acc1"],
-                   "val_acc5": val and val["acc5"], "epoch_seconds": time.perf_counter() - started}
+                   "val_acc5": val and val["acc5"], "val_balanced_acc1": val and val["balanced_acc1"],
+                   "val_macro_f1": val and val["macro_f1"], "epoch_seconds": time.perf_counter() - started}
             self.rows.append(row)
-            if self.improves(val):
+            if self.improves(val, tcfg.monitor):
                 self.best_epoch = self.epoch + 1
                 self.best_val_acc1 = None if val is None else round(val["acc1"], 2)
                 self.best_val_loss = None if val is None else val["loss"]
+                self.best_val_balanced_acc1 = None if val is None else round(val["balanced_acc1"], 2)
+                self.best_val_macro_f1 = None if val is None else round(val["macro_f1"], 2)
                 self.save("best.pt", self.best_state())
             self.count_towards_early_stop(val)
             # Checkpoints before metrics.csv: an epoch listed there is always in last.pt too.
@@ -405,31 +430,35 @@ class _Loop:
         if ended is not None:
             raise ended
 
-    def improves(self, val: dict[str, float] | None) -> bool:
-        """Higher validation top-1 (as reported, to 2 decimals); on a tie, lower validation loss.
+    def improves(self, val: dict[str, float] | None, monitor: str = "val_acc1") -> bool:
+        """Lower validation loss (monitor val_loss), or a higher validation score (as reported, to 2 decimals: top-1,
+        balanced top-1, macro-F1); on a tie, lower validation loss.
 
         Small validation sets tie often (20 images move in steps of 5%); the loss then tells
         the better-fitted epoch instead of always keeping the earliest.
         """
         if val is None or self.best_val_acc1 is None:
             return True
-        acc1 = round(val["acc1"], 2)
-        return acc1 > self.best_val_acc1 or (acc1 == self.best_val_acc1 and val["loss"] < self.best_val_loss)
+        if monitor == "val_loss":
+            return val["loss"] < self.best_val_loss
+        score, best = round(val[monitor.removeprefix("val_")], 2), getattr(self, f"best_{monitor}")
+        return score > best or (score == best and val["loss"] < self.best_val_loss)
 
     def count_towards_early_stop(self, val: dict[str, float] | None) -> None:
-        """trainer.early_stop_patience epochs without a validation top-1 gain of early_stop_min_delta end the run."""
+        """trainer.early_stop_patience epochs without a gain of early_stop_min_delta in trainer.monitor end the run."""
         tcfg = self.cfg.trainer
         if val is None or tcfg.early_stop_patience == 0:
             return
-        # Strictly more than min_delta, as Lightning's EarlyStopping: a plateau (an equal top-1) is no gain.
-        if self.gain_acc1 is None or val["acc1"] > self.gain_acc1 + tcfg.early_stop_min_delta:
-            self.gain_acc1, self.stale_epochs = val["acc1"], 0
+        # Strictly more than min_delta, as Lightning's EarlyStopping: a plateau (an equal score) is no gain.
+        value, delta = val[tcfg.monitor.removeprefix("val_")], tcfg.early_stop_min_delta
+        if self.gain is None or (value < self.gain - delta if tcfg.monitor == "val_loss" else value > self.gain + delta):
+            self.gain, self.stale_epochs = value, 0
         else:
             self.stale_epochs += 1
         if self.stale_epochs >= tcfg.early_stop_patience and self.epoch + 1 < tcfg.epochs:
             self.stopped_early = True
-            log.info("early stop after epoch %d: no validation top-1 gain of %s in %d epochs", self.epoch + 1,
-                     tcfg.early_stop_min_delta, tcfg.early_stop_patience)
+            log.info("early stop after epoch %d: no %s gain of %s in %d epochs", self.epoch + 1,
+                     MONITOR_NAMES[tcfg.monitor], tcfg.early_stop_min_delta, tcfg.early_stop_patience)
 
     def train_one_epoch(self) -> dict[str, float]:
         tcfg = self.cfg.trainer
@@ -575,9 +604,9 @@ class _Loop:
             **self.best_state(), "epoch": self.epoch_done, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_epoch": self.best_epoch, "best_val_acc1": self.best_val_acc1,
-            "best_val_loss": self.best_val_loss, "metrics": self.rows, "splits": self.regime.splits,
-            "early_stop": {"gain_acc1": self.gain_acc1, "stale_epochs": self.stale_epochs,
-                           "stopped": self.stopped_early},
+            "best_val_loss": self.best_val_loss, "best_val_balanced_acc1": self.best_val_balanced_acc1,
+            "best_val_macro_f1": self.best_val_macro_f1, "metrics": self.rows, "splits": self.regime.splits,
+            "early_stop": {"gain": self.gain, "stale_epochs": self.stale_epochs, "stopped": self.stopped_early},
             "wall_seconds": self.wall_seconds(), "rng": rng_states()})
 
     def resume_from(self, state: dict[str, Any]) -> None:
@@ -590,8 +619,11 @@ class _Loop:
         self.epoch = self.epoch_done
         self.best_epoch, self.best_val_acc1 = state["best_epoch"], state["best_val_acc1"]
         self.best_val_loss = state["best_val_loss"]
+        # Checkpoints from before trainer.monitor: the top-1 was the only monitor.
+        self.best_val_balanced_acc1 = state.get("best_val_balanced_acc1")
+        self.best_val_macro_f1 = state.get("best_val_macro_f1")
         early = state.get("early_stop", {})
-        self.gain_acc1, self.stale_epochs = early.get("gain_acc1"), early.get("stale_epochs", 0)
+        self.gain, self.stale_epochs = early.get("gain", early.get("gain_acc1")), early.get("stale_epochs", 0)
         self.stopped_early = early.get("stopped", False)
         self.earlier_seconds = state["wall_seconds"]
         restore_rng_states(state["rng"])
