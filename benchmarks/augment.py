@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from cvrun.augment.auto import STANDARD_SPACE, AutoAugment, RandAugment, TrivialAugmentWide
+from cvrun.augment.auto import AutoAugment, RandAugment, TrivialAugmentWide
 from cvrun.augment.ops import OPS
 from cvrun.augment.policies import build_train_transform
 from cvrun.augment.reference import torchvision_op
@@ -57,11 +57,11 @@ def measure(size: int, count: int, repeats: int, cifar10: bool) -> list[tuple[st
     arrays = load_images(count, size, cifar10)
     tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in arrays]
     rows = []
-    for name in OPS:
-        # RandAugment's value at m=9, the op's positive direction.
-        value = STANDARD_SPACE.value(name, 9 / 30, size, size)
-        op = OPS[name]
-        rows.append((name, per_image_us(lambda a: op(a, value), arrays, repeats),
+    for name, op in OPS.items():
+        if op.torchvision is None:  # nothing to compare with
+            continue
+        value = op.value(9 / 30, size, size)  # RandAugment's value at m=9, the op's positive direction
+        rows.append((name, per_image_us(lambda a: op.apply(a, value), arrays, repeats),
                      per_image_us(lambda t: torchvision_op(name, t, value), tensors, repeats)))
 
     def seeded(policy):

@@ -2,72 +2,35 @@
 
 Sampling follows torchvision.transforms.v2 (same op lists, magnitude scales
 and sign flips), drawing from the numpy Generator the loader hands each image.
-`sample` returns the drawn (op, value) pairs so a preview or a test can see them.
+Each policy owns the list of ops it draws from, so registering a new op
+changes no existing policy's draws; each op brings its own scale and sign
+(ops.py). `sample` returns the drawn (op, value) pairs so a preview or a test
+can see them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvrun.augment.ops import OPS, randint
+from cvrun.augment.ops import OPS, Op, randint
 
-# Ops whose value is negated with probability 0.5.
-SIGNED = {"shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness", "color", "contrast",
-          "sharpness"}
-
-# The 14 ops RandAugment and TrivialAugment draw from, in torchvision's order.
-AUGMENT_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness", "color",
-               "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize")
-
-
-@dataclass(frozen=True)
-class MagnitudeSpace:
-    """Largest value of each op; a magnitude level in [0, 1] scales it."""
-
-    shear: float
-    rotate: float
-    enhance: float  # brightness, color, contrast, sharpness: factor - 1
-    posterize_bits_removed: int
-    translate: Callable[[int], float]  # image side in pixels -> largest shift
-
-    def value(self, op: str, level: float, height: int, width: int) -> float:
-        if op in ("shear_x", "shear_y"):
-            return self.shear * level
-        if op == "translate_x":
-            return self.translate(width) * level
-        if op == "translate_y":
-            return self.translate(height) * level
-        if op == "rotate":
-            return self.rotate * level
-        if op in ("brightness", "color", "contrast", "sharpness"):
-            return self.enhance * level
-        if op == "posterize":
-            return float(round(8 - self.posterize_bits_removed * level))
-        if op == "solarize":
-            return 255.0 * (1.0 - level)
-        return 0.0
-
-
-# RandAugment's and AutoAugment's scale; translation is a share of the side (150 px of 331 in the paper).
-STANDARD_SPACE = MagnitudeSpace(shear=0.3, rotate=30.0, enhance=0.9, posterize_bits_removed=4,
-                                translate=lambda side: 150.0 / 331.0 * side)
-WIDE_SPACE = MagnitudeSpace(shear=0.99, rotate=135.0, enhance=0.99, posterize_bits_removed=6,
-                            translate=lambda side: 32.0)
+# The 14 ops of torchvision's RandAugment and TrivialAugmentWide, in its order: the order is part of the draws.
+TORCHVISION_AUGMENT_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness",
+                           "color", "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize")
 
 MAX_MAGNITUDE = 30  # torchvision's RandAugment: 31 magnitude bins, 0..30
 
 
 def apply_ops(image: np.ndarray, drawn: list[tuple[str, float]]) -> np.ndarray:
     for op, value in drawn:
-        image = OPS[op](image, value)
+        image = OPS[op].apply(image, value)
     return image
 
 
-def _signed(op: str, value: float, rng: np.random.Generator) -> float:
-    return -value if op in SIGNED and rng.random() <= 0.5 else value
+def _signed(op: Op, value: float, rng: np.random.Generator) -> float:
+    return -value if op.signed and rng.random() <= 0.5 else value
 
 
 class SampledPolicy:
@@ -80,27 +43,43 @@ class SampledPolicy:
         return apply_ops(image, self.sample(rng, *image.shape[:2]))
 
 
+def _registered(names: tuple[str, ...]) -> tuple[Op, ...]:
+    """The ops a policy lists, looked up once (an unknown name is refused with the registry's did-you-mean)."""
+    return tuple(OPS.get(name) for name in names)
+
+
 @dataclass
 class RandAugment(SampledPolicy):
-    """`n` ops drawn uniformly (with replacement), all at magnitude `m` of 30."""
+    """`n` ops drawn uniformly (with replacement) from `ops`, all at magnitude `m` of 30."""
 
     n: int
     m: float
+    ops: tuple[str, ...] = TORCHVISION_AUGMENT_OPS
+    _ops: tuple[Op, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._ops = _registered(self.ops)
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> list[tuple[str, float]]:
         level = self.m / MAX_MAGNITUDE
-        ops = [AUGMENT_OPS[randint(rng, 0, len(AUGMENT_OPS))] for _ in range(self.n)]
-        return [(op, _signed(op, STANDARD_SPACE.value(op, level, height, width), rng)) for op in ops]
+        ops = [self._ops[randint(rng, 0, len(self._ops))] for _ in range(self.n)]
+        return [(op.name, _signed(op, op.value(level, height, width), rng)) for op in ops]
 
 
 @dataclass
 class TrivialAugmentWide(SampledPolicy):
-    """One op, at a magnitude drawn uniformly from 31 levels of the wide space."""
+    """One op drawn uniformly from `ops`, at a magnitude drawn uniformly from 31 levels of its wide scale."""
+
+    ops: tuple[str, ...] = TORCHVISION_AUGMENT_OPS
+    _ops: tuple[Op, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._ops = _registered(self.ops)
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> list[tuple[str, float]]:
-        op = AUGMENT_OPS[randint(rng, 0, len(AUGMENT_OPS))]
+        op = self._ops[randint(rng, 0, len(self._ops))]
         level = randint(rng, 0, MAX_MAGNITUDE + 1) / MAX_MAGNITUDE
-        return [(op, _signed(op, WIDE_SPACE.value(op, level, height, width), rng))]
+        return [(op.name, _signed(op, op.value(level, height, width, wide=True), rng))]
 
 
 # AutoAugment's learned policies (Cubuk et al. 2019, as torchvision ships them): 25 sub-policies of two
@@ -164,8 +143,9 @@ class AutoAugment(SampledPolicy):
     def sample(self, rng: np.random.Generator, height: int, width: int) -> list[tuple[str, float]]:
         sub_policies = AUTOAUGMENT_POLICIES[self.policy]
         drawn = []
-        for op, probability, level in sub_policies[randint(rng, 0, len(sub_policies))]:
+        for name, probability, level in sub_policies[randint(rng, 0, len(sub_policies))]:
             if rng.random() <= probability:
-                value = 0.0 if level is None else STANDARD_SPACE.value(op, level / AUTOAUGMENT_LEVELS, height, width)
-                drawn.append((op, _signed(op, value, rng)))
+                op = OPS[name]
+                value = 0.0 if level is None else op.value(level / AUTOAUGMENT_LEVELS, height, width)
+                drawn.append((name, _signed(op, value, rng)))
         return drawn

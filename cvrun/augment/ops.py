@@ -4,44 +4,109 @@ They are several times faster than torchvision's tensor ops on small images
 (benchmarks/augment.py measures it). Each op takes the image and values that
 were already drawn; randomness lives in the policies.
 
-`OPS` holds the value ops of RandAugment/AutoAugment/TrivialAugment: each is
+`OPS` holds the value ops the auto-augment policies draw from: each is
 called as `OPS[name](image, value)` with the value in the units torchvision's
 auto-augment code hands its own op (degrees for rotate, the shear factor for
 shear_*, pixels for translate_*, `factor - 1` for the enhance ops, bits for
-posterize, the 0-255 threshold for solarize). With nearest interpolation and
-fill 0 they reproduce torchvision.transforms.v2 up to rounding
-(tests/augment/test_ops.py states the tolerance per op). Most colour ops
-work through 256-entry lookup tables computed in float32 the way torchvision
-computes each pixel, so they agree exactly; color, contrast and sharpness
-take the grayscale or the blend from one OpenCV call and may differ by 1 in
-rare pixels.
+posterize, the 0-255 threshold for solarize). An op is one function,
+registered with what a policy needs to draw its value and what a test needs to
+check it:
 
-The functions after OPS are the building blocks of the plain options (flip,
-rotate, crop, shear, affine, brightness, erasing).
+    @register_op("rotate", magnitude=scaled(30.0), wide=scaled(135.0), signed=True, torchvision="Rotate")
+    def rotate(image, value): ...
+
+`magnitude` maps a level in [0, 1] (and the image size) to the value on
+RandAugment's and AutoAugment's scale, `wide` on TrivialAugment-Wide's;
+`signed` ops are negated half of the time; `torchvision` names the op in
+torchvision's auto-augment code (reference.py applies it). With nearest
+interpolation and fill 0 they reproduce torchvision.transforms.v2 up to
+rounding (tests/augment/test_ops.py states the tolerance per op). Most colour
+ops work through 256-entry lookup tables computed in float32 the way
+torchvision computes each pixel, so they agree exactly; color, contrast and
+sharpness take the grayscale or the blend from one OpenCV call and may differ
+by 1 in rare pixels.
+
+The functions after the registered ops are the building blocks of the plain
+options (flip, rotate, crop, shear, affine, brightness, erasing).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from cvrun.registry import Registry
 
-Op = Callable[[np.ndarray, float], np.ndarray]
+OpFunction = Callable[[np.ndarray, float], np.ndarray]
+# A magnitude level in [0, 1] and the image's height and width -> the op's value.
+Magnitude = Callable[[float, int, int], float]
+
+
+@dataclass(frozen=True)
+class Op:
+    """A registered op: its function, called as op(image, value), and how the policies draw its value."""
+
+    name: str
+    apply: OpFunction
+    magnitude: Optional[Magnitude] = None  # RandAugment's and AutoAugment's scale; None: the op takes no value
+    wide: Optional[Magnitude] = None  # TrivialAugment-Wide's scale; None: the same as magnitude
+    signed: bool = False  # the policies negate the value with probability 0.5
+    torchvision: Optional[str] = None  # the op's name in torchvision's auto-augment code, if it has one
+    torchvision_unit: float = 1.0  # torchvision's magnitude is value / torchvision_unit
+
+    def __call__(self, image: np.ndarray, value: float = 0.0) -> np.ndarray:
+        return self.apply(image, value)
+
+    def value(self, level: float, height: int, width: int, wide: bool = False) -> float:
+        """The op's value at a magnitude level in [0, 1], before any sign flip."""
+        scale = self.wide if wide and self.wide is not None else self.magnitude
+        return 0.0 if scale is None else scale(level, height, width)
+
 
 OPS: Registry[Op] = Registry("augmentation op")
+
+
+def register_op(name: str, magnitude: Optional[Magnitude] = None, wide: Optional[Magnitude] = None,
+                signed: bool = False, torchvision: Optional[str] = None,
+                torchvision_unit: float = 1.0) -> Callable[[OpFunction], OpFunction]:
+    """Register `function(image, value) -> image` as OPS[name], with its scales, sign and torchvision name."""
+    def add(function: OpFunction) -> OpFunction:
+        OPS.register(name)(Op(name, function, magnitude, wide, signed, torchvision, torchvision_unit))
+        return function
+    return add
+
+
+def scaled(top: float) -> Magnitude:
+    """A value growing linearly from 0 at level 0 to `top` at level 1."""
+    return lambda level, height, width: top * level
+
+
+def share_of_width(share: float) -> Magnitude:
+    """`share` of the image width at level 1 (RandAugment's translate: 150 px of 331)."""
+    return lambda level, height, width: share * width * level
+
+
+def share_of_height(share: float) -> Magnitude:
+    return lambda level, height, width: share * height * level
+
+
+def bits_kept(removed_at_top: int) -> Magnitude:
+    """Posterize's bits: 8 at level 0, 8 - removed_at_top at level 1, rounded."""
+    return lambda level, height, width: float(round(8 - removed_at_top * level))
+
+
+def solarize_threshold(level: float, height: int, width: int) -> float:
+    """255 at level 0 (nothing inverted), 0 at level 1 (everything)."""
+    return 255.0 * (1.0 - level)
 
 _LEVELS = np.arange(256, dtype=np.float32)
 # torchvision's rgb_to_grayscale weights; the offset floors instead of rounding (see _TRUNCATE).
 _GRAY_TRANSFORM = np.array([[0.2989, 0.587, 0.114, -0.5 + 1e-3]], dtype=np.float32)
 _SHARPEN_KERNEL = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
-
-
-def register_op(name: str) -> Callable[[Op], Op]:
-    return OPS.register(name)
 
 
 def _apply_lut(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
@@ -76,29 +141,29 @@ def _grayscale(image: np.ndarray) -> np.ndarray:
     return cv2.transform(image, _GRAY_TRANSFORM)
 
 
-@register_op("identity")
+@register_op("identity", torchvision="Identity")
 def identity(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     return image
 
 
-@register_op("brightness")
+@register_op("brightness", magnitude=scaled(0.9), wide=scaled(0.99), signed=True, torchvision="Brightness")
 def brightness(image: np.ndarray, value: float) -> np.ndarray:
     return _apply_lut(image, _LEVELS * np.float32(1.0 + value))
 
 
-@register_op("color")
+@register_op("color", magnitude=scaled(0.9), wide=scaled(0.99), signed=True, torchvision="Color")
 def color(image: np.ndarray, value: float) -> np.ndarray:
     """Saturation: blend with the grayscale image."""
     return _blend_u8(image, cv2.cvtColor(_grayscale(image), cv2.COLOR_GRAY2RGB), 1.0 + value)
 
 
-@register_op("contrast")
+@register_op("contrast", magnitude=scaled(0.9), wide=scaled(0.99), signed=True, torchvision="Contrast")
 def contrast(image: np.ndarray, value: float) -> np.ndarray:
     """Blend with the mean grayscale level."""
     return _apply_lut(image, _blend(_LEVELS, cv2.mean(_grayscale(image))[0], 1.0 + value))
 
 
-@register_op("sharpness")
+@register_op("sharpness", magnitude=scaled(0.9), wide=scaled(0.99), signed=True, torchvision="Sharpness")
 def sharpness(image: np.ndarray, value: float) -> np.ndarray:
     """Blend with a smoothed copy; the one-pixel border stays as it is, as in PIL and torchvision."""
     h, w = image.shape[:2]
@@ -110,7 +175,7 @@ def sharpness(image: np.ndarray, value: float) -> np.ndarray:
     return out
 
 
-@register_op("posterize")
+@register_op("posterize", magnitude=bits_kept(4), wide=bits_kept(6), torchvision="Posterize")
 def posterize(image: np.ndarray, value: float) -> np.ndarray:
     bits = int(value)
     if bits >= 8:
@@ -118,13 +183,13 @@ def posterize(image: np.ndarray, value: float) -> np.ndarray:
     return image & np.uint8(((1 << bits) - 1) << (8 - bits))
 
 
-@register_op("solarize")
+@register_op("solarize", magnitude=solarize_threshold, torchvision="Solarize", torchvision_unit=255.0)
 def solarize(image: np.ndarray, value: float) -> np.ndarray:
     """Invert every pixel at or above the threshold (0-255)."""
     return _apply_lut(image, np.where(_LEVELS >= value, 255 - _LEVELS, _LEVELS))
 
 
-@register_op("autocontrast")
+@register_op("autocontrast", torchvision="AutoContrast")
 def autocontrast(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     """Stretch each channel to the full 0-255 range."""
     low, high = np.array([cv2.minMaxLoc(channel)[:2] for channel in cv2.split(image)], dtype=np.float32).T
@@ -134,7 +199,7 @@ def autocontrast(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     return _apply_lut(image, (_LEVELS[:, None] - low) / inv_scale)
 
 
-@register_op("equalize")
+@register_op("equalize", torchvision="Equalize")
 def equalize(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     """Per-channel histogram equalisation with PIL's lookup-table rounding, as torchvision does it."""
     hist = np.stack([cv2.calcHist([image], [c], None, [256], [0, 256]).ravel() for c in range(3)]).astype(np.int64)
@@ -147,7 +212,7 @@ def equalize(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     return _apply_lut(image, tables.T)
 
 
-@register_op("invert")
+@register_op("invert", torchvision="Invert")
 def invert(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     return cv2.bitwise_not(image)
 
@@ -159,7 +224,7 @@ def _warp_nearest(image: np.ndarray, inverse: np.ndarray) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-@register_op("rotate")
+@register_op("rotate", magnitude=scaled(30.0), wide=scaled(135.0), signed=True, torchvision="Rotate")
 def rotate(image: np.ndarray, value: float) -> np.ndarray:
     """Counter-clockwise by `value` degrees about the image centre."""
     h, w = image.shape[:2]
@@ -168,12 +233,12 @@ def rotate(image: np.ndarray, value: float) -> np.ndarray:
 
 
 # torchvision shears about the top-left corner of the top-left pixel, i.e. (-0.5, -0.5) in pixel indices.
-@register_op("shear_x")
+@register_op("shear_x", magnitude=scaled(0.3), wide=scaled(0.99), signed=True, torchvision="ShearX")
 def shear_x(image: np.ndarray, value: float) -> np.ndarray:
     return _warp_nearest(image, np.array([[1.0, value, 0.5 * value], [0.0, 1.0, 0.0]]))
 
 
-@register_op("shear_y")
+@register_op("shear_y", magnitude=scaled(0.3), wide=scaled(0.99), signed=True, torchvision="ShearY")
 def shear_y(image: np.ndarray, value: float) -> np.ndarray:
     return _warp_nearest(image, np.array([[1.0, 0.0, 0.0], [value, 1.0, 0.5 * value]]))
 
@@ -188,12 +253,14 @@ def _shift(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
-@register_op("translate_x")
+@register_op("translate_x", magnitude=share_of_width(150.0 / 331.0), wide=scaled(32.0), signed=True,
+             torchvision="TranslateX")
 def translate_x(image: np.ndarray, value: float) -> np.ndarray:
     return _shift(image, int(value), 0)
 
 
-@register_op("translate_y")
+@register_op("translate_y", magnitude=share_of_height(150.0 / 331.0), wide=scaled(32.0), signed=True,
+             torchvision="TranslateY")
 def translate_y(image: np.ndarray, value: float) -> np.ndarray:
     return _shift(image, 0, int(value))
 

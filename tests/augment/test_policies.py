@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from cvrun.augment import POLICIES, build_train_transform
-from cvrun.augment.auto import (AUGMENT_OPS, AUTOAUGMENT_POLICIES, SIGNED, AutoAugment, RandAugment,
+from cvrun.augment import OPS, POLICIES, build_train_transform
+from cvrun.augment.auto import (AUTOAUGMENT_POLICIES, TORCHVISION_AUGMENT_OPS, AutoAugment, RandAugment,
                                 TrivialAugmentWide, apply_ops)
 from cvrun.augment.mixers import MIXERS
 from cvrun.config import TrainConfig, validate
@@ -86,9 +86,9 @@ def test_randaugment_draws_n_ops_at_magnitude_m():
                         "translate_y": 150 / 331 * 32 / 2, "brightness": 0.45, "color": 0.45, "contrast": 0.45,
                         "sharpness": 0.45, "posterize": 6.0, "solarize": 127.5}.get(op, 0.0)
             assert abs(value) == pytest.approx(expected), op
-            if op in SIGNED:
+            if OPS[op].signed:
                 signs[value > 0] += 1
-    assert set(seen) == set(AUGMENT_OPS)
+    assert set(seen) == set(TORCHVISION_AUGMENT_OPS)
     assert min(seen.values()) > 6000 / 14 * 0.8  # uniform over the 14 ops
     assert 0.45 < signs[True] / (signs[True] + signs[False]) < 0.55  # negated half of the time
     assert RandAugment(n=0, m=9).sample(rng, 32, 32) == []
@@ -122,7 +122,7 @@ def test_trivialaugment_draws_one_op_at_a_random_magnitude():
     rotations = set()
     for _ in range(500):
         (op, value), = TrivialAugmentWide().sample(rng, 32, 32)
-        assert op in AUGMENT_OPS
+        assert op in TORCHVISION_AUGMENT_OPS
         if op == "rotate":
             assert abs(value) <= 135 and (abs(value) / 4.5).is_integer()  # 31 levels of 0-135 degrees
             rotations.add(abs(value))
