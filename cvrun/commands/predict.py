@@ -40,8 +40,8 @@ def load_predictor(source: Path) -> Any:
 
 def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch_size: int,
                   min_confidence: float | None = None) -> list[dict[str, Any]]:
-    """One row per path: its top-k classes with their probabilities, or its error; with min_confidence, whether
-    the prediction is abstained (its top-1 probability below it)."""
+    """One row per path: its top-k classes (all of them when fewer) with their probabilities, or its error; with
+    min_confidence, whether the prediction is abstained (its top-1 probability below it)."""
     import torch
     from tqdm import tqdm
 
@@ -50,6 +50,7 @@ def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch
     from cvrun.engine.inference import flip_averaged_log_probs
 
     names = predictor.card.class_names
+    top_k = min(top_k, len(names))
     rows = []
     loader = image_file_loader(paths, predictor.card.image_size, batch_size, file_workers())
     batches = tqdm(loader, desc="predict", unit="batch", disable=None, file=sys.stderr)
@@ -106,11 +107,11 @@ def check_source(source: Path) -> None:
                         f"not {source.suffix or 'other'} files")
 
 
-def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int,
-            min_confidence: float | None = None) -> int:
+def checked_inputs(source: Path, arguments: list[str], top_k: int, batch_size: int,
+                   min_confidence: float | None = None) -> tuple[Any, list[str]]:
+    """The source's predictor and the image paths `arguments` name, once the settings are checked (cvrun.api's
+    predict too)."""
     from cvrun.data.files import collect_image_paths
-    from cvrun.io import atomic_write_bytes
-    from cvrun.report.table import to_csv
 
     if top_k < 1:
         raise UserError(f"--top-k {top_k} is not a count; use 1 or more")
@@ -123,10 +124,17 @@ def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path
     paths = collect_image_paths(arguments)
     if not paths:
         raise UserError(f"{' '.join(arguments)}: no image paths listed; put one image path a line in the list")
-    predictor = load_predictor(source)
+    return load_predictor(source), paths
+
+
+def predict(source: Path, arguments: list[str], top_k: int, tta: bool, out: Path | None, batch_size: int,
+            min_confidence: float | None = None) -> int:
+    from cvrun.io import atomic_write_bytes
+    from cvrun.report.table import to_csv
+
+    predictor, paths = checked_inputs(source, arguments, top_k, batch_size, min_confidence)
     target = output_path(out, source)
-    rows = predict_files(predictor, paths, min(top_k, len(predictor.card.class_names)), tta, batch_size,
-                         min_confidence)
+    rows = predict_files(predictor, paths, top_k, tta, batch_size, min_confidence)
     text = to_csv(rows, list(rows[0]))
     atomic_write_bytes(target, text.encode())
     print("".join(text.splitlines(keepends=True)[:SHOWN_ROWS + 1]), end="")
