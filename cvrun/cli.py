@@ -37,6 +37,9 @@ COMMANDS = {
                 "[--min-confidence P]", None, "cvrun.commands.predict"),
     "export": ("ONNX or torch.export file with its metadata, verified: cvrun export RUN_DIR [--format onnx|pt2] "
                "[--dynamic-batch]", None, "cvrun.commands.export"),
+    "compare": ("settings over seeds: means, 95% intervals, paired tests, verdicts: cvrun compare DIR... [--by KEY] "
+                "[--baseline VALUE] [--metric test_acc1] [--format table|csv|md|latex] [--html]", None,
+                "cvrun.commands.compare"),
     "calibrate": ("fit a temperature on the validation split, used by eval, inspect, predict and export: "
                   "cvrun calibrate RUN_DIR -> RUN_DIR/calibration.json", None, "cvrun.commands.calibrate"),
 }
@@ -104,6 +107,7 @@ def run_command(args: list[str]) -> int:
     try:
         load_plugins()
         if "--help" not in rest and "-h" not in rest:
+            rest = getattr(module, "expand_args", list)(rest)  # a short form such as trainer.seeds=N, rewritten
             preflight(command, rest, getattr(module, "check_job", None))
             rest = getattr(module, "prepare_args", list)(rest)
     except (UserError, StorageError) as err:

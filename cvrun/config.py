@@ -182,6 +182,16 @@ class OptunaSweeperConfig:
 
 
 @dataclass
+class PublishedConfig:
+    """A figure a preset's source published (`published:` in configs/experiment/): `cvrun compare` shows the
+    measured mean and 95% interval of `metric` beside it."""
+
+    metric: str = "test_acc1"
+    value: float = "???"  # type: ignore[assignment]  - OmegaConf's mark of a value that must be given
+    source: str = ""  # the paper, table or repository the figure comes from
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -192,6 +202,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = None  # {name: that logger's schema} for each logger in the list (cvrun/loggers/<name>.py)
     hparams_search: SearchConfig = field(default_factory=SearchConfig)
+    published: Optional[PublishedConfig] = None  # a preset's published figure, for cvrun compare
 
 
 @dataclass

@@ -198,6 +198,13 @@ def hydra_args(args: list[str]) -> list[str]:
     return [*kept, "hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
 
 
+def expand_args(args: list[str]) -> list[str]:
+    """The command line as every check reads it: `trainer.seeds=N` (with -m) becomes trainer.seed=0,...,N-1."""
+    from cvrun.commands.seeds import expand_seeds
+
+    return expand_seeds(args)
+
+
 def prepare_args(args: list[str]) -> list[str]:
     """What Hydra gets for `cvrun train`: a resume runs in its own folder, a new run never in another's."""
     from cvrun.parallel import is_main

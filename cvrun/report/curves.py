@@ -1,4 +1,4 @@
-"""curves.png: loss and accuracy per epoch."""
+"""curves.png: loss and accuracy per epoch; label-efficiency curves: accuracy against labels per class."""
 
 from __future__ import annotations
 
@@ -22,4 +22,41 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
+    save_png(figure, path)
+
+
+LABELS_KEY = "dataset.labeled_per_class"
+
+
+def plot_label_efficiency(points: list[tuple[str, float, float]], ylabel: str, path: Path) -> None:
+    """Accuracy against labels per class (log axis): one line per label (a regime, a setting) through the mean
+    over seeds at each count, a band over the mean's 95% t interval. `points`: (line, labels per class, value)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    from cvrun.report.stats import describe
+
+    plt = pyplot()
+    lines: dict[str, dict[float, list[float]]] = {}
+    for line, count, value in points:
+        lines.setdefault(line, {}).setdefault(count, []).append(value)
+    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for index, (line, by_count) in enumerate(lines.items()):
+        counts = sorted(by_count)
+        spreads = [describe(by_count[c]) for c in counts]
+        runs = max(s.n for s in spreads)
+        axis.plot(counts, [s.mean for s in spreads], marker="o", color=f"C{index}",
+                  label=f"{line} ({runs} seed{'s' if runs > 1 else ''})")
+        if any(s.low is not None for s in spreads):
+            axis.fill_between(counts, [s.mean if s.low is None else s.low for s in spreads],
+                              [s.mean if s.high is None else s.high for s in spreads], color=f"C{index}", alpha=0.2,
+                              linewidth=0)
+    axis.set_xscale("log")
+    ticks = sorted({count for by_count in lines.values() for count in by_count})
+    axis.set_xticks(ticks)
+    axis.xaxis.set_major_formatter(ScalarFormatter())
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.set(xlabel="labels per class (log scale)", ylabel=ylabel,
+             title="mean over seeds; bands: 95% t interval of the mean")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
     save_png(figure, path)

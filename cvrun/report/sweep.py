@@ -5,7 +5,8 @@ job, on_job_end appends the job's number, overrides, folder and status to
 `<sweep>/jobs.jsonl` (one line, appended: safe with parallel launchers too)
 and rewrites summary.csv from it and the jobs' summary.json files. When the
 sweep ends, on_multirun_end writes the final summary.csv, summary.png, and
-best.json (the job with the best validation accuracy).
+best.json (the job with the best validation accuracy). A sweep over dataset.labeled_per_class gets a
+label-efficiency curve as its summary.png.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 from hydra.experimental.callback import Callback
 
 from cvrun.io import StorageError, atomic_write_bytes, storage_fault
+from cvrun.report.curves import LABELS_KEY, plot_label_efficiency
 from cvrun.report.figures import pyplot, save_png
 from cvrun.report.table import read_overrides, result_columns, run_row, split_override, to_csv
 
@@ -100,6 +102,8 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     for a search (many distinct values), one bar per job in order instead."""
     from matplotlib.patches import Patch
 
+    if LABELS_KEY in keys and plot_label_sweep(rows, keys, path):
+        return
     plt = pyplot()
     inner_key = keys[-1] if keys else None
     if len({str(row.get(inner_key)) for row in rows}) > MAX_COLOURS:
@@ -132,6 +136,20 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     axis.set_ylim(0, 100)
     axis.grid(axis="y", alpha=0.3)
     save_png(figure, path, bbox_inches="tight")
+
+
+def plot_label_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> bool:
+    """A sweep over dataset.labeled_per_class: test top-1 against labels per class, one line per combination of
+    the other swept keys, its seeds' mean and interval (False, nothing drawn, when no job has both)."""
+    from cvrun.report.compare import SEED_KEYS, ordered
+
+    others = [k for k in keys if k != LABELS_KEY and k not in SEED_KEYS]
+    points = [(" ".join(f"{k}={row.get(k)}" for k in others) or "runs", float(row[LABELS_KEY]), row["test_acc1"])
+              for row in rows if row["status"] == "completed" and row.get("test_acc1") is not None
+              and ordered(str(row.get(LABELS_KEY)))[0] == 0]
+    if points:
+        plot_label_efficiency(points, "test top-1 accuracy (%)", path)
+    return bool(points)
 
 
 def plot_jobs_in_order(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:

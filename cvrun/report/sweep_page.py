@@ -1,6 +1,7 @@
 """`cvrun summarize DIR --html`: DIR/summary.html, the table and the learning curves of every run overlaid
 (validation top-1 and training loss against epoch, one line per run, named by the keys that differ), or with
---mean-over-seeds one line per setting: the mean over its seeds, with their standard deviation as error bars."""
+--mean-over-seeds one line per setting: the mean over its seeds, with their standard deviation as error bars.
+`cvrun compare --html`: compare.html, the comparison's tables and, over labels per class, its curve."""
 
 from __future__ import annotations
 
@@ -93,4 +94,37 @@ def write_sweep_page(directory: Path, table_rows: list[dict[str, Any]], groups: 
             sections.append((what, "<p>no run has this column in its metrics.csv</p>"))
     page = directory / "summary.html"
     write_report(page, f"cvrun summarize: {directory.absolute().name}", sections)
+    return page
+
+
+def write_compare_page(directory: Path, comparison: Any, runs: list[Any]) -> Path:
+    """compare.html in `directory`: cvrun compare's table, verdicts, published figures and notes, and where
+    dataset.labeled_per_class differs between the runs, the label-efficiency curve (compare_labels.png)."""
+    import html
+
+    from cvrun.report.compare import display_rows, heading, published_lines
+    from cvrun.report.curves import LABELS_KEY, plot_label_efficiency
+
+    def listing(lines: list[str]) -> str:
+        return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+
+    sections = [(heading(comparison), html_table(display_rows(comparison))),
+                ("Verdicts", listing([s.verdict for s in comparison.settings if s.verdict]))]
+    if published_lines(comparison):
+        sections.append(("Published figures", listing(published_lines(comparison))))
+    if comparison.notes:
+        sections.append(("Notes", listing(comparison.notes)))
+    if LABELS_KEY in comparison.keys or LABELS_KEY in comparison.unit_keys:
+        others = [k for k in comparison.keys if k != LABELS_KEY]
+        points = [(" ".join(f"{k}={run.settings.get(k)}" for k in others) or "runs",
+                   float(run.settings[LABELS_KEY]), float(run.summary[comparison.metric])) for run in runs
+                  if run.summary.get("status") == "completed"
+                  and isinstance(run.summary.get(comparison.metric), (int, float))
+                  and run.settings.get(LABELS_KEY, "").isdigit()]
+        if points:
+            png = directory / "compare_labels.png"
+            plot_label_efficiency(points, comparison.metric, png)
+            sections.append((f"{comparison.metric} against labels per class", html_image(png)))
+    page = directory / "compare.html"
+    write_report(page, f"cvrun compare: {directory.absolute().name}", sections)
     return page

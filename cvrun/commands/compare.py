@@ -1,0 +1,86 @@
+"""`cvrun compare DIR... [--by KEY] [--baseline VALUE] [--metric test_acc1] [--format table|csv|md|latex] [--html]`:
+settings compared over seeds.
+
+Reads every run under the folders (as summarize does), groups the completed ones into settings (the keys
+that differ between runs, seeds left out; `--by` picks one key), pairs runs across settings by trainer.seed
+and dataset.split_seed, and prints per setting n, mean, sd and a 95% interval, and against the baseline the
+paired mean difference with its interval, the p-value (Holm-adjusted when several settings face the baseline)
+and a verdict; settings that share no seeds are compared with Welch's test. Published figures that presets
+carry (`published:`) are set beside the measured ones. --html also writes compare.html into the first DIR,
+with a label-efficiency curve when dataset.labeled_per_class is among the settings. This command does not
+use Hydra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cvrun.commands import OneLineParser, run_parsed
+from cvrun.errors import UserError
+
+
+def read_runs(directories: list[Path]) -> tuple[list, list[str]]:
+    """Every run under the folders (cvrun.report.compare.Run) and the config keys that differ between them."""
+    from cvrun.commands.summarize import differing_settings, find_runs, run_settings
+    from cvrun.report.compare import Run
+    from cvrun.report.table import read_json
+
+    runs, seen = [], set()
+    for directory in directories:
+        if not directory.is_dir():
+            raise UserError(f"{directory} is not a folder; give sweeps, runs or an outputs/ folder")
+        found = [run for run in find_runs(directory) if run.resolve() not in seen]
+        if not found:
+            raise UserError(f"no runs under {directory} (a run folder holds a summary.json)")
+        seen.update(run.resolve() for run in found)
+        for run in found:
+            runs.append(Run(str(run), run_settings(run)[0], read_json(run / "summary.json")))
+    return runs, differing_settings([run.settings for run in runs])
+
+
+def by_key(key: str, runs: list) -> str:
+    """--by as given, or a group's name standing for its option (`aug` for aug.name)."""
+    keys = list(dict.fromkeys(k for run in runs for k in run.settings))
+    if key in keys:
+        return key
+    if f"{key}.name" in keys:
+        return f"{key}.name"
+    from cvrun.overrides import suggest_key
+
+    close = suggest_key(key, keys)
+    raise UserError(f"--by {key}: no run has this config key" + (f"; did you mean '{close}'?" if close else ""))
+
+
+def compare_dirs(directories: list[Path], by: str | None, baseline: str | None, metric: str, output_format: str,
+                 resolve: float, html: bool) -> str:
+    from cvrun.report.compare import FORMATS, compare
+
+    runs, differing = read_runs(directories)
+    comparison = compare(runs, differing, metric, by_key(by, runs) if by else None, baseline, resolve)
+    text = FORMATS[output_format](comparison)
+    if html:
+        from cvrun.report.sweep_page import write_compare_page
+
+        text += f"{write_compare_page(directories[0], comparison, runs)}\n"
+    return text
+
+
+def run_app() -> int:
+    parser = OneLineParser(prog="cvrun compare", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", type=Path, nargs="+", help="sweeps, runs or outputs/ folders")
+    parser.add_argument("--by", help="the config key whose values are the settings (default: every key that "
+                                     "differs, seeds left out)")
+    parser.add_argument("--baseline", help="the setting the others are compared with (default: the first)")
+    parser.add_argument("--metric", default="test_acc1", help="a result in summary.json (default test_acc1)")
+    parser.add_argument("--format", dest="output_format", choices=["table", "csv", "md", "latex"], default="table")
+    parser.add_argument("--resolve", type=float, default=1.0,
+                        help="the difference the 'seeds would resolve' estimate is for (default 1 point)")
+    parser.add_argument("--html", action="store_true", help="also write compare.html into the first DIR")
+
+    def show(args) -> int:
+        if args.resolve <= 0:
+            raise UserError(f"--resolve must be positive (a difference in the metric's units), got {args.resolve:g}")
+        print(compare_dirs(args.dirs, args.by, args.baseline, args.metric, args.output_format, args.resolve,
+                           args.html), end="")
+        return 0
+    return run_parsed(parser, show)
