@@ -3,7 +3,7 @@
     space.py    the search space: Hydra's sweep grammar (choice, range, interval, tag(log, ...)) -> Optuna's
                 distributions
     study.py    the study's storage under the sweep folder, the pruners, and TrialReport: the callback that
-                reports a trial's validation top-1 every epoch and ends a run its pruner stops
+                reports a trial's trainer.monitor every epoch and ends a run its pruner stops
     sweeper.py  the search: asks the study for trials, launches them as sweep jobs through any Hydra
                 launcher, tells the study how each ended; resumes a study that was stopped
 

@@ -59,25 +59,30 @@ def make_pruner(search: Any, epochs: int) -> Any:
 
 
 class TrialReport(Callback):
-    """Reports the run's validation top-1 to its trial after every epoch; ends the run when the pruner says.
+    """Reports the run's trainer.monitor (validation top-1 by default) to its trial after every epoch; ends the run
+    when the pruner says.
 
     Not essential: a study that cannot be reached costs the trial its pruning, never its result.
     """
 
     essential = False
 
-    def __init__(self, trial: Any, pruner: str):
+    def __init__(self, trial: Any, pruner: str, monitor: str = "val_acc1"):
         self.trial = trial
         self.pruner = pruner
+        self.monitor = monitor
 
     def on_epoch_end(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        value = row.get("val_acc1")
+        value = row.get(self.monitor)
         if value is None:
             return
         self.trial.report(value, row["epoch"])
         if self.trial.should_prune():
+            from cvrun.engine.trainer import MONITOR_NAMES
+
+            shown = f"{value:.4f}" if self.monitor == "val_loss" else f"{value:.2f}%"
             raise EndRun("pruned", f"pruned by the {self.pruner} pruner after epoch {row['epoch']} "
-                                   f"(validation top-1 {value:.2f}%)")
+                                   f"({MONITOR_NAMES[self.monitor]} {shown})")
 
 
 def trial_reporters(cfg: Any) -> list[Callback]:
@@ -108,4 +113,4 @@ def trial_reporters(cfg: Any) -> list[Callback]:
                     type(err).__name__, str(err).splitlines()[0] if str(err) else "")
         return []
     log.info("trial %d of the study in %s (pruner: %s)", hydra.job.num, hydra.sweep.dir, cfg.hparams_search.pruner)
-    return [TrialReport(optuna.trial.Trial(study, trial_id), cfg.hparams_search.pruner)]
+    return [TrialReport(optuna.trial.Trial(study, trial_id), cfg.hparams_search.pruner, cfg.trainer.monitor)]

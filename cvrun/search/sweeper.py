@@ -5,7 +5,8 @@ pre-releases are a risk in a default install, and it has neither per-epoch repor
 a way to carry on a stopped study. This loop is Optuna's ask-and-tell interface around Hydra's launcher:
 
 - a trial is sweep job number `trial.number`, so its run finds its trial from hydra.job.num and reports its
-  validation top-1 every epoch (study.TrialReport); a pruned run ends with status `pruned`
+  trainer.monitor every epoch (study.TrialReport); a pruned run ends with status `pruned`; the study optimises
+  each trial's best_<monitor> (best_val_acc1 by default), minimised for val_loss
 - the study lives in the sweep folder; `hparams_search.resume=SWEEP_DIR` carries it on: completed, pruned
   and failed trials stay, an interrupted one (Ctrl-C, a killed job) runs again with its parameters
 - a failed trial is told as failed and the search goes on, up to hparams_search.max_failures of them
@@ -43,6 +44,8 @@ class OptunaSearch:
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
         self.storage_kind = storage_kind(settings["storage"], config.hydra.launcher._target_)
         self.failures = 0
+        # What the study optimises: each trial's best_<monitor> (summary.json).
+        self.monitor = str(config.trainer.get("monitor", "val_acc1"))
 
     def run(self, arguments: list[str]) -> None:
         """The search; a mistake in it (a resume of another search, no parameters) is one line and exit 2."""
@@ -59,8 +62,7 @@ class OptunaSearch:
 
         search = OmegaConf.merge(OmegaConf.structured(SearchConfig), self.config.hparams_search)
         check_values(OmegaConf.create({"hparams_search": search}))
-        require(self.settings["direction"] in ("maximize", "minimize"),
-                f"hydra.sweeper.direction must be maximize or minimize, got {self.settings['direction']}")
+        self.direction = objective_direction(self.settings["direction"], self.monitor)
         require(self.settings["n_trials"] >= 1 and self.settings["n_jobs"] >= 1,
                 "hydra.sweeper.n_trials and hydra.sweeper.n_jobs must be >= 1, got "
                 f"{self.settings['n_trials']} and {self.settings['n_jobs']}")
@@ -95,7 +97,7 @@ class OptunaSearch:
         storage = study_storage(self.storage_kind, self.sweep_dir)
         study = optuna.create_study(
             storage=storage, study_name=self.settings["study_name"], sampler=self.settings["sampler"],
-            pruner=make_pruner(search, self.config.trainer.epochs), direction=self.settings["direction"],
+            pruner=make_pruner(search, self.config.trainer.epochs), direction=self.direction,
             load_if_exists=True)
         searched = {"space": {k: repr(d) for k, d in space.items()}, "fixed": sorted(fixed)}
         before = study.user_attrs.get("search")
@@ -166,12 +168,15 @@ class OptunaSearch:
             summary = json.loads(summary_path.read_text())
         except (OSError, ValueError):
             summary = {}
-        status, value = summary.get("status") or "failed", summary.get("best_val_acc1")
+        status, value = summary.get("status") or "failed", summary.get(f"best_{self.monitor}")
         if status == "completed" and value is None:  # every trial would end so: the search stops here
             trial.set_user_attr(STATUS_ATTR, "failed")
             study.tell(trial, state=TrialState.FAIL)
-            raise UserError(f"trial {trial.number} has no validation top-1 to optimise (its run has no validation "
-                            "split): give the runs one (dataset.val_fraction > 0, or a val/ folder beside test/)")
+            from cvrun.engine.trainer import MONITOR_NAMES
+
+            raise UserError(f"trial {trial.number} has no {MONITOR_NAMES.get(self.monitor, self.monitor)} to optimise "
+                            "(its run has no validation split): give the runs one (dataset.val_fraction > 0, or a val/ "
+                            "folder beside test/)")
         trial.set_user_attr(STATUS_ATTR, status)
         if status == "completed":
             study.tell(trial, value)
@@ -191,6 +196,19 @@ class OptunaSearch:
         told = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         url = storage_url(self.storage_kind, self.sweep_dir)
         print(f"study '{study.study_name}' ({told}) in {url}; to browse it: optuna-dashboard {url}")
+
+
+def objective_direction(direction: str | None, monitor: str) -> str:
+    """hydra.sweeper.direction, or (null) the one trainer.monitor wants; a direction against the monitor's is a
+    mistake (a search would look for the worst trials)."""
+    from cvrun.config import MONITORS
+
+    require(direction in ("maximize", "minimize", None),
+            f"hydra.sweeper.direction must be maximize or minimize, got {direction}")
+    wanted = MONITORS.get(monitor, "maximize")
+    require(direction in (None, wanted), f"hydra.sweeper.direction={direction} would search for the worst "
+                                         f"trainer.monitor={monitor}; use hydra.sweeper.direction={wanted} or leave it out")
+    return wanted
 
 
 def finished(study: Any) -> int:
