@@ -174,6 +174,13 @@ CATALOGUE = [
      "logger.mlflow.timeout must be a positive number of seconds, got 0"),
     (["predict", "{empty}/model.pt2", "{tree}/test"], "{empty}/model.pt2: predict reads run folders and .onnx files"),
     (["predict", "{source}", "{tree}/test", "--out", "{empty}"], "--out {empty} is a folder; name the CSV file"),
+    # issue 26: calibrate, predict
+    (["calibrate", "{empty}"], "{empty} is not a cvrun run folder (no config.yaml)"),
+    (["calibrate", "{truncated}"], "checkpoint {truncated}/checkpoints/best.pt cannot be read"),
+    (["calibrate", "{source}", "split=test"], "split=test is not a setting of cvrun calibrate; the one setting is "
+                                              "dataset.root=DIR"),
+    (["predict", "{source}", "{tree}/test", "--min-confidence", "2"], "--min-confidence 2 is not a probability; "
+                                                                     "use a value from 0 to 1, such as 0.9"),
 ]
 
 

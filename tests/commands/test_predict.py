@@ -108,6 +108,9 @@ def test_files_that_cannot_be_read_are_rows_and_the_status_says_so(cifar10_run, 
                                              "empty/predictions.csv"),
     (["{run}/export/model.pt2", "one.png"], "predict reads run folders and .onnx files (cvrun export RUN_DIR "
                                              "--format onnx), not .pt2 files"),
+    (["{run}", "one.png", "--min-confidence", "1.5"], "--min-confidence 1.5 is not a probability; use a value "
+                                                      "from 0 to 1"),
+    (["{run}", "one.png", "--min-confidence", "-0.1"], "--min-confidence -0.1 is not a probability"),
 ])
 def test_mistakes_are_one_line_and_exit_2(cifar10_run, tmp_path, arguments, message):
     (tmp_path / "empty").mkdir()
@@ -119,6 +122,27 @@ def test_mistakes_are_one_line_and_exit_2(cifar10_run, tmp_path, arguments, mess
     result = cli("predict", *[a.format(run=cifar10_run) for a in arguments], cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert (tmp_path / "predictions.csv").read_text() == "a user's own file\n"
+
+
+def test_min_confidence_abstains_below_it_and_reports_the_coverage(cifar10_run, tmp_path):
+    """300 CIFAR-10 test files: a row is abstained exactly when its top-1 probability is below P; the coverage
+    line counts the others; the covered rows are the more accurate ones."""
+    listed = tmp_path / "files.txt"
+    listed.write_text("\n".join(str(path) for name in THREE
+                                for path in sorted((SHARED_CIFAR10 / "test" / name).iterdir())[:100]))
+    result = cli("predict", str(cifar10_run), str(listed), "--top-k", "1", "--min-confidence", "0.8",
+                 "--out", "p.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(tmp_path / "p.csv")
+    assert list(rows[0]) == ["path", "top1", "top1_prob", "abstained", "error"] and len(rows) == 300
+    for row in rows:
+        if abs(float(row["top1_prob"]) - 0.8) > 1e-6:  # the CSV's six decimals decide every other row
+            assert row["abstained"] == ("yes" if float(row["top1_prob"]) < 0.8 else "no"), row
+    covered = [row for row in rows if row["abstained"] == "no"]
+    assert 0 < len(covered) < 300
+    assert (f"coverage {100 * len(covered) / 300:.2f}%: {len(covered)} of 300 images predicted with confidence "
+            f">= 0.8, {300 - len(covered)} abstained") in result.stdout
+    assert accuracy_of(covered) > accuracy_of(rows)
 
 
 def test_out_never_replaces_a_file_of_the_run(source_run, tmp_path):
