@@ -12,9 +12,10 @@ import difflib
 import importlib
 import os
 import sys
+from typing import Callable
 
 from cvrun.errors import UserError
-from cvrun.overrides import preflight, quote_paths, split_positional
+from cvrun.overrides import plain_group_choices, preflight, quote_paths, split_positional, user_config_sources
 from cvrun.parallel import adopt_slurm_tasks, world_size
 
 # name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
@@ -93,6 +94,8 @@ def run_command(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
+    if args[0].split("=", 1)[0] in COMPLETION_FLAGS:  # what the installed completion runs: cvrun -sc query=bash
+        return guarded(lambda: shell_completion(None, args))
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         close = difflib.get_close_matches(command, COMMANDS, n=1)
@@ -102,10 +105,15 @@ def run_command(args: list[str]) -> int:
     rest = quote_paths(split_positional(rest, positional))
     module = importlib.import_module(module_name)
     from cvrun.io import StorageError
+    from cvrun.paths import use_config_sources
     from cvrun.registry import load_plugins
 
     try:
         load_plugins()
+        use_config_sources(*user_config_sources(rest))
+        rest = plain_group_choices(command, rest)
+        if any(arg.split("=", 1)[0] in COMPLETION_FLAGS for arg in rest):
+            return shell_completion(command, rest)
         if "--help" not in rest and "-h" not in rest:
             rest = getattr(module, "expand_args", list)(rest)  # a short form such as trainer.seeds=N, rewritten
             preflight(command, rest, getattr(module, "check_job", None))
@@ -114,3 +122,81 @@ def run_command(args: list[str]) -> int:
         return fail(str(err), err.exit_code)
     sys.argv = [f"cvrun {command}"] + rest
     return module.run_app()
+
+
+def guarded(task: Callable[[], int]) -> int:
+    """task(), a UserError in it printed in one line (exit status 2)."""
+    try:
+        return task()
+    except UserError as err:
+        return fail(str(err), err.exit_code)
+
+
+# Hydra's shell completion: `cvrun -sc install=bash` prints the script that makes Tab call
+# `cvrun -sc query=bash` with the typed line in COMP_LINE.
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+COMPLETION_ACTIONS, SHELLS = ("install", "uninstall", "query"), ("bash", "zsh", "fish")
+
+
+def shell_completion(command: str | None, args: list[str]) -> int:
+    """`-sc ACTION=SHELL`, before or after the command: Hydra's install and uninstall scripts for the program
+    `cvrun`, and its answers to a query for the command the typed line names (command names before one is)."""
+    from cvrun.overrides import flag_value
+
+    request = flag_value(args, COMPLETION_FLAGS, "ACTION=SHELL") or ""
+    action, _, shell = request.partition("=")
+    if action not in COMPLETION_ACTIONS or shell not in SHELLS:
+        raise UserError(f"-sc {request}: write -sc ACTION=SHELL with ACTION one of {', '.join(COMPLETION_ACTIONS)} "
+                        f"and SHELL one of {', '.join(SHELLS)}, e.g. eval \"$(cvrun -sc install=bash)\"")
+    if action != "query":
+        return completion_app("train", [f"{action}={shell}"])
+    line = os.environ.get("COMP_LINE")
+    if line is None:
+        raise UserError(f"-sc query={shell} answers the line typed, in COMP_LINE; the script of "
+                        f"`cvrun -sc install={shell}` sets it on each Tab")
+    words = line.split()
+    if command is not None and words[1:2] != [command]:  # `cvrun train -sc query=...` for a line without it
+        words.insert(1, command)
+    if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):
+        typed = words[1] if len(words) == 2 else ""
+        print(SEPARATORS[shell].join(name for name in COMMANDS if name.startswith(typed)))
+        return 0
+    from cvrun.paths import config_dir
+
+    if not (config_dir() / f"{words[1]}.yaml").is_file():  # no Hydra app: the shell completes file names
+        return 0
+    os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+    return completion_app(words[1], [f"query={shell}"], config_dir_args(words[2:]))
+
+
+SEPARATORS = {"bash": " ", "zsh": " ", "fish": "\n"}
+
+
+def config_dir_args(words: list[str]) -> list[str]:
+    """The typed line's --config-dir, for Hydra to find the user's options in (none while it is unfinished)."""
+    from cvrun.overrides import CONFIG_DIR_FLAGS, flag_value
+
+    try:
+        folder = flag_value(words, CONFIG_DIR_FLAGS)
+    except UserError:
+        return []
+    return ["--config-dir", folder] if folder is not None and os.path.isdir(folder) else []
+
+
+def completion_app(command: str, request: list[str], extra: list[str] = ()) -> int:
+    """Run the command's Hydra app with `-sc REQUEST` under the program name `cvrun` (the name the install
+    script registers and calls back), leaving out the schemas cvrun stores beside the options."""
+    import contextlib
+    import io
+
+    module = importlib.import_module(COMMANDS[command][2])
+    sys.argv = ["cvrun", *extra, "-sc", *request]
+    answer = io.StringIO()
+    with contextlib.redirect_stdout(answer):
+        code = module.run_app()
+    text = answer.getvalue()
+    if request[0].startswith("query="):
+        separator = SEPARATORS[request[0].partition("=")[2]]
+        text = separator.join(word for word in text.split() if not word.endswith("_schema")) + "\n"
+    sys.stdout.write(text)
+    return code

@@ -14,17 +14,17 @@ from typing import Any, Callable
 
 from cvrun.errors import UserError
 
-# Keys whose values are paths. Sweep job folders hold '=' and ',' (0_aug=none,model=lenet5), which
-# Hydra's grammar reads as syntax, so these values reach Hydra quoted.
-PATH_KEYS = {"dataset.root", "dataset.unlabeled_root", "dataset.cache_dir", "model.pretrained", "regime.teacher",
-             "trainer.resume", "hparams_search.resume", "hydra.run.dir", "hydra.sweep.dir", "run_dir"}
+# Hydra's own keys whose values are paths; the schemas mark cvrun's (path_keys).
+HYDRA_PATH_KEYS = {"hydra.run.dir", "hydra.sweep.dir"}
 # What Hydra reads unquoted in a path without taking it for syntax.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./~+\-]*")
 
-# Hydra flags that take a value in the next argument.
-FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
-                    "--cfg", "-c", "--package", "-p", "--experimental-rerun", "--info", "-i"}
-CONFIG_TREE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"}
+# Hydra flags that take a value in the next argument (or after '=': --config-dir=DIR).
+FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
+                    "--package", "-p", "--experimental-rerun", "--info", "-i", "--shell-completion", "-sc"}
+# Flags that swap cvrun's primary config for another: cvrun cannot check what that one composes.
+CONFIG_TREE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp"}
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
 
 def hydra_quote(value: str) -> str:
@@ -49,6 +49,16 @@ def split_positional(args: list[str], positional: str | None) -> list[str]:
     return args
 
 
+def path_keys() -> set[str]:
+    """Keys whose values are paths. Sweep job folders hold '=' and ',' (0_aug=none,model=lenet5), which
+    Hydra's grammar reads as syntax, so these values reach Hydra quoted."""
+    from cvrun.commands import register_option_groups
+    from cvrun.config import path_keys as schema_path_keys
+
+    register_option_groups()
+    return schema_path_keys() | HYDRA_PATH_KEYS
+
+
 def quote_paths(args: list[str]) -> list[str]:
     """Quote the values of path keys that Hydra would otherwise read as syntax.
 
@@ -59,7 +69,7 @@ def quote_paths(args: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         plain = not value or value[0] in "'\"" or _PLAIN_PATH.fullmatch(value)
         sweep = "," in value and "=" not in value and not Path(value).expanduser().exists()
-        if sep and key.lstrip("+~") in PATH_KEYS and not plain and not sweep:
+        if sep and not plain and not sweep and key.lstrip("+~") in path_keys():
             arg = f"{key}={hydra_quote(value)}"
         quoted.append(arg)
     return quoted
@@ -71,7 +81,7 @@ def override_args(args: list[str]) -> list[str] | None:
     for arg in args:
         if skip:
             skip = False
-        elif arg in CONFIG_TREE_FLAGS:
+        elif arg.split("=", 1)[0] in CONFIG_TREE_FLAGS:
             return None
         elif arg in FLAGS_WITH_VALUE:
             skip = True
@@ -94,23 +104,83 @@ def with_overrides(args: list[str], extra: list[str]) -> list[str]:
     return [*args, *extra]
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group: its YAML files, and the options that plugins store in Hydra's
-    ConfigStore (CVRUN_PLUGINS: a regime of your own needs no YAML in cvrun's configs/)."""
-    from hydra.core.config_store import ConfigStore
+def flag_value(args: list[str], flags: tuple[str, ...], what: str = "FOLDER") -> str | None:
+    """The value the last of `flags` gives (`--config-dir DIR` or `--config-dir=DIR`), None without one."""
+    value = None
+    for i, arg in enumerate(args):
+        flag, sep, given = arg.partition("=")
+        if flag in flags:
+            value = given if sep else (args[i + 1] if i + 1 < len(args) else "")
+            if not value or (not sep and value.startswith("-")):
+                raise UserError(f"{flag} needs a value: {flag} {what}")
+    return value
+
+
+def searchpath_entries(args: list[str]) -> list[str]:
+    """The entries of a `hydra.searchpath=[...]` override (the last one given; Hydra reads that one)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    given = [arg for arg in override_args(args) or [] if arg.split("=", 1)[0].lstrip("+~") == "hydra.searchpath"]
+    if not given:
+        return []
+    try:
+        value = OverridesParser.create().parse_override(given[-1]).value()
+    except HydraException:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise UserError(f"'{given[-1]}': hydra.searchpath takes a list of folders, e.g. "
+                        "hydra.searchpath=[file://myconf,pkg://my_package.conf]")
+    return value
+
+
+def user_config_sources(args: list[str]) -> tuple[str | None, list[str]]:
+    """What a command line adds to the config search path: --config-dir's folder, hydra.searchpath's entries."""
+    return flag_value(args, CONFIG_DIR_FLAGS), searchpath_entries(args)
+
+
+def plain_group_choices(command: str, args: list[str]) -> list[str]:
+    """`+experiment=X` as `experiment=X` when the command's defaults list holds `experiment: null`: the plain
+    form gives that group its option; Hydra would refuse the `+` (the group has its entry already). The
+    Lightning-Hydra template's `+experiment=` habit works as its users expect."""
+    from omegaconf import OmegaConf
 
     from cvrun.paths import config_dir
 
+    primary = config_dir() / f"{command}.yaml"
+    if not primary.is_file():
+        return args
+    defaults = OmegaConf.to_container(OmegaConf.load(primary)).get("defaults", [])
+    empty = {group for entry in defaults if isinstance(entry, dict) for group, option in entry.items()
+             if option is None}
+    given = override_args(args) or []
+    return [arg[1:] if arg in given and arg.startswith("+") and not arg.startswith("++")
+            and arg[1:].split("=", 1)[0] in empty else arg for arg in args]
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its YAML files in cvrun's configs/ and the user's config folders, and
+    the options that plugins store in Hydra's ConfigStore (a regime of your own needs no YAML)."""
+    from hydra.core.config_store import ConfigStore
+
+    from cvrun.paths import option_files
+
     stored = ConfigStore.instance().repo.get(group, {})
-    names = {p.stem for p in (config_dir() / group).glob("*.yaml")}
+    names = set(option_files(group))
     names |= {name.removesuffix(".yaml") for name in stored if not name.removesuffix(".yaml").endswith("_schema")}
     return sorted(names)
 
 
 def group_names() -> list[str]:
-    from cvrun.paths import config_dir
+    from cvrun.paths import config_groups
 
-    return sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
+    return config_groups()
+
+
+def unknown_option(group: str, option: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(option, options, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown {group} '{option}'; valid {group} options: {', '.join(options)}{hint}"
 
 
 def suggest_key(key: str, keys: list[str]) -> str | None:
@@ -166,26 +236,26 @@ def preflight(command: str, args: list[str], check_job: Callable[[Any], None] | 
     as Hydra will, validate it and hand it to the command's `check_job`: every mistake is one line before
     a run folder exists."""
     from cvrun.config import OPTION_SECTIONS, SCHEMAS, schema_keys
-    from cvrun.paths import config_dir
 
     overrides = override_args(args)
     if not overrides or command not in SCHEMAS:  # commands without Hydra parse their own arguments
         return
     keys = list(schema_keys(SCHEMAS[command]))
-    root = config_dir()
+    groups = group_names()
     parsed = parse(overrides, keys)
     for override in parsed:
         key = override.key_or_group
-        if key.startswith("hydra") or override.is_delete() or override.is_add():
+        if key.startswith("hydra") or override.is_delete():
             continue
         values = sweep_values(override)
-        group_dir = root / key
-        if group_dir.is_dir():
+        if key in groups:
             options = group_options(key)
             for value in values:
                 for option in value.strip("[]").split(",") if key == "logger" else [value]:
                     if option.strip() and option.strip() not in options:
-                        raise UserError(f"unknown {key} '{option.strip()}'; valid {key} options: {', '.join(options)}")
+                        raise UserError(unknown_option(key, option.strip(), options))
+        elif override.is_add():
+            continue  # a key of the user's own (+key=value): the composition below checks it
         elif key.split(".")[0] in OPTION_SECTIONS:
             continue  # its keys depend on the option chosen: the composition below checks them
         elif key not in keys and not any(k.startswith(key + ".") for k in keys):
@@ -223,16 +293,20 @@ def compose_check(command: str, parsed: list[Any], check_job: Callable[[Any], No
 
     from cvrun.commands import register_schemas
     from cvrun.config import SCHEMAS, validate
-    from cvrun.paths import config_dir
+    from cvrun.paths import config_dir, config_sources
 
     choices = [[override.input_line] if not override.is_sweep_override() else
                [f"{'+' if override.is_add() else ''}{override.key_or_group}={value}"
-                for value in sweep_values(override)] for override in parsed]
+                for value in sweep_values(override)] for override in parsed
+               if override.key_or_group != "hydra.searchpath"]
+    # The user's config folders (--config-dir's too, with absolute paths), where Hydra will look for them.
+    sources = config_sources()
+    searchpath = [f"hydra.searchpath=[{','.join(map(hydra_quote, sources))}]"] if sources else []
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         for job in itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS):
             try:
-                cfg = compose(config_name=command, overrides=list(job))
+                cfg = compose(config_name=command, overrides=[*job, *searchpath])
             except (HydraException, OmegaConfBaseException) as err:
                 raise UserError(composition_error(err)) from None
             typed = validate(cfg, SCHEMAS[command])
@@ -256,7 +330,9 @@ def composition_error(err: BaseException) -> str:
     key, kind = cause.full_key, getattr(cause, "object_type", None)
     if isinstance(cause, (ConfigKeyError, AttributeError)):
         section = key.split(".")[0]
-        takes = f"; {keys_taken(section, kind)}" if section in OPTION_SECTIONS and is_dataclass(kind) else ""
+        chosen = getattr(cause, "parent_node", None)  # the option's node: its name is the option chosen
+        chosen = chosen.get("name") if hasattr(chosen, "get") else None
+        takes = f"; {keys_taken(section, kind, chosen)}" if section in OPTION_SECTIONS and is_dataclass(kind) else ""
         return f"unknown config key '{key}'{takes}"
     return f"{key}: {str(getattr(cause, 'msg', cause)).splitlines()[0]}"
 
