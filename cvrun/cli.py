@@ -8,11 +8,12 @@ neither torch nor Hydra until a command runs: `cvrun --help` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from cvrun.errors import UserError
 from cvrun.overrides import plain_group_choices, preflight, quote_paths, split_positional, user_config_sources
@@ -184,19 +185,88 @@ def config_dir_args(words: list[str]) -> list[str]:
 
 
 def completion_app(command: str, request: list[str], extra: list[str] = ()) -> int:
-    """Run the command's Hydra app with `-sc REQUEST` under the program name `cvrun` (the name the install
-    script registers and calls back), leaving out the schemas cvrun stores beside the options."""
-    import contextlib
+    """Hydra's app on the command's primary config, run with `-sc REQUEST` under the program name `cvrun` (the
+    name the install script registers and calls back); the schemas cvrun stores beside the options left out of
+    the answer. Nothing of torch is imported: a Tab waits for no model code."""
     import io
 
-    module = importlib.import_module(COMMANDS[command][2])
+    import hydra
+
+    from cvrun.paths import config_dir
+    from cvrun.registry import load_plugins
+
+    load_plugins()  # their options are completed too
     sys.argv = ["cvrun", *extra, "-sc", *request]
+    app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(lambda cfg: None)
     answer = io.StringIO()
-    with contextlib.redirect_stdout(answer):
-        code = module.run_app()
+    with stand_ins(command), contextlib.redirect_stdout(answer):
+        try:
+            app()
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else 1
     text = answer.getvalue()
     if request[0].startswith("query="):
         separator = SEPARATORS[request[0].partition("=")[2]]
         text = separator.join(word for word in text.split() if not word.endswith("_schema")) + "\n"
     sys.stdout.write(text)
-    return code
+    return 0
+
+
+@contextlib.contextmanager
+def stand_ins(command: str) -> Iterator[None]:
+    """What the configs name, for Hydra to compose the line being completed without cvrun's registries (they
+    import torch): in Hydra's ConfigStore each command's keys with their defaults as plain values, and an empty
+    node for an option's schema not stored already (the option's YAML gives its keys); for each resolver the
+    command's primary config names and none registered, one giving its argument (or an empty list). All gone
+    afterwards, for a process that runs a command next (a notebook, the tests)."""
+    import re
+
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from cvrun.config import SCHEMAS
+    from cvrun.paths import config_dir, config_search_dirs
+
+    missing = {name for name in re.findall(r"\$\{(\w+):", (config_dir() / f"{command}.yaml").read_text())
+               if not OmegaConf.has_resolver(name)}
+    for name in missing:
+        OmegaConf.register_new_resolver(name, lambda *args: args[0] if args else [])
+    nodes = {("", f"{name}_schema"): OmegaConf.to_container(OmegaConf.structured(schema))
+             for name, schema in SCHEMAS.items()}
+    for folder in config_search_dirs():
+        for path in folder.glob("*/**/*.yaml"):
+            group = path.parent.relative_to(folder).as_posix()
+            if stored_node(group, f"{path.stem}_schema") is None:
+                nodes[group, f"{path.stem}_schema"] = {}
+    replaced = {where: stored_node(*where) for where in nodes}
+    for (group, name), node in nodes.items():
+        ConfigStore.instance().store(group=group or None, name=name, node=node)
+    try:
+        yield
+    finally:
+        for (group, name), node in replaced.items():
+            entries = stored_group(group)
+            if node is None:
+                entries.pop(f"{name}.yaml", None)
+            else:
+                entries[f"{name}.yaml"] = node
+        for group in sorted({group for group, _ in replaced}, key=len, reverse=True):  # no group left empty
+            parent, _, last = group.rpartition("/")
+            if group and not stored_group(group):
+                stored_group(parent).pop(last, None)
+        for name in missing:
+            OmegaConf.clear_resolver(name)
+
+
+def stored_group(group: str) -> dict:
+    """The entries of a group in Hydra's ConfigStore ("": its top level; {} for a group it does not hold)."""
+    from hydra.core.config_store import ConfigStore
+
+    entries = ConfigStore.instance().repo
+    for part in filter(None, group.split("/")):
+        entries = entries.get(part, {})
+    return entries
+
+
+def stored_node(group: str, name: str) -> Any:
+    return stored_group(group).get(f"{name}.yaml")
