@@ -187,7 +187,7 @@ class PublishedConfig:
     measured mean and 95% interval of `metric` beside it."""
 
     metric: str = "test_acc1"
-    value: float = "???"  # type: ignore[assignment]  - OmegaConf's mark of a value that must be given
+    value: Optional[float] = None  # null: no published figure
     source: str = ""  # the paper, table or repository the figure comes from
 
 
@@ -202,7 +202,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = None  # {name: that logger's schema} for each logger in the list (cvrun/loggers/<name>.py)
     hparams_search: SearchConfig = field(default_factory=SearchConfig)
-    published: Optional[PublishedConfig] = None  # a preset's published figure, for cvrun compare
+    published: PublishedConfig = field(default_factory=PublishedConfig)  # a preset's figure, for cvrun compare
 
 
 @dataclass

@@ -181,6 +181,19 @@ CATALOGUE = [
                                               "dataset.root=DIR"),
     (["predict", "{source}", "{tree}/test", "--min-confidence", "2"], "--min-confidence 2 is not a probability; "
                                                                      "use a value from 0 to 1, such as 0.9"),
+    # issue 26: compare
+    (["compare", "{empty}"], "no runs under {empty} (a run folder holds a summary.json)"),
+    (["compare", "{source}", "--by", "model", "--baseline", "resnet18"],
+     "--baseline resnet18 names no setting; settings (model.name): lenet5"),
+    (["compare", "{source}", "--metric", "test_acc9"], "--metric test_acc9: no completed run has it in summary.json; "
+                                                       "numeric results: "),
+    (["compare", "{source}", "--format", "pdf"], "compare: argument --format: invalid choice: 'pdf'"),
+    (["compare", "{source}", "--by", "optim.learning_rate"], "--by optim.learning_rate: no run has this config key"),
+    (["train", "trainer.seeds=3"], "trainer.seeds=3 is a sweep of 3 runs (seeds 0-2); add -m: "
+                                   "cvrun train -m ... trainer.seeds=3"),
+    (["train", "-m", "trainer.seeds=0"], "trainer.seeds must be a positive integer (how many seeds: trainer.seeds=5 "
+                                         "runs seeds 0-4), got 0"),
+    (["train", "-m", "trainer.seeds=3", "trainer.seed=1"], "give trainer.seeds=3 (seeds 0-2) or trainer.seed, not both"),
 ]
 
 

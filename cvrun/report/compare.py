@@ -284,7 +284,10 @@ def display_rows(comparison: Comparison) -> list[dict[str, str]]:
 
 
 def heading(comparison: Comparison) -> str:
-    grouped = " ".join(comparison.keys) or "setting (one)"
+    if not comparison.keys:
+        return (f"{comparison.metric} over {comparison.settings[0].spread.n} runs of one setting (only the seeds "
+                "differ); 95% t interval")
+    grouped = " ".join(comparison.keys)
     pairing = f"runs paired by {' and '.join(comparison.unit_keys)}" if comparison.unit_keys else "no seed differs"
     return (f"{comparison.metric} by {grouped}, baseline {comparison.baseline}; {pairing}; "
             f"95% t intervals; p-values of paired t-tests (Welch's where unpaired), Holm-adjusted")
