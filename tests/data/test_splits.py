@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cvrun.data.samples import HIDDEN
-from cvrun.data.splits import build_splits, per_class_counts
+from cvrun.data.splits import build_splits, long_tail_counts, per_class_counts
 from cvrun.errors import UserError
 from tests.conftest import make_cfg, write_image_tree
 
@@ -108,3 +108,42 @@ def test_an_unlabeled_root_holding_the_images_held_out_for_validation_is_refused
                             "val_fraction": 0.5}).dataset
     with pytest.raises(UserError, match="overlaps the validation split: 6 of its images are validation images"):
         build_splits(cfg)
+
+
+# issue 25: imbalance
+def test_the_long_tail_profile_keeps_5000_down_to_50_images_over_10_classes():
+    """Cui et al. 2019's CIFAR-10-LT at ratio 100: n_c = int(5000 x 0.01^(c / 9))."""
+    counts = long_tail_counts(np.repeat(np.arange(10), 5000), 10, 100)
+    assert list(counts.values()) == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert sum(counts.values()) == 12406
+    # A class smaller than its share keeps what it has; every class keeps at least one image.
+    uneven = np.array([0] * 10 + [1] * 2 + [2] * 10)
+    assert long_tail_counts(uneven, 3, 4) == {0: 10, 1: 2, 2: 2}  # class 1's share would be 5
+    assert long_tail_counts(uneven, 3, 1000) == {0: 10, 1: 1, 2: 1}
+
+
+def test_an_imbalance_ratio_cuts_the_training_split_seeded_and_leaves_the_test_split():
+    plain = build_splits(shapes_cfg(val_fraction=0))
+    tail = build_splits(shapes_cfg(val_fraction=0, imbalance_ratio=10))
+    assert np.bincount(plain.train.labels).tolist() == [100] * 5
+    assert np.bincount(tail.train.labels).tolist() == [100, 56, 31, 17, 10]  # 100 x 0.1^(c / 4)
+    assert tail.record["test"] == plain.record["test"]
+    again = build_splits(shapes_cfg(val_fraction=0, imbalance_ratio=10))
+    other = build_splits(shapes_cfg(val_fraction=0, imbalance_ratio=10, split_seed=1))
+    assert again.record["train"] == tail.record["train"] and other.record["train"] != tail.record["train"]
+    held = build_splits(shapes_cfg(imbalance_ratio=10))  # the validation images are a tenth of each class
+    assert np.bincount(held.val.labels).tolist() == [10, 5, 3, 2, 1]
+
+
+def test_the_long_tailed_cifar10_preset_composes():
+    from hydra import compose, initialize_config_dir
+
+    from cvrun.commands import register_schemas
+    from cvrun.config import TrainConfig, validate
+    from cvrun.paths import config_dir
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = validate(compose(config_name="train", overrides=["experiment=cifar10_lt100"]), TrainConfig)
+    assert (cfg.dataset.name, cfg.dataset.imbalance_ratio, cfg.model.name) == ("cifar10", 100, "lenet5")
+    assert cfg.trainer.monitor == "val_balanced_acc1" and cfg.dataset.sampler == "none"

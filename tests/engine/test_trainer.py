@@ -281,3 +281,81 @@ def test_a_slow_evaluation_shows_a_progress_bar_unless_progress_is_off(monkeypat
     for progress in ("test", None):
         evaluation.evaluate(torch.nn.Linear(3, 2), loader, ToDevice(torch.device("cpu")), progress=progress)
         assert ("test:   0%|" in capsys.readouterr().err) == (progress is not None)
+
+
+# issue 25: trainer.monitor, balanced top-1 and macro-F1
+def test_balanced_top1_and_macro_f1_match_scikit_learn_on_a_hand_made_confusion():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from cvrun.engine.evaluate import balanced_acc1, macro_f1
+
+    # Rows: true class, columns: predicted. Class 2 has no images but is predicted; class 3 is never predicted.
+    confusion = torch.tensor([[50, 3, 2, 0], [10, 5, 0, 0], [0, 0, 0, 0], [1, 0, 4, 0]])
+    truth = [t for t in range(4) for p in range(4) for _ in range(int(confusion[t, p]))]
+    predicted = [p for t in range(4) for p in range(4) for _ in range(int(confusion[t, p]))]
+    with pytest.warns(UserWarning):  # scikit-learn's note on the predicted class without images
+        assert balanced_acc1(confusion) == pytest.approx(100 * balanced_accuracy_score(truth, predicted))
+    assert macro_f1(confusion) == pytest.approx(100 * f1_score(truth, predicted, average="macro", zero_division=0))
+    assert balanced_acc1(confusion) == pytest.approx(100 * (50 / 55 + 5 / 15 + 0 / 5) / 3)
+
+
+# Two classes, 90 and 10 validation images: per epoch the confusion and loss the scripted validation reports.
+SCRIPTED_VAL = [([[90, 0], [10, 0]], 1.0),  # top-1 90 (best), balanced 50
+                ([[80, 10], [2, 8]], 1.2),  # top-1 88, balanced 84.4 (best), macro-F1 best
+                ([[85, 5], [7, 3]], 0.8),  # top-1 88, balanced 62.2, lowest loss
+                ([[70, 20], [1, 9]], 0.9)]  # top-1 79, balanced 83.9
+
+
+def scripted_validation(monkeypatch):
+    """The trainer's validation returns SCRIPTED_VAL's results in turn (the test split is scored for real)."""
+    from cvrun.engine import trainer
+
+    results = iter(SCRIPTED_VAL)
+
+    def evaluate(*args, **kwargs):
+        confusion, loss = next(results)
+        confusion = torch.tensor(confusion)
+        acc1 = 100.0 * confusion.trace().item() / confusion.sum().item()
+        return {"loss": loss, "acc1": acc1, "acc5": 100.0, "samples": 100, "confusion": confusion}
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+
+
+# (val_acc1 would choose epoch 1: the default's choice is tested above.)
+@pytest.mark.parametrize("monitor, best_epoch", [("val_balanced_acc1", 2), ("val_macro_f1", 2), ("val_loss", 3)])
+def test_the_monitor_chooses_best_pt(tmp_path, monkeypatch, monitor, best_epoch):
+    from tests.conftest import train_run
+
+    scripted_validation(monkeypatch)
+    summary = train_run(tmp_path / "run", dataset={"train_size": 40, "test_size": 10, "classes": ["circle", "ring"]},
+                        trainer={"epochs": 4, "monitor": monitor})
+    assert summary["best_epoch"] == best_epoch and summary["monitor"] == monitor
+    assert torch.load(tmp_path / "run" / "checkpoints/best.pt", weights_only=True)["epoch"] == best_epoch
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert summary[f"best_{monitor}"] == round(float(rows[best_epoch - 1][monitor]), 4 if monitor == "val_loss" else 2)
+    assert [round(float(row["val_balanced_acc1"]), 1) for row in rows] == [50.0, 84.4, 62.2, 83.9]
+    assert float(rows[1]["val_macro_f1"]) == max(float(row["val_macro_f1"]) for row in rows)
+    present = [value for value in summary["test_per_class_acc1"].values() if value is not None]
+    assert summary["test_balanced_acc1"] == pytest.approx(sum(present) / len(present), abs=0.01)
+    assert 0 <= summary["test_macro_f1"] <= 100
+
+
+def test_early_stopping_counts_gains_of_the_monitor_lower_for_the_loss():
+    from types import SimpleNamespace
+
+    from cvrun.engine.trainer import _Loop
+
+    def loop(monitor):
+        trainer = SimpleNamespace(monitor=monitor, early_stop_patience=2, early_stop_min_delta=0.05, epochs=10)
+        return SimpleNamespace(cfg=SimpleNamespace(trainer=trainer), gain=None, stale_epochs=0, epoch=0,
+                               stopped_early=False)
+
+    by_loss = loop("val_loss")
+    for epoch, loss in enumerate([1.0, 0.9, 0.88, 0.5]):  # 0.88 is no gain of more than 0.05
+        by_loss.epoch = epoch
+        _Loop.count_towards_early_stop(by_loss, {"loss": loss, "acc1": 50.0})
+        assert by_loss.stale_epochs == [0, 0, 1, 0][epoch]
+    by_macro_f1 = loop("val_macro_f1")
+    for epoch, f1 in enumerate([40.0, 45.0, 45.0, 44.0]):
+        by_macro_f1.epoch = epoch
+        _Loop.count_towards_early_stop(by_macro_f1, {"macro_f1": f1, "loss": 1.0, "acc1": 50.0})
+    assert by_macro_f1.stopped_early and by_macro_f1.gain == 45.0
