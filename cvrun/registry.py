@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import sys
 from typing import Callable, Generic, Iterator, TypeVar
 
 from cvrun.errors import UserError
@@ -65,11 +66,35 @@ class Registry(Generic[T]):
 
 
 def load_plugins() -> None:
-    """CVRUN_PLUGINS=package.module[,...]: modules of your own, imported before a command runs, that register
-    their regimes, models, aug options, loggers or datasets with the registries above (README, Extending)."""
-    for name in filter(None, (part.strip() for part in os.environ.get("CVRUN_PLUGINS", "").split(","))):
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            raise UserError(f"CVRUN_PLUGINS names {name}, which cannot be imported ({err}); "
-                            "put its folder on PYTHONPATH or fix the name") from None
+    """Import the plugins, which register their models, regimes, aug options, loggers or datasets with the
+    registries above (README, Bring your own): every module an installed distribution declares in the
+    entry-point group `cvrun.plugins`, then the modules CVRUN_PLUGINS=package.module[,...] names, found on
+    sys.path or in the folder cvrun was started from. A module imported already is not imported again."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        distribution = entry.dist.name if entry.dist is not None else "?"
+        import_plugin(entry.module, f"plugin {entry.name} of {distribution} ({PLUGIN_GROUP} entry point {entry.value})",
+                      f"fix it, or uninstall {distribution}")
+    names = [part.strip() for part in os.environ.get("CVRUN_PLUGINS", "").split(",") if part.strip()]
+    if names and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # after the installed packages: a module beside the launch never shadows one
+    for name in names:
+        import_plugin(name, f"CVRUN_PLUGINS names {name}, which",
+                      "put it beside the folder you start cvrun from, or its folder on PYTHONPATH, or fix the name")
+
+
+# The entry-point group a distribution declares its cvrun plugin module in (pyproject.toml:
+# [project.entry-points."cvrun.plugins"] my_plugin = "my_package.plugin").
+PLUGIN_GROUP = "cvrun.plugins"
+
+
+def import_plugin(module: str, what: str, advice: str) -> None:
+    """Import a plugin module; any error in it (a missing module, a mistake in its code) is one line."""
+    if module in sys.modules:
+        return
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # noqa: BLE001 - whatever the plugin raised: the user's to fix, named in one line
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(f"{what} cannot be imported ({type(err).__name__}: {reason}); {advice}") from None

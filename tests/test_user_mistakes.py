@@ -194,6 +194,20 @@ CATALOGUE = [
     (["train", "-m", "trainer.seeds=0"], "trainer.seeds must be a positive integer (how many seeds: trainer.seeds=5 "
                                          "runs seeds 0-4), got 0"),
     (["train", "-m", "trainer.seeds=3", "trainer.seed=1"], "give trainer.seeds=3 (seeds 0-2) or trainer.seed, not both"),
+    # issue 25: imbalance
+    (["train", *SHAPES_RUN, "trainer.class_weights=[1,2]"],
+     "trainer.class_weights has 2 weights, but the data has 5 classes: give one weight per class"),
+    (["train", "trainer.class_weights=heavy"],
+     "trainer.class_weights must be none, balanced or one weight per class ([1.0,2.0,...]), got heavy"),
+    (["train", "trainer.monitor=val_acc"],
+     "trainer.monitor must be one of val_acc1, val_balanced_acc1, val_macro_f1, val_loss, got val_acc"),
+    (["train", "dataset.sampler=oversample"], "dataset.sampler must be one of none, balanced, got oversample"),
+    (["train", "dataset.imbalance_ratio=0.5"],
+     "dataset.imbalance_ratio (largest class over smallest) must be >= 1 or null, got 0.5"),
+    (["train", *SHAPES_RUN, "dataset.val_fraction=0", "trainer.monitor=val_loss"],
+     "trainer.monitor=val_loss chooses best.pt by the validation loss, but this run has no validation split"),
+    (["train", *SHAPES_RUN, "regime=knn", "regime.features=pixels", "trainer.class_weights=balanced"],
+     "regime=knn takes no trainer.class_weights: it trains nothing; leave trainer.class_weights=none"),
 ]
 
 
