@@ -29,9 +29,10 @@ def read_runs(directories: list[Path]) -> tuple[list, list[str]]:
     for directory in directories:
         if not directory.is_dir():
             raise UserError(f"{directory} is not a folder; give sweeps, runs or an outputs/ folder")
-        found = [run for run in find_runs(directory) if run.resolve() not in seen]
+        found = find_runs(directory)
         if not found:
             raise UserError(f"no runs under {directory} (a run folder holds a summary.json)")
+        found = [run for run in found if run.resolve() not in seen]  # folders given twice, or one inside another
         seen.update(run.resolve() for run in found)
         for run in found:
             runs.append(Run(str(run), run_settings(run)[0], read_json(run / "summary.json")))

@@ -101,6 +101,11 @@ def compare(runs: list[Run], differing: list[str], metric: str, by: str | None =
                         f"{', '.join(found) or 'none'}")
     if len(scored) < len(completed):
         notes.append(f"{len(completed) - len(scored)} completed run(s) without {metric}, left out")
+    if by is None:
+        keys = essential_keys(keys, scored)
+    else:  # a key that follows the setting (aug.base with --by aug.name) would keep every pair apart
+        unit_keys = [k for k in unit_keys if len({(r.settings.get(by), r.settings.get(k)) for r in scored})
+                     > len({r.settings.get(by) for r in scored})]
     groups: dict[str, list[Run]] = {}
     for run in sorted(scored, key=lambda r: [ordered(str(r.settings.get(k))) for k in keys]):
         groups.setdefault(label_of(run.settings, keys), []).append(run)
@@ -112,6 +117,24 @@ def compare(runs: list[Run], differing: list[str], metric: str, by: str | None =
     comparison = Comparison(metric, keys, unit_keys, chosen, settings, resolve, notes)
     test_against_baseline(comparison)
     return comparison
+
+
+def essential_keys(keys: list[str], runs: list[Run]) -> list[str]:
+    """The keys without those the others decide: aug=none,basic changes aug.name and aug.base together, and the
+    settings are named by aug.name alone. An option's name (`X.name`) is kept before its own keys."""
+    def partition(chosen: list[str]) -> set[tuple]:
+        groups: dict[tuple, list[int]] = {}
+        for index, run in enumerate(runs):
+            groups.setdefault(tuple(run.settings.get(k) for k in chosen), []).append(index)
+        return {tuple(members) for members in groups.values()}
+
+    kept = list(keys)
+    whole = partition(kept)
+    for key in sorted(keys, key=lambda k: k.endswith(".name")):
+        rest = [k for k in kept if k != key]
+        if rest and partition(rest) == whole:
+            kept = rest
+    return kept
 
 
 def make_setting(label: str, members: list[Run], unit_keys: list[str], metric: str, notes: list[str]) -> Setting:

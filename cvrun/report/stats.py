@@ -64,8 +64,9 @@ def paired_difference(values: list[float], baseline: list[float]) -> Difference:
     differences = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
     sd = float(differences.std(ddof=1))
     mean = float(differences.mean())
-    if sd == 0:  # every pair differs by the same amount: the t statistic is undefined, the answer is not
-        return Difference("paired t", len(differences), mean, mean, mean, 1.0 if mean == 0 else 0.0, 0.0)
+    # Every pair differs by the same amount (to rounding): the t statistic is undefined, the answer is not.
+    if np.allclose(differences, mean, rtol=0, atol=1e-9):
+        return Difference("paired t", len(differences), mean, mean, mean, 1.0 if abs(mean) < 1e-9 else 0.0, 0.0)
     result = stats.ttest_rel(values, baseline)
     interval = result.confidence_interval(CONFIDENCE)
     return Difference("paired t", len(differences), mean, float(interval.low), float(interval.high),
@@ -75,11 +76,14 @@ def paired_difference(values: list[float], baseline: list[float]) -> Difference:
 def welch_difference(values: list[float], baseline: list[float]) -> Difference:
     """Welch's t-test (scipy.stats.ttest_ind, equal_var=False) of mean(values) - mean(baseline): settings that
     share no seeds, so nothing pairs their runs, and their spreads need not be equal."""
+    spread = math.sqrt((np.var(values, ddof=1) + np.var(baseline, ddof=1)) / 2)
+    mean = float(np.mean(values) - np.mean(baseline))
+    n = min(len(values), len(baseline))
+    if spread < 1e-9:  # both settings without spread: as for paired differences all alike
+        return Difference("Welch", n, mean, mean, mean, 1.0 if abs(mean) < 1e-9 else 0.0, 0.0)
     result = stats.ttest_ind(values, baseline, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
-    spread = math.sqrt((np.var(values, ddof=1) + np.var(baseline, ddof=1)) / 2)
-    return Difference("Welch", min(len(values), len(baseline)), float(np.mean(values) - np.mean(baseline)),
-                      float(interval.low), float(interval.high), float(result.pvalue), spread)
+    return Difference("Welch", n, mean, float(interval.low), float(interval.high), float(result.pvalue), spread)
 
 
 def holm(pvalues: list[float]) -> list[float]:

@@ -193,3 +193,26 @@ def test_markdown_and_latex():
     assert latex[6] == (rf"rand\_aug & 3 & \textbf{{51.50 $\pm$ {half_gained:.2f}}} & +1.50 [{1.5 - half_diff:.2f}, "
                         rf"{1.5 + half_diff:.2f}] & {p:.3f} \\")
     assert latex[-2:] == [r"\bottomrule", r"\end{tabular}"]
+
+
+def test_keys_an_option_decides_name_no_setting_and_keep_no_pair_apart():
+    runs = runs_of({"none": SEED_EFFECT[:3], "basic": [s + 1 for s in SEED_EFFECT[:3]]},
+                   none={"aug.base": "False"}, basic={"aug.base": "True"})
+    keys = ["aug.name", "aug.base", "trainer.seed"]  # aug=none,basic changes both
+    plain = compare(runs, keys, "test_acc1")
+    assert plain.keys == ["aug.name"] and [s.label for s in plain.settings] == ["basic", "none"]
+    chosen = compare(runs, keys, "test_acc1", by="aug.name")
+    assert chosen.unit_keys == ["trainer.seed"] and by_label(chosen)["none"].difference.test == "paired t"
+    grid = runs_of({"none": SEED_EFFECT[:2] * 2, "basic": SEED_EFFECT[:2] * 2},
+                   seeds={"none": [0, 1, 0, 1], "basic": [0, 1, 0, 1]})
+    for index, run in enumerate(grid):  # a full grid of aug x lr: neither key decides the other
+        run.settings["optim.lr"] = str(0.01 * (1 + index % 2))
+    assert compare(grid, ["aug.name", "optim.lr", "trainer.seed"], "test_acc1").keys == ["aug.name", "optim.lr"]
+
+
+def test_differences_without_spread():
+    same = paired_difference([50.1, 60.2, 70.3], [50.1, 60.2, 70.3])
+    shifted = paired_difference([50.1 + 0.7, 60.2 + 0.7, 70.3 + 0.7], [50.1, 60.2, 70.3])
+    assert (same.p, same.low, same.high) == (1.0, 0.0, 0.0)
+    assert shifted.p == 0.0 and shifted.low == pytest.approx(0.7) and shifted.high == pytest.approx(0.7)
+    assert welch_difference([60.0, 60.0], [60.0, 60.0]).p == 1.0 and welch_difference([61.0, 61.0], [60.0, 60.0]).p == 0.0
