@@ -227,9 +227,8 @@ def is_percentage(metric: str) -> bool:
 def published_figure(label: str, members: list[Run], notes: list[str]) -> dict[str, Any] | None:
     """The published figure the setting's preset carries, beside the measured mean and interval of its metric;
     `outside` where the published figure falls outside the interval."""
-    figures = {(r.settings.get("published.metric"), r.settings.get("published.value"), r.settings.get("published.source"))
-               for r in members}
-    figures.discard((None, None, None))
+    figures = {tuple(r.settings.get(f"published.{k}") for k in ("metric", "value", "source")) for r in members}
+    figures = {figure for figure in figures if figure[1] not in (None, "None")}  # value null: no figure
     if not figures:
         return None
     if len(figures) > 1:
@@ -237,7 +236,8 @@ def published_figure(label: str, members: list[Run], notes: list[str]) -> dict[s
         return None
     metric, value, source = next(iter(figures))
     scores = [float(r.summary[metric]) for r in members if numeric(r.summary.get(metric)) is not None]
-    if value in (None, "None") or not scores:
+    if not scores:
+        notes.append(f"{label}: no run has {metric}, the metric of its published figure")
         return None
     spread = describe(scores)
     published = float(value)
@@ -298,7 +298,8 @@ def display_rows(comparison: Comparison) -> list[dict[str, str]]:
     for s in comparison.settings:
         d = s.difference
         interval = "" if s.spread.low is None else f"[{s.spread.low:.2f}, {s.spread.high:.2f}]"
-        table.append({"setting": s.label, "n": str(s.spread.n), "mean": number(s.spread.mean), "sd": number(s.spread.sd),
+        table.append({"setting": s.label, "n": str(s.spread.n), "mean": number(s.spread.mean),
+                      "sd": number(s.spread.sd),
                       "95% CI": interval, vs: "" if d is None else f"{d.mean:+.2f}",
                       "95% CI (difference)": "" if d is None else f"[{d.low:.2f}, {d.high:.2f}]",
                       "test": "" if d is None else d.test, "p": "" if d is None else p_value(d.p),
@@ -346,7 +347,8 @@ def to_table(comparison: Comparison) -> str:
     from cvrun.report.table import to_text
 
     table = display_rows(comparison)
-    return "\n".join([heading(comparison), "", to_text(table, list(table[0])).rstrip(), "", *text_lines(comparison)]) + "\n"
+    lines = [heading(comparison), "", to_text(table, list(table[0])).rstrip(), "", *text_lines(comparison)]
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(comparison: Comparison) -> str:

@@ -41,7 +41,8 @@ def test_a_sweep_is_compared_without_flags(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("test_acc1 by aug.name, baseline basic; runs paired by trainer.seed;")
     verdicts = [line for line in lines if " - basic: " in line]
-    assert verdicts[0].startswith("flip - basic: ") and "5 paired seeds: not distinguishable with 5 seeds" in verdicts[0]
+    assert verdicts[0].startswith("flip - basic: ")
+    assert "5 paired seeds: not distinguishable with 5 seeds" in verdicts[0]
     assert verdicts[1].startswith("randaug - basic: +1.5") and verdicts[1].endswith("5 paired seeds: better")
     assert "  1 run(s) not completed, left out: " in result.stdout
 

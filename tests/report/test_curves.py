@@ -17,8 +17,9 @@ def captured(monkeypatch, module):
 
 
 # (regime, labels per class) -> test top-1 over three seeds
-RESULTS = {("scratch", 4): [20.0, 22.0, 24.0], ("scratch", 25): [30.0, 31.0, 32.0], ("scratch", 400): [50.0, 50.5, 51.0],
-           ("fixmatch", 4): [35.0, 39.0, 43.0], ("fixmatch", 25): [45.0, 46.0, 47.0], ("fixmatch", 400): [55.0, 55.0, 55.0]}
+RESULTS = {("scratch", 4): [20.0, 22.0, 24.0], ("scratch", 25): [30.0, 31.0, 32.0],
+           ("scratch", 400): [50.0, 50.5, 51.0], ("fixmatch", 4): [35.0, 39.0, 43.0],
+           ("fixmatch", 25): [45.0, 46.0, 47.0], ("fixmatch", 400): [55.0, 55.0, 55.0]}
 
 
 def test_one_line_per_regime_through_the_means_with_t_interval_bands(monkeypatch, tmp_path):

@@ -132,7 +132,8 @@ def test_pairs_follow_the_seed_not_the_folder_order_and_a_missing_seed_is_said()
 
 def test_settings_that_share_no_seeds_fall_back_to_welch_and_say_so():
     a, b = [70.1, 71.3, 69.8, 70.6], [72.0, 73.9, 71.2, 74.4, 72.8]
-    comparison = compare(runs_of({"basic": a, "randaug": b}, seeds={"basic": [0, 1, 2, 3], "randaug": [10, 11, 12, 13, 14]}),
+    disjoint = {"basic": [0, 1, 2, 3], "randaug": [10, 11, 12, 13, 14]}
+    comparison = compare(runs_of({"basic": a, "randaug": b}, seeds=disjoint),
                          differing(), "test_acc1")
     d = by_label(comparison)["randaug"].difference
     # Welch by hand: the standard error from each group's own variance, Satterthwaite's degrees of freedom.
@@ -215,4 +216,13 @@ def test_differences_without_spread():
     shifted = paired_difference([50.1 + 0.7, 60.2 + 0.7, 70.3 + 0.7], [50.1, 60.2, 70.3])
     assert (same.p, same.low, same.high) == (1.0, 0.0, 0.0)
     assert shifted.p == 0.0 and shifted.low == pytest.approx(0.7) and shifted.high == pytest.approx(0.7)
-    assert welch_difference([60.0, 60.0], [60.0, 60.0]).p == 1.0 and welch_difference([61.0, 61.0], [60.0, 60.0]).p == 0.0
+    assert welch_difference([60.0, 60.0], [60.0, 60.0]).p == 1.0
+    assert welch_difference([61.0, 61.0], [60.0, 60.0]).p == 0.0
+
+
+def test_runs_without_a_published_figure_show_none_and_note_nothing():
+    runs = runs_of({"basic": [70.1, 70.5], "randaug": [71.0, 71.4]},
+                   basic={"published.metric": "test_acc1", "published.value": "None", "published.source": ""})
+    comparison = compare(runs, differing(), "test_acc1")  # randaug's runs predate the published key
+    assert all(s.published is None for s in comparison.settings) and comparison.notes == []
+    assert "published" not in FORMATS["table"](comparison)
