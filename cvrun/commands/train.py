@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from contextlib import contextmanager
@@ -18,26 +19,81 @@ log = logging.getLogger("cvrun")
 
 
 def train(cfg: Any) -> float | None:
-    """One run; returns its best validation accuracy, the objective an optimising sweeper (Optuna) maximises."""
+    """`cvrun train`'s task: one run; returns its best validation accuracy, the objective an optimising sweeper
+    (Optuna) maximises. In a Hydra job it trains in the job's folder; a config composed outside one (Hydra's
+    compose API) trains in a folder of its own, as cvrun.api.train's do (train_composed)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    summary = train_in_job(cfg) if HydraConfig.initialized() else train_composed(cfg)[1]
+    return summary.get("best_val_acc1")
+
+
+def train_in_job(cfg: Any) -> dict:
+    """One run in the folder of the Hydra job that runs it (`cvrun train`, a sweep's job)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from cvrun.engine import distributed
-    from cvrun.engine.rundir import RunFolder, use_cvrun_log_format
-    from cvrun.engine.runtime import signals_raise
+    from cvrun.engine.rundir import use_cvrun_log_format
     from cvrun.parallel import adopt_slurm_tasks, is_main
 
     use_cvrun_log_format()
-    # A train.log that cannot be written (full disk) is reported by the write that fails next,
-    # in one line; logging's own report would be a traceback per line.
-    logging.raiseExceptions = False
     adopt_slurm_tasks()  # a launcher's multi-task SLURM job runs this without cvrun's command line
     if not is_main():  # every task of such a job runs Hydra's job: train.log stays rank 0's
         drop_log_files()
-    refuse_under_torchrun(cfg)
     hydra = HydraConfig.get()
     sweep_dir = Path(hydra.sweep.dir).absolute() if hydra.mode == RunMode.MULTIRUN else None
-    run_path = distributed.start(cfg, hydra.runtime.output_dir)
+    return train_in(cfg, hydra.runtime.output_dir, sweep_dir)
+
+
+def train_composed(cfg: Any) -> tuple[Path, dict]:
+    """One run of a config composed outside a Hydra job: its folder and summary.
+
+    The folder is the config's hydra.run.dir (composed with return_hydra_config=True; Hydra's record goes in
+    its .hydra/ as a job's does), else train.yaml's; it is claimed once the config has passed the checks a
+    command line gets before its folder exists. cvrun's log lines go to the console and the run's train.log
+    for the run's length, and to no other handler.
+    """
+    from omegaconf import open_dict, read_write
+
+    from cvrun.config import TrainConfig, validate
+    from cvrun.engine.rundir import logging_to, quiet_third_party_logs
+
+    task_cfg = copy.deepcopy(cfg)
+    with read_write(task_cfg), open_dict(task_cfg):
+        hydra = task_cfg.pop("hydra", None)
+    typed = validate(task_cfg, TrainConfig)
+    if typed.trainer.resume is not None:  # a resume carries its run on in that run's folder
+        run_path = Path(typed.trainer.resume).expanduser().absolute()
+        if not (run_path / "config.yaml").is_file():
+            raise UserError(f"trainer.resume={run_path} is not a run folder (no config.yaml in it)")
+    else:
+        check_job(typed)
+        run_path = composed_run_folder(task_cfg, hydra)
+        if hydra is not None and hydra.output_subdir is not None:
+            write_hydra_record(run_path / str(hydra.output_subdir), task_cfg, hydra, run_path)
+    quiet_third_party_logs()
+    cvrun_log = logging.getLogger("cvrun")
+    propagates, level = cvrun_log.propagate, cvrun_log.level
+    cvrun_log.propagate = False  # a handler of the root logger (an earlier Hydra job's train.log) gets none
+    try:
+        with logging_to(run_path / "train.log", console=True):
+            return run_path, train_in(task_cfg, str(run_path), None)
+    finally:
+        cvrun_log.propagate, cvrun_log.level = propagates, level
+
+
+def train_in(cfg: Any, output_dir: str, sweep_dir: Path | None) -> dict:
+    """One run in `output_dir` (on every rank, rank 0's): the run itself, whoever chose its folder."""
+    from cvrun.engine import distributed
+    from cvrun.engine.rundir import RunFolder
+    from cvrun.engine.runtime import signals_raise
+    from cvrun.parallel import is_main
+
+    # A train.log that cannot be written (full disk) is reported by the write that fails next,
+    # in one line; logging's own report would be a traceback per line.
+    logging.raiseExceptions = False
+    refuse_under_torchrun(cfg)
+    run_path = distributed.start(cfg, output_dir)
     try:
         with signals_raise(), held_folder(Path(run_path), is_main()):
             run = RunFolder(Path(run_path), writes=is_main())
@@ -45,11 +101,41 @@ def train(cfg: Any) -> float | None:
         # The ranks leave the process group together, once rank 0 has written the run's files, so that no
         # rank closes its connections while another still uses them.
         distributed.barrier()
-        return summary.get("best_val_acc1")
+        return summary
     finally:
         distributed.finish()
 
 
+def composed_run_folder(cfg: Any, hydra: Any) -> Path:
+    """The folder a composed config's run claims: its hydra.run.dir, else the one train.yaml names."""
+    from hydra.core.utils import setup_globals
+    from omegaconf import OmegaConf
+
+    from cvrun.io import forget_claims
+    from cvrun.paths import config_dir
+
+    setup_globals()  # Hydra's `now` resolver, which the folder's name takes the time from
+    forget_claims()  # a new launch: never the folder an earlier run of this process claimed
+    hydra = hydra if hydra is not None else OmegaConf.load(config_dir() / "train.yaml").hydra
+    named = copy.deepcopy(cfg)  # the folder's name may name any of the config's keys
+    OmegaConf.update(named, "hydra.run.dir", OmegaConf.to_container(hydra.run, resolve=False)["dir"],
+                     force_add=True)
+    return Path(str(OmegaConf.select(named, "hydra.run.dir"))).absolute()
+
+
+def write_hydra_record(folder: Path, cfg: Any, hydra: Any, run_path: Path) -> None:
+    """What a Hydra job keeps in its .hydra/: the job's config, Hydra's own (its output_dir this run's) and the
+    overrides the config was composed with."""
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from cvrun.io import atomic_write_bytes
+
+    hydra = copy.deepcopy(hydra)
+    with read_write(hydra), open_dict(hydra):
+        hydra.runtime.output_dir = str(run_path)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra})),
+                       ("overrides.yaml", hydra.overrides.task)):
+        atomic_write_bytes(folder / name, OmegaConf.to_yaml(node).encode())
 def check_job(cfg: Any) -> None:
     """What a job's regime can check before its run folder exists (its sources, the data's extra folder, the
     device); a resume carries on a config that was checked when the run started."""

@@ -1,0 +1,194 @@
+"""cvrun from Python (a notebook, a script): what the commands do, as functions that return their results.
+
+    from cvrun.api import train, evaluate, predict, load_model
+    run = train(["dataset=shapes", "model=lenet5", "trainer.epochs=1"])
+    run.run_dir, run.status, run.summary["test_acc1"], run.metrics[-1]["val_acc1"]
+    evaluate(run.run_dir)["acc1"]                       # cvrun eval RUN_DIR
+    predict(run.run_dir, ["a.png", "b.png"], top_k=3)   # cvrun predict RUN_DIR a.png b.png --top-k 3, as rows
+    loaded = load_model(run.run_dir)                    # .model (eval mode, CPU), .transform, .class_names
+    logits = loaded.model(loaded.transform("a.png")[None])
+
+`train` takes the overrides `cvrun train` takes, or a config from Hydra's compose API, and runs it through the
+same function as the command (cvrun.commands.train.train_composed, which `cvrun train`'s task calls outside a
+Hydra job): the same checks, run folder (outputs/DATE/TIME_<regime>_<model>/ under the working folder, unless
+hydra.run.dir says otherwise), files and results. Each call is a new run; nothing of one stays in the
+process for the next (sys.argv and the logging handlers are left as they were). A mistake raises
+cvrun.errors.UserError with the one line the command prints.
+
+Sweeps stay on the command line (`cvrun train -m ...`, `hparams_search=...`): they are Hydra's multirun,
+with its launchers and sweepers. From Python, `cvrun.cli.main(["train", "-m", ...])` runs one and returns the
+exit status; a loop over `train` gives runs whose folders `cvrun summarize` tabulates.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from cvrun.commands import register_schemas
+from cvrun.errors import UserError
+
+__all__ = ["Run", "LoadedModel", "compose", "train", "evaluate", "predict", "load_model"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder and what it holds, read when asked (a run still training shows its progress)."""
+
+    run_dir: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json as a dict ({} before the run has written one)."""
+        from cvrun.report.table import read_json
+
+        return read_json(self.run_dir / "summary.json")
+
+    @property
+    def status(self) -> str | None:
+        """completed, failed, interrupted, pruned or running; None before summary.json exists."""
+        return self.summary.get("status")
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """metrics.csv's rows, one per epoch, its numbers as int or float (an empty cell None)."""
+        path = self.run_dir / "metrics.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as handle:
+            return [{key: number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def number(text: str) -> Any:
+    """A CSV cell as the value it writes: an int, a float, None for an empty cell, else the text."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def compose(overrides: Sequence[str] = ()) -> Any:
+    """The config `cvrun train OVERRIDES` composes (with its hydra section), after the command line's checks:
+    a mistake is a UserError, before anything is written. One run: a sweep (-m, or a comma list) is refused."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cvrun.commands.train import check_job, prepare_args
+    from cvrun.overrides import composition_error, override_args, preflight, quote_paths
+    from cvrun.paths import config_dir
+
+    args = quote_paths([str(arg) for arg in overrides])
+    if "-m" in args or "--multirun" in args:
+        raise UserError("cvrun.api.train runs one run; run a sweep with cvrun train -m (or cvrun.cli.main)")
+    preflight("train", args, check_job)
+    args = prepare_args(args)
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="train"):
+        try:
+            return hydra_compose("train", overrides=override_args(args), return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as err:
+            raise UserError(composition_error(err)) from None
+
+
+def train(overrides: Sequence[str] | Any = ()) -> Run:
+    """One run of `cvrun train OVERRIDES` (a list of strings), or of a config composed with Hydra's compose API
+    (after `import cvrun.api`, whose import puts cvrun's schemas where compose finds them). Returns the Run,
+    whatever its status; a UserError or the run's own failure is raised, Ctrl-C as KeyboardInterrupt."""
+    from omegaconf import DictConfig
+
+    from cvrun.commands.train import train_composed
+
+    cfg = overrides if isinstance(overrides, DictConfig) else compose(overrides)
+    try:
+        run_dir, _ = train_composed(cfg)
+    except SystemExit as exit_:
+        if exit_.code == 130:  # interrupted: the run folder says how to carry it on
+            raise KeyboardInterrupt from None
+        raise
+    return Run(run_dir)
+
+
+def evaluate(run_dir: str | Path, split: str = "test", tta: bool = False, device: str = "auto",
+             batch_size: int | None = None, dataset_root: str | None = None) -> dict[str, Any]:
+    """`cvrun eval RUN_DIR split=SPLIT`: the best checkpoint scored on the split. Returns acc1, acc5 (percent),
+    loss, samples and the confusion matrix; with tta=True also `tta`, the same for the flip-averaged model."""
+    from omegaconf import OmegaConf
+
+    from cvrun.commands.eval import evaluate_run
+    from cvrun.config import EvalConfig
+
+    cfg = OmegaConf.structured(EvalConfig)
+    cfg.run_dir, cfg.split, cfg.tta, cfg.device, cfg.batch_size = str(run_dir), split, tta, device, batch_size
+    cfg.progress, cfg.dataset.root = False, dataset_root
+    return evaluate_run(cfg)
+
+
+def predict(source: str | Path, paths: Sequence[str | Path], top_k: int = 5, tta: bool = False,
+            batch_size: int = 256, min_confidence: float | None = None) -> list[dict[str, Any]]:
+    """`cvrun predict SOURCE PATHS --top-k K` without the CSV: a run folder or an exported model.onnx, and image
+    files, folders or .txt lists of paths. One row per image, as predictions.csv holds it: path, top1,
+    top1_prob, ... topK, topK_prob (probabilities as text with six decimals), error ("" when read) and with
+    min_confidence `abstained` (yes when the top-1 probability is below it)."""
+    from cvrun.commands.predict import checked_inputs, predict_files
+
+    predictor, images = checked_inputs(Path(source), [str(path) for path in paths], top_k, batch_size, min_confidence)
+    return predict_files(predictor, images, top_k, tta, batch_size, min_confidence)
+
+
+@dataclass
+class LoadedModel:
+    """A run's best weights as an nn.Module in eval mode (on `device`), the transform its inputs take and
+    its classes, in the order of the model's outputs."""
+
+    model: Any
+    transform: Any
+    class_names: list[str]
+
+
+class ImageTransform:
+    """An image file path, or an RGB uint8 HxWxC array, as the model takes it: resized to the run's image size
+    as cvrun predict resizes it, then normalised; a float32 CxHxW tensor (add the batch dimension)."""
+
+    def __init__(self, card: Any):
+        import torch
+
+        from cvrun.engine.evaluate import Normalize
+
+        self.image_size = card.image_size
+        self.normalize = Normalize(card.mean, card.std, torch.device("cpu"))
+
+    def __call__(self, image: Any) -> Any:
+        from cvrun.data.loaders import to_chw
+        from cvrun.data.samples import fit_size, read_rgb
+
+        if isinstance(image, (str, Path)):
+            path, image = str(image), read_rgb(str(image))
+            if image is None:
+                raise UserError(f"{path} is not an image OpenCV can read")
+        return self.normalize(to_chw(fit_size(image, self.image_size))[None])[0]
+
+
+def load_model(run_dir: str | Path, device: str = "cpu") -> LoadedModel:
+    """A finished (or still training) run's best checkpoint: the model, its input transform, its classes."""
+    import torch
+
+    from cvrun.commands.eval import load_run
+    from cvrun.engine.inference import ModelCard
+    from cvrun.models.pretrained import rebuild_model
+
+    cfg, state = load_run(Path(run_dir))
+    card = ModelCard.of_run(cfg, state)
+    model = rebuild_model(cfg, state).to(torch.device(device)).eval()
+    return LoadedModel(model, ImageTransform(card), card.class_names)
+
+
+# cvrun's schemas in Hydra's ConfigStore, where Hydra's compose API finds them when it composes cvrun's configs.
+register_schemas()
