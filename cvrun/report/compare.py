@@ -39,7 +39,8 @@ class Setting:
     duplicated: bool = False  # two runs share a unit: the setting cannot pair
     difference: Difference | None = None
     p_holm: float | None = None
-    verdict: str = ""
+    outcome: str = "baseline"  # better, worse, not distinguishable, not tested
+    verdict: str = ""  # the outcome in a sentence
     published: dict[str, Any] | None = None
 
 
@@ -169,7 +170,7 @@ def test_against_baseline(comparison: Comparison) -> None:
         setting.p_holm = adjusted
     for setting in comparison.settings:
         if setting is not base:
-            setting.verdict = verdict(setting, base, comparison, len(tested))
+            setting.outcome, setting.verdict = verdict(setting, base, comparison, len(tested))
 
 
 def difference(setting: Setting, base: Setting, comparison: Comparison) -> Difference | None:
@@ -195,29 +196,32 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(LOWER_IS_BETTER)
 
 
-def verdict(setting: Setting, base: Setting, comparison: Comparison, tests: int) -> str:
-    """'randaug - basic: +1.30 points [0.40, 2.20], 10 paired seeds: better', or why it cannot say."""
+def verdict(setting: Setting, base: Setting, comparison: Comparison, tests: int) -> tuple[str, str]:
+    """The outcome, and it in a sentence: 'randaug - basic: +1.30 points [0.40, 2.20], 10 paired seeds: better',
+    or why it cannot say."""
     d = setting.difference
     head = f"{setting.label} - {base.label}"
     if d is None:
-        return f"{head}: not tested (too few runs)"
+        return "not tested", f"{head}: not tested (too few runs)"
     unit = " points" if is_percentage(comparison.metric) else ""
-    seeds = f"{d.n} paired seeds" if d.test == "paired t" else f"{setting.spread.n} and {base.spread.n} runs, unpaired"
+    paired = d.test == "paired t"
+    seeds = f"{d.n} paired seeds" if paired else f"{setting.spread.n} and {base.spread.n} runs, unpaired"
     text = f"{head}: {d.mean:+.2f}{unit} [{d.low:.2f}, {d.high:.2f}], {seeds}"
     if setting.p_holm < ALPHA:
-        return f"{text}: {'better' if (d.mean > 0) != lower_is_better(comparison.metric) else 'worse'}"
+        outcome = "better" if (d.mean > 0) != lower_is_better(comparison.metric) else "worse"
+        return outcome, f"{text}: {outcome}"
     # Holm's first step tests the smallest p-value at alpha / m: what more seeds must clear at least.
-    needed = seeds_to_resolve(d.spread, comparison.resolve, d.test == "paired t", ALPHA / max(tests, 1))
-    resolve = f"{comparison.resolve:g}-point" if unit else f"{comparison.resolve:g}"
-    size = ("more than 10,000" if needed is None else f"about {needed}") + (" per setting" if d.test == "Welch" else "")
+    needed = seeds_to_resolve(d.spread, comparison.resolve, paired, ALPHA / max(tests, 1))
+    resolve = f"a {comparison.resolve:g}{'-point' if unit else ''} difference at this spread"
+    have = f"{d.n} seeds" if paired else f"{setting.spread.n} and {base.spread.n} runs"
     if needed is not None and needed <= d.n:
-        text += f": not distinguishable with {d.n} seeds, enough to resolve a {resolve} difference at this spread"
+        text += f": not distinguishable with {have}, enough to resolve {resolve}"
     else:
-        text += f": not distinguishable with {d.n} seeds: {size} seeds would resolve a {resolve} difference at this " \
-                "spread"
+        size = "more than 10,000 seeds" if needed is None else f"about {needed} seeds"
+        text += f": not distinguishable with {have}: {size}{'' if paired else ' per setting'} would resolve {resolve}"
     if d.p < ALPHA:
         text += f" (p {d.p:.3g}, but {setting.p_holm:.3g} after Holm's correction for {tests} comparisons)"
-    return text
+    return "not distinguishable", text
 
 
 def is_percentage(metric: str) -> bool:
@@ -272,7 +276,7 @@ def rows(comparison: Comparison) -> list[dict[str, Any]]:
                "pairs": None if d is None or d.test != "paired t" else d.n, "test": None if d is None else d.test,
                "p": None if d is None else float(f"{d.p:.3g}"),
                "p_holm": None if s.p_holm is None else float(f"{s.p_holm:.3g}"),
-               "verdict": verdict_word(s, comparison)}
+               "verdict": s.outcome}
         if s.published is not None:
             row.update(published=s.published["published"], published_metric=s.published["metric"],
                        published_source=s.published["source"],
@@ -280,15 +284,6 @@ def rows(comparison: Comparison) -> list[dict[str, Any]]:
                        published_outside=s.published["outside"])
         out.append(row)
     return out
-
-
-def verdict_word(setting: Setting, comparison: Comparison) -> str:
-    if setting.label == comparison.baseline:
-        return "baseline"
-    if setting.p_holm is None:
-        return "not tested"
-    text = setting.verdict.rsplit(": ", 1)[-1]
-    return text if text in ("better", "worse") else "not distinguishable"
 
 
 def display_rows(comparison: Comparison) -> list[dict[str, str]]:
@@ -303,7 +298,7 @@ def display_rows(comparison: Comparison) -> list[dict[str, str]]:
                       "95% CI": interval, vs: "" if d is None else f"{d.mean:+.2f}",
                       "95% CI (difference)": "" if d is None else f"[{d.low:.2f}, {d.high:.2f}]",
                       "test": "" if d is None else d.test, "p": "" if d is None else p_value(d.p),
-                      "p (Holm)": p_value(s.p_holm), "verdict": verdict_word(s, comparison)})
+                      "p (Holm)": p_value(s.p_holm), "verdict": s.outcome})
     return table
 
 

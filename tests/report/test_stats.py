@@ -226,3 +226,14 @@ def test_runs_without_a_published_figure_show_none_and_note_nothing():
     comparison = compare(runs, differing(), "test_acc1")  # randaug's runs predate the published key
     assert all(s.published is None for s in comparison.settings) and comparison.notes == []
     assert "published" not in FORMATS["table"](comparison)
+
+
+def test_an_unpaired_null_difference_asks_for_seeds_per_setting():
+    a, b = [70.0, 74.0, 66.0], [71.0, 67.0, 73.0]
+    comparison = compare(runs_of({"basic": a, "randaug": b}, seeds={"basic": [0, 1, 2], "randaug": [3, 4, 5]}),
+                         differing(), "test_acc1")
+    spread = math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+    needed = seeds_to_resolve(spread, 1.0, paired=False)
+    assert by_label(comparison)["randaug"].verdict.endswith(
+        f"3 and 3 runs, unpaired: not distinguishable with 3 and 3 runs: about {needed} seeds per setting would "
+        "resolve a 1-point difference at this spread")
