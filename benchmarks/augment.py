@@ -28,9 +28,12 @@ from cvrun.augment.auto import AutoAugment, RandAugment, TrivialAugmentWide
 from cvrun.augment.ops import OPS
 from cvrun.augment.policies import build_train_transform
 from cvrun.augment.reference import torchvision_op
+from cvrun.commands import register_option_groups
 from cvrun.config import option_values, typed_option
 
 CIFAR10_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "train"
+
+register_option_groups()  # the config's option sections are typed on their registries' schemas
 
 
 def load_images(count: int, size: int, cifar10: bool) -> list[np.ndarray]:

@@ -33,10 +33,13 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from cvrun.augment import build_train_transform
+from cvrun.commands import register_option_groups
 from cvrun.config import DatasetConfig, option_values, typed_option
 from cvrun.data.loaders import file_workers, make_loader
 from cvrun.data.splits import build_splits
 from cvrun.engine.evaluate import Normalize
+
+register_option_groups()  # the config's option sections are typed on their registries' schemas
 
 ROOT = Path(os.environ.get("CVRUN_CIFAR10", Path(__file__).resolve().parents[1].parent / "shared/data/cifar10"))
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]

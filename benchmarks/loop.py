@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from cvrun.augment import build_train_transform
+from cvrun.commands import register_option_groups
 from cvrun.config import TrainConfig, option_values, validate
 from cvrun.data.loaders import make_loader
 from cvrun.data.splits import build_splits
@@ -40,6 +41,8 @@ from cvrun.engine.rundir import RunFolder
 from cvrun.engine.trainer import place_model
 from cvrun.models import build_model
 from cvrun.regimes import REGIMES
+
+register_option_groups()  # the config's option sections are typed on their registries' schemas
 
 # (images per epoch, epochs): enough steps for a stable rate, few enough for minutes on 2 cores
 # (resnet18 trains about 30 images a second there). The first epoch of each run is not counted.

@@ -14,9 +14,41 @@ from cvrun.errors import UserError, require
 
 
 @dataclass
-class DatasetConfig:
+class OptionConfig:
+    """The base of every option's own schema (a model, a dataset, a regime, an aug option, a logger, ...): its
+    name, and its checks."""
+
+    name: str = "?"
+
+    def check(self) -> None:
+        """Range checks that types alone cannot express: a UserError naming the key and the allowed values."""
+
+
+def path_field(*keywords: str) -> Any:
+    """A key that names a file or folder (None by default): made absolute in the config saved with a run, quoted
+    for Hydra on the command line, left out of sweep job folder names. `keywords`: values that name no path
+    (model.pretrained=imagenet)."""
+    return field(default=None, metadata={"path": True, "keywords": keywords})
+
+
+# dataset.cache's modes (cvrun/data/cache.py says what each does).
+CACHE_MODES = ("auto", "none", "ram", "disk")
+# dataset.sampler's choices, and trainer.monitor's: each metric with the direction that is better.
+SAMPLERS = ("none", "balanced")
+# dataset.interpolation: the filter resizing images above 64 px (shrinking is area-averaged, as torchvision's
+# antialias; cvrun/data/samples.py).
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
+MONITORS = {"val_acc1": "maximize", "val_balanced_acc1": "maximize", "val_macro_f1": "maximize",
+            "val_loss": "minimize"}
+
+
+
+@dataclass
+class DatasetConfig(OptionConfig):
+    """The keys every dataset source takes; a source with keys of its own subclasses it (data/shapes.py)."""
+
     name: str = "cifar10"
-    root: Optional[str] = None
+    root: Optional[str] = path_field()
     download: bool = True
     image_size: int = 32
     mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
@@ -24,7 +56,7 @@ class DatasetConfig:
     subset: Optional[int] = None
     classes: Optional[List[str]] = None
     labeled_per_class: Optional[int] = None
-    unlabeled_root: Optional[str] = None
+    unlabeled_root: Optional[str] = path_field()
     val_fraction: float = 0.1
     # Image-folder trees: the folders of the splits. null: test/ if present, else val/ (ImageNet's layout);
     # val/ beside test/ is the validation split (instead of holding out val_fraction).
@@ -37,53 +69,84 @@ class DatasetConfig:
     # Decoded-image cache for datasets held as files: auto, none, ram, disk (cvrun/data/cache.py).
     cache: str = "auto"
     # Where dataset.cache=disk keeps its arrays; null: $CVRUN_CACHE_DIR or ~/.cache/cvrun.
-    cache_dir: Optional[str] = None
+    cache_dir: Optional[str] = path_field()
     # The labeled training images' order each epoch: none (a seeded shuffle) or balanced (each class drawn
     # equally often; cvrun/data/sampling.py).
     sampler: str = "none"
     # A long tail made of the training set: class c keeps n_max x (1 / ratio)^(c / (C - 1)) images (Cui et al.
     # 2019's exponential profile; cvrun/data/splits.py); null: as it is.
     imbalance_ratio: Optional[float] = None
-    # shapes only: how many images to generate.
-    train_size: int = 1200
-    test_size: int = 500
+    # Images above 64 px keep their aspect ratio (cvrun/data/samples.py): decoded and cached with the shorter side
+    # at stored_size (null: image_size / crop_pct; never enlarged), evaluated as the centre image_size crop of a
+    # resize of the shorter side to image_size / crop_pct (timm's crop_pct; 1.0: resize only).
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    stored_size: Optional[int] = None
+
+    def check(self) -> None:
+        require(0 <= self.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
+        require(self.subset is None or self.subset > 0, f"dataset.subset must be positive, got {self.subset}")
+        require(self.labeled_per_class is None or self.labeled_per_class > 0,
+                f"dataset.labeled_per_class must be positive, got {self.labeled_per_class}")
+        require(self.image_size > 0, f"dataset.image_size must be positive, got {self.image_size}")
+        require(self.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {self.cache}")
+        require(self.sampler in SAMPLERS, f"dataset.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler}")
+        require(0 < self.crop_pct <= 1, f"dataset.crop_pct (the share of the resized image evaluated) must be in "
+                f"(0, 1], got {self.crop_pct}")
+        require(self.interpolation in INTERPOLATIONS,
+                f"dataset.interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation}")
+        require(self.stored_size is None or self.stored_size >= self.image_size,
+                f"dataset.stored_size (the shorter side images are kept at) must be null or >= dataset.image_size "
+                f"({self.image_size}), got {self.stored_size}")
+        require(self.imbalance_ratio is None or self.imbalance_ratio >= 1,
+                "dataset.imbalance_ratio (largest class over smallest) must be >= 1 or null, got "
+                f"{self.imbalance_ratio}")
+        for key in ("mean", "std"):
+            require(len(getattr(self, key)) == 3, f"dataset.{key} needs one value per colour channel (3: images are "
+                                                  f"read as RGB), got {list(getattr(self, key))}")
+        require(all(value > 0 for value in self.std), f"dataset.std values must be > 0, got {list(self.std)}")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(OptionConfig):
+    """The keys every model takes; a model with keys of its own subclasses it (model=mlp's hidden)."""
+
     name: str = "resnet18"
-    pretrained: Optional[str] = None
+    # null, imagenet (torchvision's weights), a run folder or a checkpoint
+    pretrained: Optional[str] = path_field("imagenet")
     small_input: Any = "auto"
     dropout: float = 0.0
     drop_path: float = 0.0
-    hidden: List[int] = field(default_factory=list)  # model=mlp's hidden layer widths ([]: its own, 512 and 256)
 
+    def check(self) -> None:
+        require(str(self.small_input).lower() in ("auto", "true", "false"),
+                f"model.small_input must be auto, true or false, got {self.small_input}")
+        require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
+        require(0 <= self.drop_path < 1, f"model.drop_path must be in [0, 1), got {self.drop_path}")
 
-# dataset.cache's modes (cvrun/data/cache.py says what each does).
-CACHE_MODES = ("auto", "none", "ram", "disk")
-# dataset.sampler's choices, and trainer.monitor's: each metric with the direction that is better.
-SAMPLERS = ("none", "balanced")
-MONITORS = {"val_acc1": "maximize", "val_balanced_acc1": "maximize", "val_macro_f1": "maximize",
-            "val_loss": "minimize"}
 
 @dataclass
-class OptimConfig:
+class OptimConfig(OptionConfig):
+    """The keys every optimiser takes; each optimiser's schema adds its own (cvrun/engine/optimizers.py)."""
+
     name: str = "sgd"
     lr: float = 0.02
-    momentum: float = 0.9
-    nesterov: bool = True
     weight_decay: float = 5e-4
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def check(self) -> None:
+        require(self.lr > 0, f"optim.lr must be positive, got {self.lr}")
+        require(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass
-class SchedConfig:
+class SchedConfig(OptionConfig):
+    """The keys every schedule takes; each schedule's schema adds its own (cvrun/engine/schedules.py)."""
+
     name: str = "cosine"
     warmup_epochs: float = 0.0
-    min_lr: float = 0.0
-    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])
-    gamma: float = 0.1
-    pct_start: float = 0.25
+
+    def check(self) -> None:
+        require(self.warmup_epochs >= 0, f"sched.warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
 
 @dataclass
@@ -98,7 +161,7 @@ class TrainerConfig:
     precision: Any = 32
     seed: int = 0
     deterministic: bool = False
-    resume: Optional[str] = None
+    resume: Optional[str] = path_field()
     progress: bool = True
     num_workers: Optional[int] = None
     label_smoothing: float = 0.0
@@ -123,20 +186,23 @@ class TrainerConfig:
     monitor: str = "val_acc1"
 
 
-@dataclass
-class OptionConfig:
-    """The base of every option's own schema (a regime, an aug option, a logger): its name, and its checks."""
-
-    name: str = "?"
-
-    def check(self) -> None:
-        """Range checks that types alone cannot express: a UserError naming the key and the allowed values."""
+# The sections whose keys depend on the option chosen (model=..., regime=..., logger=[...]): each option has
+# its own schema (an OptionConfig), found in its group's registry. The commands layer makes the registries
+# known (cvrun.commands.register_option_groups): config stays below every package that registers options.
+OPTION_SECTIONS = ("dataset", "model", "aug", "regime", "optim", "sched", "logger")
+_REGISTRIES: dict[str, Any] = {}
 
 
-# The sections whose keys depend on the option chosen (regime=..., aug=..., logger=[...]): each option has
-# its own schema, found in the registry of its module (imported when a config is validated).
-OPTION_SECTIONS = {"aug": ("cvrun.augment.policies", "POLICIES"), "regime": ("cvrun.regimes", "REGIMES"),
-                   "logger": ("cvrun.loggers", "LOGGERS")}
+def register_option_group(section: str, registry: Any) -> None:
+    """Make a group's registry known: its entries' `config` are the schemas of the section's options."""
+    _REGISTRIES[section] = registry
+
+
+def option_registry(section: str) -> Any:
+    if section not in _REGISTRIES:
+        raise RuntimeError(f"the {section} registry is not known: call cvrun.commands.register_option_groups() "
+                           "before validating a config")
+    return _REGISTRIES[section]
 
 
 # Optuna's pruners that hparams_search.pruner names (none: every trial trains all its epochs).
@@ -159,7 +225,7 @@ class SearchConfig:
     # ones do not count.
     max_failures: int = 3
     # A search's folder: carry its study on (finished trials stay, interrupted ones run again).
-    resume: Optional[str] = None
+    resume: Optional[str] = path_field()
 
 
 @dataclass
@@ -209,12 +275,12 @@ class TrainConfig:
 class EvalDataConfig:
     """Where the run's data is now, when it has moved since training (null: where config.yaml says)."""
 
-    root: Optional[str] = None
+    root: Optional[str] = path_field()
 
 
 @dataclass
 class EvalConfig:
-    run_dir: str = "???"
+    run_dir: str = field(default="???", metadata={"path": True})
     split: str = "test"
     device: str = "auto"
     batch_size: Optional[int] = None
@@ -268,8 +334,8 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def validate(cfg: Any, schema: type) -> Any:
     """Merge a composed config onto its schema; a bad key or type, or a value left unset, is a UserError.
 
-    The option sections (regime, aug, logger) are merged onto the schema of the option each names, so a
-    key of another option is refused here, naming the keys this one takes.
+    The option sections (model, dataset, regime, aug, optim, sched, logger) are merged onto the schema of the
+    option each names, so a key of another option is refused here, naming the keys this one takes.
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -277,7 +343,7 @@ def validate(cfg: Any, schema: type) -> Any:
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         plain.pop("hydra", None)
-        options = {section: plain.pop(section, None) for section in OPTION_SECTIONS if _has_field(schema, section)}
+        options = {section: plain.pop(section, None) for section in option_sections(schema)}
         typed = OmegaConf.merge(OmegaConf.structured(schema), plain)
     except MissingMandatoryValue as err:
         key = getattr(err, "full_key", "") or "?"
@@ -288,21 +354,35 @@ def validate(cfg: Any, schema: type) -> Any:
         raise UserError(f"config key '{key}': {reason}") from None
     for section, values in options.items():
         typed[section] = (typed_loggers(values) if section == "logger" else
-                          typed_option(section, values or option_values(section, default_option(section))))
+                          typed_option(section, section_values(schema, section, values)))
     check_values(typed)
     return typed
 
 
-def _has_field(schema: type, name: str) -> bool:
-    return any(f.name == name for f in fields(schema))
+def _default(f: Any) -> Any:
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def option_sections(schema: type) -> list[str]:
+    """The option sections a command's schema holds (train: all; eval's `dataset` holds only a root)."""
+    return [f.name for f in fields(schema)
+            if f.name in OPTION_SECTIONS and (_default(f) is None or isinstance(_default(f), OptionConfig))]
+
+
+def section_values(schema: type, section: str, values: dict[str, Any] | None) -> dict[str, Any]:
+    """An option section's values over its defaults: the schema's base option (model: resnet18 at
+    ModelConfig's defaults), or where the schema names none, the option configs/train.yaml chooses."""
+    from dataclasses import asdict
+
+    default = next(_default(f) for f in fields(schema) if f.name == section)
+    if default is None:
+        return values or option_values(section, default_option(section))
+    return {**asdict(default), **(values or {})}
 
 
 def option_schema(section: str, name: str) -> type:
-    """The schema of option `name` of an option section (regime, aug, logger), from its registry."""
-    import importlib
-
-    module, registry = OPTION_SECTIONS[section]
-    return getattr(importlib.import_module(module), registry).get(name).config
+    """The schema of option `name` of an option section, from its group's registry."""
+    return option_registry(section).get(name).config
 
 
 def default_option(section: str) -> Any:
@@ -318,34 +398,58 @@ def default_option(section: str) -> Any:
 
 
 def option_values(section: str, name: str) -> dict[str, Any]:
-    """What `section=name` composes: the option's YAML in configs/, without its defaults list."""
+    """What `section=name` composes: the option's YAML (cvrun's or a user's config folder), without its
+    defaults list."""
     from omegaconf import OmegaConf
 
-    from cvrun.paths import config_dir
-
-    path = config_dir() / section / f"{name}.yaml"
-    if not path.is_file():
-        options = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise UserError(f"unknown {section} '{name}'; valid {section} options: {', '.join(options)}")
+    path = option_yaml(section, name)
     values = OmegaConf.to_container(OmegaConf.load(path)) or {}
     values.pop("defaults", None)
     return values
 
 
+def option_yaml(section: str, name: str) -> Any:
+    """The YAML file of option `name` in <section>/ of cvrun's configs/ or a user's config folder (cvrun.paths);
+    a UserError listing the options when there is none."""
+    from cvrun.paths import option_file, option_files
+
+    path = option_file(section, name)
+    if path is None:
+        options = sorted(option_files(section))
+        raise UserError(f"unknown {section} '{name}'; valid {section} options: {', '.join(options)}")
+    return path
+
+
 def option_names(section: str, schema: type) -> list[str]:
-    """The options of a section whose schema is `schema` (several aug options share the base schema)."""
-    import importlib
-
-    module, registry = OPTION_SECTIONS[section]
-    return [name for name, entry in getattr(importlib.import_module(module), registry).items()
-            if getattr(entry, "config", None) is schema]
+    """The options of a section whose schema is `schema` (several options may share their group's base schema)."""
+    return [name for name, entry in option_registry(section).items() if getattr(entry, "config", None) is schema]
 
 
-def keys_taken(section: str, schema: type) -> str:
+# Above this many options sharing one schema, a message names only the option chosen.
+LISTED_OPTIONS = 4
+
+
+def keys_taken(section: str, schema: type, chosen: str | None = None) -> str:
     """'aug=rotate takes ..., degrees, rot90': for a message about a key the option does not take."""
-    names = "/".join(option_names(section, schema)) or "?"
+    sharing = option_names(section, schema)
+    names = chosen if chosen and (len(sharing) > LISTED_OPTIONS or chosen not in sharing) else "/".join(sharing)
     takes = ", ".join(f.name for f in fields(schema) if f.name != "name")
-    return f"{section}={names} takes {takes or 'no keys but its name'}"
+    return f"{section}={names or '?'} takes {takes or 'no keys but its name'}"
+
+
+# Keys that every option of a group had before each option had its own schema: a config saved then holds
+# them at these values whatever the option (model=lenet5 with hidden: []). Loading it drops them where the
+# option does not take them and they hold these values; any other value is refused as a key of another option.
+MOVED_KEYS = {"model": {"hidden": []}, "dataset": {"train_size": 1200, "test_size": 500},
+              "optim": {"momentum": 0.9, "nesterov": True, "betas": [0.9, 0.999]},
+              "sched": {"min_lr": 0.0, "milestones": [0.5, 0.75], "gamma": 0.1, "pct_start": 0.25}}
+
+
+def without_moved_keys(section: str, values: dict[str, Any], config: type) -> dict[str, Any]:
+    taken = {f.name for f in fields(config)}
+    moved = MOVED_KEYS.get(section, {})
+    return {key: value for key, value in values.items()
+            if key in taken or key not in moved or value != moved[key]}
 
 
 def typed_option(section: str, values: dict[str, Any], prefix: str | None = None) -> Any:
@@ -359,9 +463,10 @@ def typed_option(section: str, values: dict[str, Any], prefix: str | None = None
         raise UserError(f"{prefix}.name must be set: choose one with {section}=...")
     config = option_schema(section, str(name))
     try:
-        node = OmegaConf.merge(OmegaConf.structured(config), values)
+        node = OmegaConf.merge(OmegaConf.structured(config), without_moved_keys(section, values, config))
     except ConfigKeyError as err:
-        raise UserError(f"unknown config key '{prefix}.{getattr(err, 'key', '?')}'; {keys_taken(section, config)}") from None
+        raise UserError(f"unknown config key '{prefix}.{getattr(err, 'key', '?')}'; "
+                        f"{keys_taken(section, config, str(name))}") from None
     except OmegaConfBaseException as err:
         reason = str(getattr(err, "msg", err)).splitlines()[0]
         raise UserError(f"config key '{prefix}.{getattr(err, 'key', '?')}': {reason}") from None
@@ -403,19 +508,47 @@ def absolute_root(dataset: Any) -> None:
         dataset.root = str(Path(dataset.root).expanduser().absolute())
 
 
+def is_path(f: Any) -> bool:
+    return bool(f.metadata.get("path"))
+
+
+def schema_path_keys(schema: type, prefix: str = "") -> set[str]:
+    """The dotted keys of a schema that name files or folders, with those of every option of its option
+    sections (as their groups' registries hold them)."""
+    found: set[str] = set()
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        if is_path(f):
+            found.add(key)
+        if f.name in option_sections(schema):
+            for name, entry in option_registry(f.name).items():
+                found |= schema_path_keys(entry.config, f"{key}.{name}." if f.name == "logger" else f"{key}.")
+        elif is_dataclass(_default(f)):
+            found |= schema_path_keys(type(_default(f)), f"{key}.")
+    return found
+
+
+def path_keys() -> set[str]:
+    """Every key of every command's config that names a file or folder (a path_field in its schema)."""
+    return {key for schema in SCHEMAS.values() for key in schema_path_keys(schema)}
+
+
 def absolute_paths(cfg: Any) -> None:
-    """Every path of a train config made absolute, for the config saved with a run."""
+    """Every path of a validated config made absolute (the keys its schemas mark), for the config saved with a
+    run; a path key's keywords (model.pretrained=imagenet) stay as they are."""
     from pathlib import Path
 
-    absolute_root(cfg.dataset)
-    if cfg.dataset.cache_dir is not None:
-        cfg.dataset.cache_dir = str(Path(cfg.dataset.cache_dir).expanduser().absolute())
-    if cfg.dataset.unlabeled_root is not None:
-        cfg.dataset.unlabeled_root = str(Path(cfg.dataset.unlabeled_root).expanduser().absolute())
-    if cfg.model.pretrained not in (None, "imagenet"):
-        cfg.model.pretrained = str(Path(cfg.model.pretrained).expanduser().absolute())
-    if cfg.regime.get("teacher") is not None:  # the regimes that take a teacher
-        cfg.regime.teacher = str(Path(cfg.regime.teacher).expanduser().absolute())
+    from omegaconf import OmegaConf
+
+    schema = OmegaConf.get_type(cfg)
+    for key in cfg:
+        value = cfg[key]
+        if OmegaConf.is_dict(value):
+            absolute_paths(value)
+            continue
+        f = next((f for f in fields(schema) if f.name == key), None) if is_dataclass(schema) else None
+        if f is not None and is_path(f) and value is not None and value not in f.metadata.get("keywords", ()):
+            cfg[key] = str(Path(value).expanduser().absolute())
 
 
 def check_class_weights(weights: Any) -> None:
@@ -432,9 +565,7 @@ def check_class_weights(weights: Any) -> None:
 
 
 def check_values(cfg: Any) -> None:
-    """Range checks that types alone cannot express."""
-    from omegaconf import OmegaConf
-
+    """Range checks that types alone cannot express (each option's own are its schema's check())."""
     if "trainer" in cfg:
         t = cfg.trainer
         require(t.epochs > 0, f"trainer.epochs must be a positive integer, got {t.epochs}")
@@ -445,13 +576,8 @@ def check_values(cfg: Any) -> None:
                  f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
         require(t.ema_decay is None or 0 < t.ema_decay < 1,
                  f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
-        require(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
-        require(cfg.optim.weight_decay >= 0,
-                 f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
         require(t.grad_clip is None or t.grad_clip > 0,
                  f"trainer.grad_clip (the largest gradient norm) must be > 0 or null, got {t.grad_clip}")
-        require(all(0 < m <= 1 for m in cfg.sched.milestones),
-                 f"sched.milestones are shares of the training (0.5: halfway) in (0, 1], got {list(cfg.sched.milestones)}")
         require(t.num_workers is None or t.num_workers >= 0,
                  f"trainer.num_workers must be >= 0 (or null: chosen for you), got {t.num_workers}")
         require(t.accumulate >= 1, f"trainer.accumulate (batches per optimiser step) must be >= 1, got {t.accumulate}")
@@ -472,27 +598,6 @@ def check_values(cfg: Any) -> None:
         require(h.pruner_startup_trials >= 0,
                 f"hparams_search.pruner_startup_trials must be >= 0, got {h.pruner_startup_trials}")
         require(h.max_failures >= 0, f"hparams_search.max_failures must be >= 0, got {h.max_failures}")
-    if "dataset" in cfg and OmegaConf.get_type(cfg.dataset) is DatasetConfig:  # eval's dataset holds only a root
-        d = cfg.dataset
-        require(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")
-        require(d.subset is None or d.subset > 0, f"dataset.subset must be positive, got {d.subset}")
-        require(d.labeled_per_class is None or d.labeled_per_class > 0,
-                 f"dataset.labeled_per_class must be positive, got {d.labeled_per_class}")
-        require(d.image_size > 0, f"dataset.image_size must be positive, got {d.image_size}")
-        require(d.cache in CACHE_MODES, f"dataset.cache must be one of {', '.join(CACHE_MODES)}, got {d.cache}")
-        require(d.sampler in SAMPLERS, f"dataset.sampler must be one of {', '.join(SAMPLERS)}, got {d.sampler}")
-        require(d.imbalance_ratio is None or d.imbalance_ratio >= 1,
-                f"dataset.imbalance_ratio (largest class over smallest) must be >= 1 or null, got {d.imbalance_ratio}")
-        for key in ("mean", "std"):
-            require(len(d[key]) == 3, f"dataset.{key} needs one value per colour channel (3: images are read as "
-                                       f"RGB), got {list(d[key])}")
-        require(all(value > 0 for value in d.std), f"dataset.std values must be > 0, got {list(d.std)}")
-    if "model" in cfg:
-        m = cfg.model
-        require(str(m.small_input).lower() in ("auto", "true", "false"),
-                 f"model.small_input must be auto, true or false, got {m.small_input}")
-        require(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
-        require(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
     if "draws" in cfg:
         for key in ("images", "draws", "cell"):
             require(cfg[key] > 0, f"{key} must be a positive integer, got {cfg[key]}")

@@ -80,8 +80,8 @@ def load_plugins() -> None:
     if names and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # after the installed packages: a module beside the launch never shadows one
     for name in names:
-        import_plugin(name, f"CVRUN_PLUGINS names {name}, which",
-                      "put it beside the folder you start cvrun from, or its folder on PYTHONPATH, or fix the name")
+        import_plugin(name, f"CVRUN_PLUGINS names {name}, which", "fix it",
+                      "put it in the folder you start cvrun from, or its folder on PYTHONPATH, or fix the name")
 
 
 # The entry-point group a distribution declares its cvrun plugin module in (pyproject.toml:
@@ -89,12 +89,15 @@ def load_plugins() -> None:
 PLUGIN_GROUP = "cvrun.plugins"
 
 
-def import_plugin(module: str, what: str, advice: str) -> None:
-    """Import a plugin module; any error in it (a missing module, a mistake in its code) is one line."""
+def import_plugin(module: str, what: str, advice: str, advice_if_not_found: str | None = None) -> None:
+    """Import a plugin module; any error in it (the module not found, a mistake in its code, a package it
+    needs) is one line, with `advice_if_not_found` when the module itself is nowhere."""
     if module in sys.modules:
         return
     try:
         importlib.import_module(module)
     except Exception as err:  # noqa: BLE001 - whatever the plugin raised: the user's to fix, named in one line
         reason = str(err).splitlines()[0] if str(err) else ""
+        nowhere = isinstance(err, ModuleNotFoundError) and f"{module}.".startswith(f"{err.name}.")
+        advice = advice_if_not_found if nowhere and advice_if_not_found else advice
         raise UserError(f"{what} cannot be imported ({type(err).__name__}: {reason}); {advice}") from None

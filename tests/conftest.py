@@ -21,10 +21,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from cvrun.commands import register_option_groups
 from cvrun.config import TrainConfig, option_values, typed_option, validate
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
+
+# Configs are validated here without a command: the option groups' registries are made known as a command does.
+register_option_groups()
 
 needs_cifar10 = pytest.mark.skipif(not (SHARED_CIFAR10 / "train").is_dir(),
                                    reason="../shared/data/cifar10 is not present")
@@ -46,10 +50,14 @@ def decoded_once(tmp_path_factory):
 
 
 def make_cfg(**sections) -> object:
-    """A validated TrainConfig with some sections' values replaced: make_cfg(trainer={"epochs": 2})."""
+    """A validated TrainConfig with some sections' values replaced: make_cfg(trainer={"epochs": 2}).
+
+    The schema's defaults are merged as plain values, so that an option's own keys (dataset.train_size of
+    dataset=shapes) may be given; validate types each option section on its option's schema."""
     if isinstance(sections.get("aug"), str):
         sections["aug"] = option_values("aug", sections["aug"])
-    return validate(OmegaConf.merge(OmegaConf.structured(TrainConfig), sections), TrainConfig)
+    defaults = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
+    return validate(OmegaConf.merge(defaults, sections), TrainConfig)
 
 
 def aug_cfg(option: str, **values) -> object:

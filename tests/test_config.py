@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
-from cvrun.config import TrainConfig, schema_keys, validate
+from cvrun.config import TrainConfig, absolute_paths, load_run_config, path_keys, schema_keys, validate
 from cvrun.errors import UserError
 from cvrun.paths import config_dir
+from tests.conftest import make_cfg
 
 
 def test_schema_keys_are_dotted_and_cover_the_contract():
@@ -41,3 +44,82 @@ def test_every_experiment_preset_composes_and_validates(preset):
         cfg = compose(config_name="train", overrides=[f"experiment={preset}"])
     typed = validate(cfg, TrainConfig)
     assert typed.dataset.name in ("cifar10", "cifar100")
+
+
+OWN_SCHEMA_GROUPS = ("model", "dataset", "optim", "sched")
+
+
+def test_every_option_of_the_groups_with_schemas_composes_onto_its_own_schema():
+    """Each option's YAML lists its schema when it has keys of its own (configs/optim/sgd.yaml: sgd_schema),
+    so Hydra types it on that schema; validate types it on the schema its registry holds."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from cvrun.commands import register_schemas
+    from cvrun.config import option_registry
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        for group in OWN_SCHEMA_GROUPS:
+            for name, entry in option_registry(group).items():
+                if not entry.__module__.startswith("cvrun."):
+                    continue  # a test's own registration, without a YAML
+                extra = ["dataset.root=somewhere"] if group == "dataset" else []
+                composed = compose(config_name="train", overrides=[f"{group}={name}", *extra])
+                assert OmegaConf.get_type(composed[group]) is entry.config, (group, name)
+                if "???" not in OmegaConf.to_yaml(composed[group]):  # model=timm: its arch must be given
+                    assert OmegaConf.get_type(validate(composed, TrainConfig)[group]) is entry.config, (group, name)
+
+
+def test_an_option_takes_the_keys_of_its_own_schema_and_refuses_another_options():
+    cfg = make_cfg(model={"name": "mlp", "hidden": [64]}, dataset={"name": "shapes", "train_size": 50},
+                   optim={"name": "lamb", "betas": [0.8, 0.9]}, sched={"name": "cosine_restarts", "period_mult": 1})
+    assert (list(cfg.model.hidden), cfg.dataset.train_size, list(cfg.optim.betas), cfg.sched.period_mult) == \
+        ([64], 50, [0.8, 0.9], 1)
+    with pytest.raises(UserError, match=r"^unknown config key 'dataset.train_size'; dataset=cifar10 takes root, "):
+        make_cfg(dataset={"name": "cifar10", "train_size": 5})
+    with pytest.raises(UserError, match=r"^unknown config key 'sched.period_mult'; sched=step takes warmup_epochs, "
+                                        r"milestones, gamma$"):
+        make_cfg(sched={"name": "step", "period_mult": 2})
+
+
+def test_a_config_saved_before_options_had_their_own_schemas_still_loads(tmp_path):
+    """Before, every option held every group's keys at their defaults (lenet5 with hidden: [], sgd with betas);
+    a run folder's config.yaml from then loads, and a non-default value there is a key of another option."""
+    saved = OmegaConf.to_container(make_cfg(model={"name": "lenet5"}))
+    saved["model"]["hidden"] = []
+    saved["dataset"].update(train_size=1200, test_size=500)
+    saved["optim"].update(betas=[0.9, 0.999])
+    saved["sched"].update(milestones=[0.5, 0.75], gamma=0.1, pct_start=0.25, min_lr=0.0)
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    loaded = load_run_config(tmp_path / "config.yaml")
+    assert loaded.model.name == "lenet5" and "hidden" not in loaded.model and "betas" not in loaded.optim
+    saved["model"]["hidden"] = [64]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    with pytest.raises(UserError, match="unknown config key 'model.hidden'; model=lenet5 takes"):
+        load_run_config(tmp_path / "config.yaml")
+
+
+def test_path_keys_come_from_the_schemas_and_feed_every_list_of_paths(tmp_path, monkeypatch):
+    from cvrun.commands import register_schemas
+    from cvrun.overrides import path_keys as override_path_keys
+    from cvrun.overrides import quote_paths
+
+    train_paths = {"dataset.root", "dataset.unlabeled_root", "dataset.cache_dir", "model.pretrained",
+                   "regime.teacher", "trainer.resume", "hparams_search.resume"}
+    assert path_keys() == train_paths | {"run_dir"}  # eval's dataset.root is train's key too
+    assert override_path_keys() == path_keys() | {"hydra.run.dir", "hydra.sweep.dir"}
+    assert quote_paths(["dataset.root=a=b,c", "trainer.epochs=1"]) == ["dataset.root='a=b,c'", "trainer.epochs=1"]
+    # configs/train.yaml's sweep folder names leave the path keys out through the path_keys resolver
+    register_schemas()
+    train_yaml = OmegaConf.load(config_dir() / "train.yaml")
+    assert set(train_yaml.hydra.job.config.override_dirname.exclude_keys) == train_paths
+    # and a run's saved config holds them absolute, but for the values that name no file
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg(dataset={"name": "imagefolder", "root": "data", "cache_dir": "~/cache"},
+                   model={"name": "lenet5", "pretrained": "imagenet"},
+                   regime={"name": "distill", "teacher": "teacher_run"})
+    absolute_paths(cfg)
+    assert (cfg.dataset.root, cfg.regime.teacher, cfg.model.pretrained, cfg.dataset.unlabeled_root) == \
+        (str(tmp_path / "data"), str(tmp_path / "teacher_run"), "imagenet", None)
+    assert cfg.dataset.cache_dir == str(Path("~/cache").expanduser())

@@ -77,6 +77,12 @@ def test_a_plugin_beside_the_launch_folder_is_found_by_cvrun_plugins(plugin_site
     result = cli("info", "model=local_net", "dataset=shapes", cwd=launch)
     assert result.returncode == 0, result.stderr
     assert "local_net" in result.stdout
+    monkeypatch.setenv("CVRUN_PLUGINS", "my_local_nett")
+    misspelt = cli("info", "model=local_net", cwd=launch)
+    assert misspelt.returncode == 2 and misspelt.stderr.strip().splitlines() == [
+        "cvrun: error: CVRUN_PLUGINS names my_local_nett, which cannot be imported (ModuleNotFoundError: No module "
+        "named 'my_local_nett'); put it in the folder you start cvrun from, or its folder on PYTHONPATH, or fix "
+        "the name"]
 
 
 def test_a_plugin_that_fails_to_import_is_one_line_naming_its_distribution(plugin_site, tmp_path):

@@ -16,14 +16,17 @@ def registries():
     from cvrun.augment import POLICIES
     from cvrun.augment.ops import OPS
     from cvrun.data.sources import SOURCES
+    from cvrun.engine.optim import OPTIMIZERS
+    from cvrun.engine.sched import SCHEDULES
     from cvrun.loggers import LOGGERS
     from cvrun.models import MODELS
     from cvrun.regimes import REGIMES
 
-    return {"model": MODELS, "aug": POLICIES, "regime": REGIMES, "dataset": SOURCES, "logger": LOGGERS}, OPS
+    return {"model": MODELS, "aug": POLICIES, "regime": REGIMES, "dataset": SOURCES, "logger": LOGGERS,
+            "optim": OPTIMIZERS, "sched": SCHEDULES}, OPS
 
 
-@pytest.mark.parametrize("group", ["model", "aug", "regime", "dataset", "logger"])
+@pytest.mark.parametrize("group", ["model", "aug", "regime", "dataset", "logger", "optim", "sched"])
 def test_every_registered_name_has_a_yaml_and_every_yaml_a_registered_name(group):
     registry = registries()[0][group]
     # cvrun's own entries: a test may register one of its own (test_contract.py), with no YAML.

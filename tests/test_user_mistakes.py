@@ -13,6 +13,8 @@ from tests.conftest import write_image_tree
 
 SHAPES_RUN = ["dataset=shapes", "dataset.train_size=100", "dataset.test_size=20", "model=lenet5",
               "trainer.epochs=1", "trainer.progress=false"]
+# An image-folder tree's run: SHAPES_RUN without shapes' own keys, which imagefolder refuses.
+TREE_RUN = ["dataset=imagefolder", "model=lenet5", "trainer.epochs=1", "trainer.progress=false"]
 
 CATALOGUE = [
     # unknown option in each group
@@ -20,7 +22,7 @@ CATALOGUE = [
     (["train", "model=resnet19"], "unknown model 'resnet19'; valid model options:"),
     (["train", "aug=randaugment"], "unknown aug 'randaugment'; valid aug options:"),
     (["train", "regime=distil"], "unknown regime 'distil'; valid regime options:"),
-    (["train", "optim=adam"], "unknown optim 'adam'; valid optim options: adamw, sgd"),
+    (["train", "optim=adagrad"], "unknown optim 'adagrad'; valid optim options: adam, adamw, lamb, sgd"),
     (["train", "sched=linear"], "unknown sched 'linear'; valid sched options:"),
     (["train", "experiment=cifar10_lenet"], "unknown experiment 'cifar10_lenet'"),
     # misspelt keys, wrong types, bad values
@@ -42,12 +44,12 @@ CATALOGUE = [
     (["reproduce", "{missing}"], "{missing} has no config.yaml"),
     (["summarize", "{missing}"], "is not a folder"),
     # data
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={tree}", "dataset.classes=[cat,dgo]"],
+    (["train", *TREE_RUN, "dataset.root={tree}", "dataset.classes=[cat,dgo]"],
      "dataset.classes: unknown class dgo"),
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={missing}"], "dataset root {missing} does not exist"),
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={empty}"], "has no train/ and test/ (or val/) folders"),
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={unreadable}"], "dataset root {unreadable} is a file"),
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={corrupt}", "trainer.num_workers=1"],
+    (["train", *TREE_RUN, "dataset.root={missing}"], "dataset root {missing} does not exist"),
+    (["train", *TREE_RUN, "dataset.root={empty}"], "has no train/ and test/ (or val/) folders"),
+    (["train", *TREE_RUN, "dataset.root={unreadable}"], "dataset root {unreadable} is a file"),
+    (["train", *TREE_RUN, "dataset.root={corrupt}", "trainer.num_workers=1"],
      "cannot decode image file {corrupt}/train/cat/0003.png; remove it or replace it with a valid image"),
     # teachers
     (["train", *SHAPES_RUN, "regime=distill"], "regime=distill needs regime.teacher"),
@@ -124,11 +126,11 @@ CATALOGUE = [
     (["train", *SHAPES_RUN, "regime=fixmatch", "dataset.labeled_per_class=10", "aug=cutmix"],
      "regime=fixmatch cannot mix images (aug.mix=cutmix)"),
     # class sets of an image-folder tree
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={lopsided}"],
+    (["train", *TREE_RUN, "dataset.root={lopsided}"],
      "the class folders of {lopsided}/train and {lopsided}/test differ: test/ lacks dog; train/ lacks fox"),
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={empty_class}"],
+    (["train", *TREE_RUN, "dataset.root={empty_class}"],
      "class folder {empty_class}/train/dog holds no images; add images to it or remove it"),
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={tree}", "dataset.classes=[cat,dog,cat]"],
+    (["train", *TREE_RUN, "dataset.root={tree}", "dataset.classes=[cat,dog,cat]"],
      "dataset.classes names cat more than once"),
     # runs that would not learn
     (["train", *SHAPES_RUN, "dataset.subset=1"], "the training set gives no optimisation step: 1 image(s)"),
@@ -154,7 +156,7 @@ CATALOGUE = [
     (["train", "-m", "hparams_search=optim_optuna", "hparams_search.pruner_startup_trials=10",
       "hparams_search.pruner_warmup_epochs=0"], "hparams_search.pruner_warmup_epochs must be >= 1, got 0"),
     # issue 23: data sources, teachers, checks before the run folder
-    (["train", *SHAPES_RUN, "dataset=imagefolder", "dataset.root={tree}", "dataset.unlabeled_root={tree}/test",
+    (["train", *TREE_RUN, "dataset.root={tree}", "dataset.unlabeled_root={tree}/test",
       "regime=fixmatch", "dataset.labeled_per_class=2"],
      "dataset.unlabeled_root={tree}/test overlaps the test split: 6 of its images are test images"),
     (["train", *SHAPES_RUN, "dataset.unlabeled_root={missing}"], "dataset.unlabeled_root {missing} is not a folder"),
@@ -208,6 +210,21 @@ CATALOGUE = [
      "trainer.monitor=val_loss chooses best.pt by the validation loss, but this run has no validation split"),
     (["train", *SHAPES_RUN, "regime=knn", "regime.features=pixels", "trainer.class_weights=balanced"],
      "regime=knn takes no trainer.class_weights: it trains nothing; leave trainer.class_weights=none"),
+    # issue 24: option schemas
+    (["train", "model=lenet5", "model.hidden=[64]"],
+     "unknown config key 'model.hidden'; model=lenet5 takes pretrained, small_input, dropout, drop_path"),
+    (["train", "optim=sgd", "optim.betas=[0.9,0.99]"],
+     "unknown config key 'optim.betas'; optim=sgd takes lr, weight_decay, momentum, nesterov"),
+    (["train", "dataset=cifar10", "dataset.train_size=5"],
+     "unknown config key 'dataset.train_size'; dataset=cifar10 takes root, download, image_size,"),
+    (["train", "sched=cosine", "sched.milestones=[0.5]"],
+     "unknown config key 'sched.milestones'; sched=cosine takes warmup_epochs, min_lr"),
+    (["train", "model=mlp", "model.hidden=[]"], "model.hidden needs one positive width per hidden layer"),
+    (["train", "dataset=shapes", "dataset.test_size=0"], "dataset.train_size and dataset.test_size must be positive"),
+    (["train", "optim=adam", "optim.betas=[0.9]"], "optim.betas must be two values in [0, 1), e.g. [0.9,0.999]"),
+    (["train", "sched=cosine_restarts", "sched.period_epochs=0"], "sched.period_epochs must be positive, got 0.0"),
+    (["train", "sched=onecycle", "sched.warmup_epochs=1"], "sched=onecycle warms up for sched.pct_start of the run"),
+    (["train", "sched=adam"], "unknown sched 'adam'; valid sched options: cosine, cosine_restarts, fixmatch_cosine,"),
 ]
 
 

@@ -12,28 +12,50 @@ from cvrun.errors import UserError
 log = logging.getLogger("cvrun")
 
 
+def register_option_groups() -> None:
+    """Make every option group's registry known to cvrun.config, which types each option section (model,
+    dataset, aug, regime, optim, sched, logger) on the schema of the option it names. config sits below the
+    packages that register options, so they are handed to it from here."""
+    from cvrun.augment import POLICIES
+    from cvrun.config import register_option_group
+    from cvrun.data.sources import SOURCES
+    from cvrun.engine.optim import OPTIMIZERS
+    from cvrun.engine.sched import SCHEDULES
+    from cvrun.loggers import LOGGERS
+    from cvrun.models import MODELS
+    from cvrun.regimes import REGIMES
+
+    for section, registry in (("dataset", SOURCES), ("model", MODELS), ("aug", POLICIES), ("regime", REGIMES),
+                              ("optim", OPTIMIZERS), ("sched", SCHEDULES), ("logger", LOGGERS)):
+        register_option_group(section, registry)
+
+
+# The groups whose options' schemas are stored for their YAMLs' defaults lists (<group>/<name>_schema); the
+# logger's options are packaged under logger.<name> and typed by cvrun.config alone.
+SCHEMA_GROUPS = ("dataset", "model", "aug", "regime", "optim", "sched")
+
+
 def register_schemas() -> None:
     """Put the dataclass schemas where the configs' defaults find them: each command's (train_schema, ...)
-    and each regime's and aug option's (regime/<name>_schema, aug/<name>_schema, named in the option's
-    YAML); and the resolvers the run and sweep folders go through: `unique` (claimed once) and
-    `short_name` (a name the file system accepts)."""
+    and each option's (model/<name>_schema, regime/<name>_schema, ..., named in the defaults list of an
+    option's YAML when it has keys of its own); and the resolvers the run and sweep folders go through:
+    `unique` (claimed once), `short_name` (a name the file system accepts), `path_keys` (the keys left out
+    of a sweep job's folder name)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from cvrun.augment import POLICIES
-    from cvrun.config import SCHEMAS, OptunaSweeperConfig
+    from cvrun.config import SCHEMAS, OptunaSweeperConfig, option_registry
     from cvrun.io import forget_claims, short_name
     from cvrun.registry import load_plugins
-    from cvrun.regimes import REGIMES
 
     load_plugins()  # again in every process Hydra runs a job in (a launcher's)
+    register_option_groups()
     store = ConfigStore.instance()
     for command, schema in SCHEMAS.items():
         store.store(name=f"{command}_schema", node=schema)
-    for name, regime in REGIMES.items():
-        store.store(group="regime", name=f"{name}_schema", node=regime.config)
-    for name, policy in POLICIES.items():
-        store.store(group="aug", name=f"{name}_schema", node=policy.config)
+    for group in SCHEMA_GROUPS:
+        for name, option in option_registry(group).items():
+            store.store(group=group, name=f"{name}_schema", node=option.config)
     store.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConfig)
     register_sweeper()
     forget_claims()
@@ -44,6 +66,14 @@ def register_schemas() -> None:
     OmegaConf.register_new_resolver("job_folder", job_folder, replace=True)
     OmegaConf.register_new_resolver("short_name", short_name, replace=True)
     OmegaConf.register_new_resolver("help_groups", help_groups, replace=True)
+    OmegaConf.register_new_resolver("path_keys", lambda: sorted(path_keys_of_train()), replace=True)
+
+
+def path_keys_of_train() -> set[str]:
+    """The train config's keys that name files or folders (their schemas mark them)."""
+    from cvrun.config import TrainConfig, schema_path_keys
+
+    return schema_path_keys(TrainConfig)
 
 
 def claim_new_folder(path: str) -> Any:
@@ -206,6 +236,7 @@ def run_parsed(parser: OneLineParser, task: Callable[[argparse.Namespace], int])
     """Parse the command line and run `task`; a UserError prints one line and exits 2, a StorageError 1."""
     from cvrun.io import StorageError
 
+    register_option_groups()  # the runs' saved configs are typed on their options' schemas
     try:
         return task(parser.parse_args(sys.argv[1:]))
     except (UserError, StorageError) as err:

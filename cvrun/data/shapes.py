@@ -7,8 +7,13 @@ learn in a minute on a CPU and hard enough that a broken model does not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+
+from cvrun.config import DatasetConfig
+from cvrun.errors import require
 
 CLASSES = ["circle", "ring", "square", "triangle", "cross"]
 
@@ -30,6 +35,18 @@ def _draw(image: np.ndarray, kind: str, centre: tuple[int, int], radius: int, an
             cv2.line(image, tuple(points[1].astype(int)), tuple(points[3].astype(int)), colour, thickness, cv2.LINE_AA)
         else:
             cv2.fillPoly(image, [points.astype(np.int32)], colour, cv2.LINE_AA)
+
+
+@dataclass
+class ShapesConfig(DatasetConfig):
+    # How many images to generate for each split.
+    train_size: int = 1200
+    test_size: int = 500
+
+    def check(self) -> None:
+        super().check()
+        require(self.train_size > 0 and self.test_size > 0, "dataset.train_size and dataset.test_size must be "
+                f"positive, got {self.train_size} and {self.test_size}")
 
 
 def generate(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

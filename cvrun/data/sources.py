@@ -1,7 +1,8 @@
 """Dataset sources: a registry of name -> function giving train and test samples.
 
 Adding a dataset is one function decorated with @register_source and one
-YAML file in configs/dataset/.
+YAML file in configs/dataset/ (and a schema when it takes keys of its own: a
+dataclass subclassing DatasetConfig, given to register_source, as shapes').
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cvrun.config import DatasetConfig
 from cvrun.data import shapes
 from cvrun.data.samples import Samples, list_images
 from cvrun.errors import UserError
@@ -30,11 +32,16 @@ class Source:
     val: Samples | None = None
 
 
-SOURCES: Registry[Callable[[Any], Source]] = Registry("dataset")
+Loader = Callable[[Any], Source]
+SOURCES: Registry[Loader] = Registry("dataset")
 
 
-def register_source(name: str) -> Callable[[Callable[[Any], Source]], Callable[[Any], Source]]:
-    return SOURCES.register(name)
+def register_source(name: str, config: type = DatasetConfig) -> Callable[[Loader], Loader]:
+    """`config`: the source's schema, DatasetConfig or a subclass with keys of its own."""
+    def add(load: Loader) -> Loader:
+        load.config = config
+        return SOURCES.register(name)(load)
+    return add
 
 
 def load_source(cfg: Any) -> Source:
@@ -206,7 +213,7 @@ def imagefolder(cfg: Any) -> Source:
     return image_tree_source(require_root(cfg), cfg)
 
 
-@register_source("shapes")
+@register_source("shapes", config=shapes.ShapesConfig)
 def generated_shapes(cfg: Any) -> Source:
     train_images, train_labels = shapes.generate(cfg.train_size, cfg.image_size, seed=cfg.split_seed)
     test_images, test_labels = shapes.generate(cfg.test_size, cfg.image_size, seed=cfg.split_seed + 1)

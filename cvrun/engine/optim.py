@@ -1,63 +1,95 @@
-"""Optimisers and per-step learning-rate schedules."""
+"""Optimisers: the `optim` config group. Each is a registered builder with its schema beside it.
+
+Adding an optimiser is one function decorated with @register_optimizer (with a dataclass subclassing
+OptimConfig for keys of its own) and one YAML file in configs/optim/.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from cvrun.errors import UserError
+from cvrun.config import OptimConfig
+from cvrun.errors import require
+from cvrun.registry import Registry
+
+Builder = Callable[[list[dict[str, Any]], Any, torch.device], torch.optim.Optimizer]
+OPTIMIZERS: Registry[Builder] = Registry("optim")
+
+
+def register_optimizer(name: str, config: type = OptimConfig) -> Callable[[Builder], Builder]:
+    """`config`: the optimiser's schema, OptimConfig or a subclass with keys of its own."""
+    def add(build: Builder) -> Builder:
+        build.config = config
+        return OPTIMIZERS.register(name)(build)
+    return add
 
 
 def build_optimizer(param_groups: list[dict[str, Any]], cfg: Any, device: torch.device) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov) or AdamW; fused kernels on CUDA."""
-    fused = {"fused": True} if device.type == "cuda" else {}
-    if cfg.name == "sgd":
-        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay, **fused)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas),
-                                 weight_decay=cfg.weight_decay, **fused)
-    raise UserError(f"unknown optim '{cfg.name}'; valid optim options: adamw, sgd")
+    """The optimiser an `optim` config names, over the regime's parameter groups."""
+    return OPTIMIZERS.get(cfg.name)(param_groups, cfg, device)
 
 
-def _with_warmup(warmup_steps: int, after: Callable[[int], float]) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return after(step - warmup_steps)
-    return factor
+def fused_on(device: torch.device) -> dict[str, bool]:
+    """torch's fused kernels where they exist (CUDA)."""
+    return {"fused": True} if device.type == "cuda" else {}
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, base_lr: float, epochs: int,
-                    steps_per_epoch: int) -> LRScheduler:
-    """A scheduler stepped once per optimiser step."""
-    total = epochs * steps_per_epoch
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.name == "onecycle":
-        return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                          total_steps=total, pct_start=cfg.pct_start)
-    if cfg.name == "cosine":
-        floor = cfg.min_lr / base_lr
-        span = max(1, total - warmup)
+@dataclass
+class SgdConfig(OptimConfig):
+    momentum: float = 0.9
+    nesterov: bool = True  # with momentum 0 plain SGD
 
-        def cosine(step: int) -> float:
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, span) / span))
-        return LambdaLR(optimizer, _with_warmup(warmup, cosine))
-    if cfg.name == "fixmatch_cosine":
-        span = max(1, total - warmup)
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1), got {self.momentum}")
 
-        def seven_sixteenths_cosine(step: int) -> float:
-            # Sohn et al. 2020: lr x cos(7 pi t / 16), t the share of training done (it ends at 0.2 x lr).
-            return math.cos(7 * math.pi * min(step, span) / (16 * span))
-        return LambdaLR(optimizer, _with_warmup(warmup, seven_sixteenths_cosine))
-    if cfg.name == "step":
-        boundaries = [round(m * total) for m in cfg.milestones]
 
-        def stepped(step: int) -> float:
-            return cfg.gamma ** sum(step + warmup >= b for b in boundaries)
-        return LambdaLR(optimizer, _with_warmup(warmup, stepped))
-    raise UserError(f"unknown sched '{cfg.name}'; valid sched options: cosine, fixmatch_cosine, onecycle, step")
+@register_optimizer("sgd", config=SgdConfig)
+def sgd(param_groups: list[dict[str, Any]], cfg: Any, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay, **fused_on(device))
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    """Adam's family: the decay rates of the gradient's running mean and of its square's."""
+
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.betas) == 2 and all(0 <= beta < 1 for beta in self.betas),
+                f"optim.betas must be two values in [0, 1), e.g. [0.9,0.999], got {list(self.betas)}")
+
+
+@register_optimizer("adamw", config=AdamConfig)
+def adamw(param_groups: list[dict[str, Any]], cfg: Any, device: torch.device) -> torch.optim.Optimizer:
+    """Adam with weight decay decoupled from the gradient (Loshchilov & Hutter 2019)."""
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                             **fused_on(device))
+
+
+@register_optimizer("adam", config=AdamConfig)
+def adam(param_groups: list[dict[str, Any]], cfg: Any, device: torch.device) -> torch.optim.Optimizer:
+    """Adam (Kingma & Ba 2015); its weight decay is an L2 term added to the gradient."""
+    return torch.optim.Adam(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                            **fused_on(device))
+
+
+@dataclass
+class LambConfig(AdamConfig):
+    # The global gradient norm is clipped to this before the update (timm's default); null: not clipped.
+    max_grad_norm: Optional[float] = 1.0
+
+
+@register_optimizer("lamb", config=LambConfig)
+def lamb(param_groups: list[dict[str, Any]], cfg: Any, device: torch.device) -> torch.optim.Optimizer:
+    """LAMB (You et al. 2020): Adam's step scaled per layer by the ratio of the weights' norm to the step's,
+    for large batches; timm's implementation."""
+    from timm.optim import Lamb
+
+    return Lamb(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                max_grad_norm=cfg.max_grad_norm)

@@ -49,7 +49,8 @@ from cvrun.engine import distributed
 from cvrun.engine.ema import build_ema, log_ema_plan
 from cvrun.engine.evaluate import balanced_acc1, evaluate, macro_f1, per_class_acc1
 from cvrun.engine.events import Callback, EndRun, Events
-from cvrun.engine.optim import build_optimizer, build_scheduler
+from cvrun.engine.optim import build_optimizer
+from cvrun.engine.sched import build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
 from cvrun.engine.runtime import Interrupted, autocast, autocast_dtype, select_device
 from cvrun.errors import ResumeRefused, UserError

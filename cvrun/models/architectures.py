@@ -8,12 +8,15 @@ and the Wide ResNets have no torchvision builder and are written here.
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvrun.config import ModelConfig
+from cvrun.errors import require
 from cvrun.models.registry import Classifier, register_model
 
 
@@ -26,9 +29,19 @@ def linear(num_classes: int, image_size: int, small_input: bool, dropout: float,
     return Classifier(nn.Flatten(), 3 * image_size * image_size, num_classes, dropout)
 
 
-@register_model("mlp", takes_hidden=True)
+@dataclass
+class MlpConfig(ModelConfig):
+    hidden: List[int] = field(default_factory=lambda: [512, 256])  # the hidden layers' widths
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.hidden) > 0 and all(width > 0 for width in self.hidden),
+                f"model.hidden needs one positive width per hidden layer, e.g. [512,256], got {list(self.hidden)}")
+
+
+@register_model("mlp", config=MlpConfig)
 def mlp(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float,
-        hidden: tuple[int, ...] = (512, 256)) -> Classifier:
+        hidden: list[int]) -> Classifier:
     """Pixels -> fully connected ReLU layers of `model.hidden` widths (the backbone) -> the output layer."""
     widths = (3 * image_size * image_size, *hidden)
     layers: list[nn.Module] = [nn.Flatten()]

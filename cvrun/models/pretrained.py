@@ -19,7 +19,7 @@ import torch
 
 from cvrun.errors import UserError
 from cvrun.io import file_sha256
-from cvrun.models.registry import MODELS, Classifier, create_model
+from cvrun.models.registry import MODELS, Classifier, create_model, own_keys
 
 log = logging.getLogger("cvrun")
 
@@ -157,7 +157,7 @@ def rebuild_model(cfg: Any, state: dict[str, Any]) -> Classifier:
     """The model a checkpoint was trained as (its config's model group), holding its evaluated weights (EMA if kept)."""
     m = cfg.model
     model = create_model(m.name, len(state["class_names"]), int(state["image_size"]), m.small_input, m.dropout,
-                         m.drop_path, m.hidden)
+                         m.drop_path, **own_keys(m))
     model.load_state_dict(state["ema"] if state.get("ema") else state["model"])
     return model
 

@@ -1,19 +1,22 @@
 """Model registry: name -> builder, as timm's create_model.
 
-A builder takes (num_classes, small_input, dropout, drop_path) and returns a
-Classifier: a backbone that maps images to a feature vector and a linear
-head. Adding a model is one decorated function and one YAML file in
-configs/model/.
+A builder takes (num_classes, image_size, small_input, dropout, drop_path) and
+the keys of its own schema, and returns a Classifier: a backbone that maps
+images to a feature vector and a linear head. Adding a model is one decorated
+function and one YAML file in configs/model/ (and a schema when it takes keys
+of its own: a dataclass subclassing ModelConfig, given to register_model).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from cvrun.config import ModelConfig
 from cvrun.errors import UserError
 from cvrun.registry import Registry
 
@@ -120,13 +123,24 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def register_model(name: str, has_blocks: bool = False, takes_hidden: bool = False):
-    """`has_blocks`: the model has residual blocks, so model.drop_path applies. `takes_hidden`: its hidden
-    layers' widths are model.hidden (the builder gets `hidden`)."""
+def register_model(name: str, config: type = ModelConfig, has_blocks: bool = False):
+    """`config`: the model's schema, ModelConfig or a subclass whose own keys the builder gets as keyword
+    arguments (model=mlp's hidden). `has_blocks`: the model has residual blocks, so model.drop_path applies."""
     def add(fn):
-        fn.has_blocks, fn.takes_hidden = has_blocks, takes_hidden
+        fn.config, fn.has_blocks = config, has_blocks
         return MODELS.register(name)(fn)
     return add
+
+
+BASE_KEYS = frozenset(f.name for f in fields(ModelConfig))
+
+
+def own_keys(cfg: Any) -> dict[str, Any]:
+    """The values of the keys a `model` config's option adds to ModelConfig (its builder's own arguments)."""
+    from omegaconf import OmegaConf
+
+    own = [f.name for f in fields(MODELS.get(cfg.name).config) if f.name not in BASE_KEYS]
+    return {key: OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key] for key in own}
 
 
 def resolve_small_input(small_input: Any, image_size: int) -> bool:
@@ -137,20 +151,22 @@ def resolve_small_input(small_input: Any, image_size: int) -> bool:
 
 
 def create_model(name: str, num_classes: int, image_size: int, small_input: Any = "auto",
-                 dropout: float = 0.0, drop_path: float = 0.0, hidden: Any = ()) -> Classifier:
+                 dropout: float = 0.0, drop_path: float = 0.0, **own: Any) -> Classifier:
+    """Model `name`; `own`: keys of its own schema (model=mlp's hidden), at their schema defaults when not given."""
     builder = MODELS.get(name)
     if drop_path > 0 and not builder.has_blocks:
         with_blocks = sorted(n for n, b in MODELS.items() if b.has_blocks)
         raise UserError(f"model.drop_path needs residual blocks, which {name} has not; "
                         f"use model.drop_path=0 or one of {', '.join(with_blocks)}")
-    widths = {"hidden": tuple(hidden)} if builder.takes_hidden and hidden else {}
-    if hidden and not builder.takes_hidden:
-        with_hidden = sorted(n for n, b in MODELS.items() if b.takes_hidden)
-        raise UserError(f"model.hidden sets the hidden layers of {', '.join(with_hidden)}; {name}'s are fixed: "
-                        "drop model.hidden")
+    takes = [f.name for f in fields(builder.config) if f.name not in BASE_KEYS]
+    unknown = sorted(set(own) - set(takes))
+    if unknown:
+        raise UserError(f"unknown config key 'model.{unknown[0]}'; model={name} takes "
+                        f"{', '.join(f.name for f in fields(builder.config) if f.name != 'name')}")
+    own = {**{key: value for key, value in vars(builder.config()).items() if key in takes}, **own}
     return builder(num_classes=num_classes, image_size=image_size,
                    small_input=resolve_small_input(small_input, image_size),
-                   dropout=dropout, drop_path=drop_path, **widths)
+                   dropout=dropout, drop_path=drop_path, **own)
 
 
 def build_model(cfg: Any, num_classes: int, image_size: int, head_layers: int = 1) -> Classifier:
@@ -177,7 +193,7 @@ def takes_input_size(cfg: Any, image_size: int) -> bool:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zero-sized layers of a too-small input warn before they fail
             model = create_model(cfg.name, 10, image_size, cfg.small_input, cfg.dropout, cfg.drop_path,
-                                 cfg.hidden)
+                                 **own_keys(cfg))
             model.eval()(torch.empty(2, 3, image_size, image_size))
     except (RuntimeError, ValueError):
         return False
@@ -207,7 +223,7 @@ def create_model_for(cfg: Any, num_classes: int, image_size: int) -> Classifier:
             # A too-small input gives zero-sized layers, which warn before the forward pass fails.
             warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
             model = create_model(cfg.name, num_classes, image_size, cfg.small_input, cfg.dropout, cfg.drop_path,
-                                 cfg.hidden)
+                                 **own_keys(cfg))
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, image_size, image_size))
     except (RuntimeError, ValueError):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvrun.config import path_field
 from cvrun.data.samples import HIDDEN, Samples
 from cvrun.data.splits import build_splits
 from cvrun.engine.losses import distillation_loss
@@ -28,7 +29,7 @@ log = logging.getLogger("cvrun")
 @dataclass
 class DistillConfig(RegimeConfig):
     name: str = "distill"
-    teacher: Optional[str] = None  # the teacher's run folder or checkpoint
+    teacher: Optional[str] = path_field()  # the teacher's run folder or checkpoint
     alpha: float = 0.9  # weight of the distillation term
     temperature: float = 4.0
     use_unlabeled: bool = True  # pool images (dataset.labeled_per_class, unlabeled_root) train on the KD term alone

@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 
 from omegaconf import OmegaConf
 
-from cvrun.config import option_values, typed_option
+from cvrun.config import option_values, path_field, typed_option
 from cvrun.engine.rundir import RunFolder, logging_to
 from cvrun.errors import UserError, require
 from cvrun.models import MODELS
@@ -31,7 +31,7 @@ log = logging.getLogger("cvrun")
 @dataclass
 class NoisyStudentConfig(RegimeConfig):
     name: str = "noisy_student"
-    teacher: Optional[str] = None  # null: round_0/ trains the first teacher on the labeled set
+    teacher: Optional[str] = path_field()  # null: round_0/ trains the first teacher on the labeled set
     rounds: int = 2
     students: List[str] = field(default_factory=list)  # one model per round; empty: model.name every round
     noise_aug: str = "randaug"  # the aug option used as input noise

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvrun.config import path_field
 from cvrun.data.samples import Samples
 from cvrun.data.splits import build_splits
 from cvrun.errors import UserError, require
@@ -24,7 +25,7 @@ log = logging.getLogger("cvrun")
 @dataclass
 class PseudoLabelConfig(RegimeConfig):
     name: str = "pseudo_label"
-    teacher: Optional[str] = None  # the teacher's run folder or checkpoint
+    teacher: Optional[str] = path_field()  # the teacher's run folder or checkpoint
     threshold: float = 0.95  # keep pool predictions with at least this confidence
     soft: bool = False  # true: the teacher's whole distribution instead of its top class
     unlabeled_weight: float = 1.0  # loss weight of a pseudo-labeled image

@@ -2,8 +2,11 @@ import math
 
 import pytest
 import torch
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
-from cvrun.engine.optim import build_optimizer, build_scheduler
+from cvrun.engine.optim import build_optimizer
+from cvrun.engine.sched import SCHEDULES, build_scheduler, restart_position
+from cvrun.errors import UserError
 from tests.conftest import make_cfg
 
 
@@ -43,10 +46,36 @@ def test_onecycle_peaks_at_lr():
     assert max(lrs) == pytest.approx(0.1, rel=1e-3) and lrs[0] < 0.01 and lrs[-1] < 1e-3
 
 
-def test_sgd_and_adamw_settings():
+@pytest.mark.parametrize("period_epochs, mult", [(1, 1), (0.6, 2), (1, 3)])
+def test_cosine_restarts_steps_as_torchs_warm_restarts_per_optimiser_step(period_epochs, mult):
+    # 8 epochs of 5 steps; the first cycle is period_epochs x 5 steps (3 steps for 0.6 epochs).
+    lrs = _lrs({"name": "cosine_restarts", "period_epochs": period_epochs, "period_mult": mult, "min_lr": 0.01},
+               epochs=8)
     param = torch.nn.Parameter(torch.zeros(1))
-    sgd = build_optimizer([{"params": [param]}], make_cfg().optim, torch.device("cpu"))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
-    adamw = build_optimizer([{"params": [param]}], make_cfg(optim={"name": "adamw", "lr": 1e-3}).optim,
-                            torch.device("cpu"))
-    assert isinstance(adamw, torch.optim.AdamW)
+    reference = torch.optim.SGD([param], lr=0.1)
+    torchs = CosineAnnealingWarmRestarts(reference, T_0=round(period_epochs * 5), T_mult=mult, eta_min=0.01)
+    expected = []
+    for _ in range(40):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        torchs.step()
+    assert lrs == pytest.approx(expected)
+    restarts = [step for step in range(1, 40) if lrs[step] > lrs[step - 1]]
+    assert restarts and all(lrs[step] == pytest.approx(0.1) for step in restarts)
+
+
+def test_cosine_restarts_after_a_warmup_and_its_cycle_positions():
+    lrs = _lrs({"name": "cosine_restarts", "warmup_epochs": 1, "period_epochs": 1, "period_mult": 1}, epochs=3)
+    assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])  # warm-up, then a cycle of 5 steps
+    assert lrs[5] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.1) and lrs[9] < 0.01
+    # cycles of 3, 6, 12 steps: step 9 is the second cycle's end, 10 the third's start
+    assert [restart_position(step, 3, 2) for step in (0, 2, 3, 8, 9, 20)] == [(0, 3), (2, 3), (0, 6), (5, 6),
+                                                                             (0, 12), (11, 12)]
+
+
+def test_every_schedule_has_a_schema_and_its_range_checks_are_one_line():
+    assert all(hasattr(build, "config") for _, build in SCHEDULES.items())
+    with pytest.raises(UserError, match=r"sched.period_mult must be an integer >= 1, got 0"):
+        make_cfg(sched={"name": "cosine_restarts", "period_mult": 0})
+    with pytest.raises(UserError, match=r"sched=onecycle warms up for sched.pct_start of the run"):
+        make_cfg(sched={"name": "onecycle", "warmup_epochs": 1})

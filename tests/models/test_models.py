@@ -1,12 +1,16 @@
 """Every registered model: forward at 32 px, head/backbone split, dropout and drop_path."""
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch import nn
 
+from cvrun.config import ModelConfig
 from cvrun.errors import UserError
-from cvrun.models import MODELS, create_model
-from cvrun.models.registry import count_parameters, resolve_small_input
+from cvrun.models import MODELS, build_model, create_model
+from cvrun.models.registry import Classifier, count_parameters, register_model, resolve_small_input
+from tests.conftest import make_cfg
 
 EXPECTED = {"linear", "mlp", "lenet5", "alexnet", "vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "resnet18",
             "resnet50", "wrn28_2", "wrn28_10", "mobilenet_v3_small", "resnet20", "resnet32", "resnet44", "resnet56",
@@ -103,5 +107,32 @@ def test_linear_and_mlp_take_the_pixels():
     mlp = create_model("mlp", 10, 32, hidden=[64, 32])
     assert [m.weight.shape[0] for _, m in mlp.linear_layers()] == [64, 32, 10] and mlp.num_features == 32
     assert count_parameters(create_model("mlp", 10, 32))[0] == 3072 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
-    with pytest.raises(UserError, match="model.hidden sets the hidden layers of mlp; lenet5's are fixed"):
+    with pytest.raises(UserError, match=r"unknown config key 'model.hidden'; model=lenet5 takes pretrained, "
+                                        r"small_input, dropout, drop_path$"):
         create_model("lenet5", 10, 32, hidden=[64])
+
+
+@dataclass
+class WidthConfig(ModelConfig):
+    width: int = 8
+
+
+def width_net(num_classes: int, image_size: int, small_input: bool, dropout: float, drop_path: float,
+              width: int) -> Classifier:
+    """A model with a key of its own, as a user's plugin would register it."""
+    return Classifier(nn.Sequential(nn.Flatten(), nn.Linear(3 * image_size * image_size, width)), width, num_classes,
+                      dropout)
+
+
+def test_a_model_with_a_key_of_its_own_gets_it_from_its_config_and_others_refuse_it(monkeypatch):
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))  # registered for this test alone
+    register_model("test_width_net", config=WidthConfig)(width_net)
+    cfg = make_cfg(model={"name": "test_width_net", "width": 24, "dropout": 0.1})
+    model = build_model(cfg.model, num_classes=3, image_size=8)
+    assert model.num_features == 24 and model.dropout.p == 0.1
+    assert create_model("test_width_net", 3, 8).num_features == 8  # the schema's default
+    with pytest.raises(UserError, match=r"unknown config key 'model.width'; model=resnet18 takes pretrained, "):
+        make_cfg(model={"name": "resnet18", "width": 24})
+    with pytest.raises(UserError, match=r"unknown config key 'model.depth'; model=test_width_net takes pretrained, "
+                                        r"small_input, dropout, drop_path, width"):
+        make_cfg(model={"name": "test_width_net", "depth": 3})

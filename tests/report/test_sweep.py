@@ -142,7 +142,7 @@ def test_randaugment_grid_search_names_the_best_pair(tmp_path):
 def test_other_launchers_keep_the_summary_and_the_failure_status(launcher, plugin, tmp_path):
     pytest.importorskip(plugin)
     result = run_cli("train", "-m", f"hydra/launcher={launcher}", "dataset=shapes,imagefolder",
-                     "dataset.root=/no/such/folder", "model=lenet5", "dataset.train_size=200", "dataset.test_size=50",
+                     "dataset.root=/no/such/folder", "model=lenet5", "dataset.subset=200",
                      "trainer.epochs=1", "trainer.progress=false", cwd=tmp_path)
     assert result.returncode == 1 and "1 sweep job(s) failed" in result.stderr, result.stderr
     rows = list(csv.DictReader((sweep_root(tmp_path) / "summary.csv").open()))
