@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from cvrun.errors import UserError
 from cvrun.report.stats import ALPHA, Difference, Spread, describe, holm, paired_difference, seeds_to_resolve, \
     welch_difference
 from cvrun.report.table import changes_no_result
@@ -34,8 +35,8 @@ class Run:
 @dataclass
 class Setting:
     label: str
-    values: dict[str, float]  # pairing unit (seeds, and other keys with `by`) -> the metric
-    spread: Spread | None
+    values: dict[tuple, float]  # pairing unit (the seeds; with `by`, other keys too) -> the metric
+    spread: Spread
     duplicated: bool = False  # two runs share a unit: the setting cannot pair
     difference: Difference | None = None
     p_holm: float | None = None
@@ -89,8 +90,6 @@ def numeric(value: Any) -> float | None:
 def compare(runs: list[Run], differing: list[str], metric: str, by: str | None = None,
             baseline: str | None = None, resolve: float = 1.0) -> Comparison:
     """Group, pair and test; `differing` are the config keys whose values differ between the runs."""
-    from cvrun.errors import UserError
-
     keys, unit_keys = grouping_keys(differing, by)
     completed = [r for r in runs if r.summary.get("status") == "completed"]
     notes = [f"{len(runs) - len(completed)} run(s) not completed, left out: "
