@@ -502,10 +502,10 @@ def load_run_config(path: Any, schema: type | None = None) -> Any:
 
 def absolute_root(dataset: Any) -> None:
     """Make dataset.root absolute, so the config saved with a run finds the data from any folder."""
-    from pathlib import Path
+    from cvrun.paths import launch_path
 
     if dataset.root is not None:
-        dataset.root = str(Path(dataset.root).expanduser().absolute())
+        dataset.root = str(launch_path(dataset.root))
 
 
 def is_path(f: Any) -> bool:
@@ -535,10 +535,11 @@ def path_keys() -> set[str]:
 
 def absolute_paths(cfg: Any) -> None:
     """Every path of a validated config made absolute (the keys its schemas mark), for the config saved with a
-    run; a path key's keywords (model.pretrained=imagenet) stay as they are."""
-    from pathlib import Path
-
+    run; a path key's keywords (model.pretrained=imagenet) stay as they are. A relative path means the folder
+    cvrun was started in, also in a job that hydra.job.chdir=true moved (cvrun.paths.launch_path)."""
     from omegaconf import OmegaConf
+
+    from cvrun.paths import launch_path
 
     schema = OmegaConf.get_type(cfg)
     for key in cfg:
@@ -548,7 +549,7 @@ def absolute_paths(cfg: Any) -> None:
             continue
         f = next((f for f in fields(schema) if f.name == key), None) if is_dataclass(schema) else None
         if f is not None and is_path(f) and value is not None and value not in f.metadata.get("keywords", ()):
-            cfg[key] = str(Path(value).expanduser().absolute())
+            cfg[key] = str(launch_path(value))
 
 
 def check_class_weights(weights: Any) -> None:

@@ -1,11 +1,13 @@
 """A user's own config folder beside cvrun's (--config-dir, -cd, hydra.searchpath with file:// and pkg://): its
-options compose, are listed and checked as cvrun's are; `+experiment=`."""
+options compose, are listed and checked as cvrun's are; `+experiment=`; hydra.job.chdir keeps relative paths."""
+
+import json
 
 import pytest
 from omegaconf import OmegaConf
 
 from cvrun.paths import config_search_dirs, option_file, use_config_sources
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, cli, single, write_image_tree
 
 USER_CONFIGS = REPO / "tests" / "user_configs"
 USER_OPTIONS = ["experiment=shapes_quick", "aug=hflip_only", "regime=fixmatch_low_threshold"]
@@ -65,3 +67,12 @@ def test_cvrun_info_shows_a_users_model_preset(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "lenet5" in result.stdout
 
+
+def test_with_hydra_job_chdir_relative_paths_mean_the_launch_folder(tmp_path):
+    write_image_tree(tmp_path / "tree", {"cat": 8, "dog": 8}, size=16)
+    result = cli("train", "dataset=imagefolder", "dataset.root=tree", "dataset.image_size=16", "model=lenet5",
+                 "aug=none", "trainer.epochs=1", "trainer.progress=false", "hydra.job.chdir=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = single((tmp_path / "outputs").glob("*/*"))
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert OmegaConf.load(run / "config.yaml").dataset.root == str(tmp_path / "tree")
