@@ -204,19 +204,24 @@ def verdict(setting: Setting, base: Setting, comparison: Comparison, tests: int)
         return "not tested", f"{head}: not tested (too few runs)"
     unit = " points" if is_percentage(comparison.metric) else ""
     paired = d.test == "paired t"
-    seeds = f"{d.n} paired seeds" if paired else f"{setting.spread.n} and {base.spread.n} runs, unpaired"
-    text = f"{head}: {d.mean:+.2f}{unit} [{d.low:.2f}, {d.high:.2f}], {seeds}"
+    if not paired:
+        have = f"{setting.spread.n} and {base.spread.n} runs"
+        noun, amount = "seeds", f"{have}, unpaired"
+    elif set(comparison.unit_keys) <= set(SEED_KEYS):
+        noun, have, amount = "seeds", f"{d.n} seeds", f"{d.n} paired seeds"
+    else:  # with --by, a pair is one seed at one value of the other keys that differ (labels per class)
+        noun, have, amount = "pairs", f"{d.n} pairs", f"{d.n} pairs"
+    text = f"{head}: {d.mean:+.2f}{unit} [{d.low:.2f}, {d.high:.2f}], {amount}"
     if setting.p_holm < ALPHA:
         outcome = "better" if (d.mean > 0) != lower_is_better(comparison.metric) else "worse"
         return outcome, f"{text}: {outcome}"
     # Holm's first step tests the smallest p-value at alpha / m: what more seeds must clear at least.
     needed = seeds_to_resolve(d.spread, comparison.resolve, paired, ALPHA / max(tests, 1))
     resolve = f"a {comparison.resolve:g}{'-point' if unit else ''} difference at this spread"
-    have = f"{d.n} seeds" if paired else f"{setting.spread.n} and {base.spread.n} runs"
     if needed is not None and needed <= d.n:
         text += f": not distinguishable with {have}, enough to resolve {resolve}"
     else:
-        size = "more than 10,000 seeds" if needed is None else f"about {needed} seeds"
+        size = f"more than 10,000 {noun}" if needed is None else f"about {needed} {noun}"
         text += f": not distinguishable with {have}: {size}{'' if paired else ' per setting'} would resolve {resolve}"
     if d.p < ALPHA:
         text += f" (p {d.p:.3g}, but {setting.p_holm:.3g} after Holm's correction for {tests} comparisons)"

@@ -121,7 +121,8 @@ def test_the_html_page_holds_the_comparison_and_the_label_curve(tmp_path):
     page = root / "compare.html"
     assert result.stdout.rstrip().endswith(str(page))
     text = page.read_text()
-    assert "fixmatch - scratch: +8.00 points [8.00, 8.00], 9 paired seeds: better" in text
+    # a pair: one seed at one count of labels
+    assert "fixmatch - scratch: +8.00 points [8.00, 8.00], 9 pairs: better" in text
     assert "test_acc1 against labels per class" in text and text.count("data:image/png;base64,") == 1
     assert (root / "compare_labels.png").is_file()
 
