@@ -196,20 +196,6 @@ CATALOGUE = [
     (["train", "-m", "trainer.seeds=0"], "trainer.seeds must be a positive integer (how many seeds: trainer.seeds=5 "
                                          "runs seeds 0-4), got 0"),
     (["train", "-m", "trainer.seeds=3", "trainer.seed=1"], "give trainer.seeds=3 (seeds 0-2) or trainer.seed, not both"),
-    # issue 25: imbalance
-    (["train", *SHAPES_RUN, "trainer.class_weights=[1,2]"],
-     "trainer.class_weights has 2 weights, but the data has 5 classes: give one weight per class"),
-    (["train", "trainer.class_weights=heavy"],
-     "trainer.class_weights must be none, balanced or one weight per class ([1.0,2.0,...]), got heavy"),
-    (["train", "trainer.monitor=val_acc"],
-     "trainer.monitor must be one of val_acc1, val_balanced_acc1, val_macro_f1, val_loss, got val_acc"),
-    (["train", "dataset.sampler=oversample"], "dataset.sampler must be one of none, balanced, got oversample"),
-    (["train", "dataset.imbalance_ratio=0.5"],
-     "dataset.imbalance_ratio (largest class over smallest) must be >= 1 or null, got 0.5"),
-    (["train", *SHAPES_RUN, "dataset.val_fraction=0", "trainer.monitor=val_loss"],
-     "trainer.monitor=val_loss chooses best.pt by the validation loss, but this run has no validation split"),
-    (["train", *SHAPES_RUN, "regime=knn", "regime.features=pixels", "trainer.class_weights=balanced"],
-     "regime=knn takes no trainer.class_weights: it trains nothing; leave trainer.class_weights=none"),
     # issue 24: option schemas
     (["train", "model=lenet5", "model.hidden=[64]"],
      "unknown config key 'model.hidden'; model=lenet5 takes pretrained, small_input, dropout, drop_path"),
@@ -225,6 +211,61 @@ CATALOGUE = [
     (["train", "sched=cosine_restarts", "sched.period_epochs=0"], "sched.period_epochs must be positive, got 0.0"),
     (["train", "sched=onecycle", "sched.warmup_epochs=1"], "sched=onecycle warms up for sched.pct_start of the run"),
     (["train", "sched=adam"], "unknown sched 'adam'; valid sched options: cosine, cosine_restarts, fixmatch_cosine,"),
+    # issue 25: transforms
+    (["train", "dataset.crop_pct=0"], "dataset.crop_pct (the share of the resized image evaluated) must be in (0, 1], "
+                                      "got 0.0"),
+    (["train", "dataset.crop_pct=1.5"], "dataset.crop_pct (the share of the resized image evaluated) must be in "
+                                        "(0, 1], got 1.5"),
+    (["train", "dataset.interpolation=cubic"],
+     "dataset.interpolation must be one of nearest, bilinear, bicubic, area, got cubic"),
+    (["train", "dataset.image_size=224", "dataset.stored_size=200"],
+     "dataset.stored_size (the shorter side images are kept at) must be null or >= dataset.image_size (224), got 200"),
+    (["train", "aug=basic", "aug.ratio=[2,1]"],
+     "aug.ratio (the box's width / height) must be [low, high] with 0 < low <= high, got [2.0, 1.0]"),
+    (["train", "aug=basic", "aug.scale=[0,1]"], "aug.scale must be [low, high] with 0 < low <= high <= 1, got [0.0, 1.0]"),
+    # issue 25: imbalance
+    (["train", *SHAPES_RUN, "trainer.class_weights=[1,2]"],
+     "trainer.class_weights has 2 weights, but the data has 5 classes: give one weight per class"),
+    (["train", "trainer.class_weights=heavy"],
+     "trainer.class_weights must be none, balanced or one weight per class ([1.0,2.0,...]), got heavy"),
+    (["train", "trainer.monitor=val_acc"],
+     "trainer.monitor must be one of val_acc1, val_balanced_acc1, val_macro_f1, val_loss, got val_acc"),
+    (["train", "dataset.sampler=oversample"], "dataset.sampler must be one of none, balanced, got oversample"),
+    (["train", "dataset.imbalance_ratio=0.5"],
+     "dataset.imbalance_ratio (largest class over smallest) must be >= 1 or null, got 0.5"),
+    (["train", *SHAPES_RUN, "dataset.val_fraction=0", "trainer.monitor=val_loss"],
+     "trainer.monitor=val_loss chooses best.pt by the validation loss, but this run has no validation split"),
+    (["train", *SHAPES_RUN, "regime=knn", "regime.features=pixels", "trainer.class_weights=balanced"],
+     "regime=knn takes no trainer.class_weights: it trains nothing; leave trainer.class_weights=none"),
+    # issue 24: api, wandb
+    (["train", *SHAPES_RUN, "+logger=wandb", "logger.wandb.mode=offlin"],
+     "logger.wandb.mode=offlin is not a W&B mode; use one of offline, online, disabled"),
+    # issue 24: config folders
+    (["train", "--config-dir", "{missing}", "model=lenet5"], "--config-dir: {missing} does not exist; name a folder"),
+    (["train", "--config-dir={unreadable}", "model=lenet5"], "--config-dir: {unreadable} is a file; name a folder"),
+    (["train", "model=lenet5", "-cd"], "-cd needs a value: -cd FOLDER"),
+    (["train", "hydra.searchpath=[pkg://tests.user_configs]", "experiment=shapes_quik"],
+     "; did you mean 'shapes_quick'?"),
+    (["train", "hydra.searchpath=[pkg://tests.user_configs]", "model=lenet5_dropuot"],
+     "unknown model 'lenet5_dropuot'; valid model options: alexnet, "),
+    (["train", "hydra.searchpath=[http://example.com/conf]"], "hydra.searchpath entry 'http://example.com/conf': "
+                                                              "write file://FOLDER (a folder of YAMLs) or pkg://PACKAGE"),
+    (["train", "hydra.searchpath=[pkg://no_such_package]"], "hydra.searchpath entry 'pkg://no_such_package': "
+                                                            "package no_such_package cannot be imported"),
+    (["train", "-m", "model=lenet5", "--cfg", "job"], "-m and --cfg cannot be given together: Hydra runs one of"),
+    # issue 24: timm
+    (["train", "model=timm", "model.arch=convnext_attto"],
+     "model.arch=convnext_attto is not an architecture timm knows; did you mean convnext_atto"),
+    (["train", "model=timm"], "model.arch must be set: add model.arch=... to the command"),
+    (["train", "model=timm", "model.arch=test_resnet", "model.pretrained=imagenet"],
+     "model.pretrained=imagenet names torchvision's weights; timm's are model.pretrained=hub"),
+    (["train", "model=timm", "model.arch=convnext_atto_rms", "model.pretrained=hub"],
+     "model.pretrained=hub: timm has no pretrained weights of convnext_atto_rms to download"),
+    (["train", "model=timm", "model.arch=test_resnet", "model.kwargs={{num_classes:3}}"],
+     "model.kwargs.num_classes is cvrun's to set (the class count comes from the data); drop it"),
+    (["train", *[arg for arg in SHAPES_RUN if arg != "model=lenet5"], "model=timm", "model.arch=test_resnet",
+      "regime=finetune", "model.pretrained={source}"],
+     "model.pretrained={source} is a lenet5, but model=timm model.arch=test_resnet; use model=lenet5"),
 ]
 
 

@@ -291,9 +291,15 @@ def pad_crop(image: np.ndarray, padding: int, top: int, left: int) -> np.ndarray
     return padded[top:top + h, left:left + w]
 
 
-def resized_crop(image: np.ndarray, top: int, left: int, height: int, width: int, size: int) -> np.ndarray:
+def resized_crop(image: np.ndarray, top: int, left: int, height: int, width: int, size: int,
+                 interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """The box resized to size x size with an OpenCV interpolation flag; a box twice that or more in both axes
+    is area-averaged instead (INTER_AREA: antialiased, as torchvision's RandomResizedCrop; nearest stays nearest;
+    cvrun.data.samples.resize says why not below 2x)."""
     crop = image[top:top + height, left:left + width]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    if interpolation != cv2.INTER_NEAREST and height >= 2 * size and width >= 2 * size:
+        interpolation = cv2.INTER_AREA
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
 
 
 def rotate_bilinear(image: np.ndarray, degrees: float) -> np.ndarray:

@@ -5,7 +5,9 @@ A training transform is a Pipeline of steps, each (image, rng) -> image:
     [base transform if aug.base] + [the option's own step] + [random erasing if aug.erase > 0]
 
 The base transform is pad-crop + flip for small images and random resized
-crop + flip for large ones. The plain options (brightness, flip, rotate,
+crop (aug.scale, aug.ratio) + flip for large ones; for large images the
+loader hands it the image at its stored, aspect-true resolution (it
+`crops_stored`) and the dataset's interpolation. The plain options (brightness, flip, rotate,
 crop, shear, affine) set `base: false` in their YAML so that each can be
 compared alone against `none`; `aug.base=true` composes them with it. The
 batch mixer (`aug.mix`) lives in mixers.py: it works on whole batches.
@@ -23,9 +25,10 @@ registered with its schema, and one YAML in configs/aug/:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Sequence
 
+import cv2
 import numpy as np
 from omegaconf import OmegaConf
 
@@ -51,6 +54,9 @@ class AugOption:
     base: bool = False
     padding: int = 4
     hflip: float = 0.5
+    # large images' random resized crop: the share of the area and the aspect (width / height) of the box
+    scale: List[float] = field(default_factory=lambda: [0.08, 1.0])
+    ratio: List[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
     erase: float = 0.0  # probability of random erasing (cutout)
     # batch mixer on top of any option: null, cutmix or mixup, with Beta(alpha, alpha) on a share prob of batches
     mix: Optional[str] = None
@@ -62,6 +68,11 @@ class AugOption:
             require(0 <= getattr(self, key) <= 1,
                     f"aug.{key} is a probability and must be in [0, 1], got {getattr(self, key)}")
         require(self.padding >= 0, f"aug.padding must be >= 0, got {self.padding}")
+        require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1,
+                f"aug.scale must be [low, high] with 0 < low <= high <= 1, got {list(self.scale)}")
+        require(len(self.ratio) == 2 and 0 < self.ratio[0] <= self.ratio[1],
+                f"aug.ratio (the box's width / height) must be [low, high] with 0 < low <= high, got "
+                f"{list(self.ratio)}")
         require(self.mix is None or self.mix in MIXERS,
                 f"aug.mix must be null or one of {', '.join(MIXERS)}, got {self.mix}")
         require(self.alpha > 0, f"aug.alpha (Beta distribution of the mixing weight) must be > 0, got {self.alpha}")
@@ -96,6 +107,17 @@ class Pipeline:
             image = step(image, rng)
         return image
 
+    @property
+    def crops_stored(self) -> bool:
+        """Whether the first step draws a resized crop from whatever image it gets (so a large image can come at
+        its stored resolution, rather than as the evaluation square)."""
+        return bool(self.steps) and isinstance(self.steps[0], RandomResizedCrop)
+
+    def with_interpolation(self, interpolation: int) -> "Pipeline":
+        """The same steps, its resized crop resizing with an OpenCV interpolation flag (dataset.interpolation)."""
+        return Pipeline([replace(step, interpolation=interpolation) if isinstance(step, RandomResizedCrop) else step
+                         for step in self.steps])
+
     def explained(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, float]]]:
         """The same result as calling the pipeline, plus the (op, value) pairs its auto-augment step drew."""
         drawn: list[tuple[str, float]] = []
@@ -126,16 +148,37 @@ def build_train_transform(cfg: Any, image_size: int, mean: Sequence[float] = (0.
 
 def random_resized_box(h: int, w: int, rng: np.random.Generator, scale=(0.08, 1.0),
                        ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """torchvision's RandomResizedCrop box (top, left, height, width); the central square as fallback."""
+    """torchvision's RandomResizedCrop box (top, left, height, width), with its fallback after ten misses: the
+    whole image, or its central part of the nearest allowed aspect."""
     box = ops.random_box(h, w, rng, scale, ratio)
     if box is not None:
         return box
-    side = min(h, w)
-    return (h - side) // 2, (w - side) // 2, side, side
+    height, width = h, w
+    if w / h < min(ratio):
+        height = int(round(w / min(ratio)))
+    elif w / h > max(ratio):
+        width = int(round(h * max(ratio)))
+    return (h - height) // 2, (w - width) // 2, height, width
 
 
 def _maybe_hflip(image: np.ndarray, rng: np.random.Generator, probability: float) -> np.ndarray:
     return ops.hflip(image) if rng.random() < probability else image
+
+
+@dataclass
+class RandomResizedCrop:
+    """torchvision's RandomResizedCrop (box drawn on the image as given), then a horizontal flip."""
+
+    size: int
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+    hflip: float
+    interpolation: int = cv2.INTER_LINEAR
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        top, left, height, width = random_resized_box(*image.shape[:2], rng, self.scale, self.ratio)
+        crop = ops.resized_crop(image, top, left, height, width, self.size, self.interpolation)
+        return _maybe_hflip(crop, rng, self.hflip)
 
 
 def base_transform(cfg: Any, image_size: int) -> Transform:
@@ -144,11 +187,9 @@ def base_transform(cfg: Any, image_size: int) -> Transform:
         top, left = ops.randint(rng, 0, 2 * cfg.padding + 1), ops.randint(rng, 0, 2 * cfg.padding + 1)
         return _maybe_hflip(ops.pad_crop(image, cfg.padding, top, left), rng, cfg.hflip)
 
-    def large(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        top, left, height, width = random_resized_box(*image.shape[:2], rng)
-        return _maybe_hflip(ops.resized_crop(image, top, left, height, width, image_size), rng, cfg.hflip)
-
-    return small if image_size <= SMALL_IMAGE else large
+    if image_size <= SMALL_IMAGE:
+        return small
+    return RandomResizedCrop(image_size, tuple(cfg.scale), tuple(cfg.ratio), cfg.hflip)
 
 
 def random_erasing(probability: float, fill: np.ndarray) -> Transform:
@@ -244,19 +285,14 @@ def rotate(cfg: Any, image_size: int) -> Transform:
 class CropOption(AugOption):
     scale: List[float] = field(default_factory=lambda: [0.25, 1.0])  # share of the area kept
 
-    def check(self) -> None:
-        super().check()
-        require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1,
-                f"aug.scale must be [low, high] with 0 < low <= high <= 1, got {list(self.scale)}")
-
 
 @register_policy("crop", CropOption)
 def crop(cfg: Any, image_size: int) -> Transform:
-    """A random resized crop covering aug.scale of the area, at any image size."""
-    scale = tuple(cfg.scale)
+    """A random resized crop covering aug.scale of the area (aspect in aug.ratio), at any image size."""
+    scale, ratio = tuple(cfg.scale), tuple(cfg.ratio)
 
     def step(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        top, left, height, width = random_resized_box(*image.shape[:2], rng, scale=scale)
+        top, left, height, width = random_resized_box(*image.shape[:2], rng, scale=scale, ratio=ratio)
         return ops.resized_crop(image, top, left, height, width, image_size)
     return step
 

@@ -1,7 +1,10 @@
 """`cvrun preview [aug=...] [dataset=...]`: a PNG grid of augmented training images.
 
-One row per training image (spread over the classes): the original, then
-`draws` augmented versions drawn the way training draws them. With a batch
+One row per training image (spread over the classes): the original (as
+evaluation sees it: for images above 64 px the centre crop of
+dataset.crop_pct), then `draws` augmented versions drawn the way training
+draws them (above 64 px, the random resized crop drawn on the image at its
+stored, aspect-true resolution). With a batch
 mixer (aug.mix), each column is mixed as one batch, and the captions give the
 mixed target (the two largest class weights).
 """
@@ -63,6 +66,8 @@ def preview(cfg: Any) -> Path:
     from cvrun.augment import build_train_transform
     from cvrun.augment.mixers import build_batch_mixer
     from cvrun.config import PreviewConfig, absolute_root, validate
+    from cvrun.data.loaders import TransformInput, for_sizing
+    from cvrun.data.samples import Sizing
     from cvrun.data.splits import build_splits
     from cvrun.engine.rundir import RunFolder
     from cvrun.io import atomic_write_bytes
@@ -74,21 +79,24 @@ def preview(cfg: Any) -> Path:
     run.write_config(OmegaConf.to_yaml(cfg))
     data = build_splits(cfg.dataset)
     size = data.image_size
-    transform = build_train_transform(cfg.aug, size, cfg.dataset.mean)
+    train = data.train.with_sizing(Sizing.of(cfg.dataset))
+    transform = for_sizing(build_train_transform(cfg.aug, size, cfg.dataset.mean), train.sizing)
     mixer = build_batch_mixer(cfg.aug, len(data.class_names))
     torch.manual_seed(cfg.seed)
 
-    indices = pick_images(data.train.labels, cfg.images, cfg.seed)
-    originals = [data.train.image(i, size) for i in indices]
-    labels = [int(data.train.labels[i]) for i in indices]
+    indices = pick_images(train.labels, cfg.images, cfg.seed)
+    inputs = [TransformInput(train, i, size) for i in indices]
+    originals = [train.image(i, size) for i in indices]
+    labels = [int(train.labels[i]) for i in indices]
     names = [data.class_names[label] for label in labels]
     columns, column_captions = [originals], [names]
     for draw in range(cfg.draws):
         column, captions = [], []
-        for row, image in enumerate(originals):
+        for row, (image, given) in enumerate(zip(originals, inputs)):
             drawn: list = []
             if transform is not None:
-                image, drawn = transform.explained(image, np.random.default_rng([cfg.seed, draw, row]))
+                image, drawn = transform.explained(given.for_transform(transform),
+                                                   np.random.default_rng([cfg.seed, draw, row]))
             column.append(image)
             captions.append(describe_ops(drawn, cfg.aug.name))
         if mixer is not None:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cvrun.data.loaders import to_chw
-from cvrun.data.samples import IMAGE_EXTENSIONS, fit_size, list_images, read_rgb
+from cvrun.data.samples import IMAGE_EXTENSIONS, Sizing, list_images
 from cvrun.errors import UserError
 
 PATH_LISTS = {".txt", ".lst"}
@@ -39,21 +39,26 @@ def collect_image_paths(arguments: list[str]) -> list[str]:
 
 
 class ImageFiles(Dataset):
-    """(uint8 CHW image resized to `size`, error message or ""); an unreadable file gives a zero image."""
+    """(uint8 CHW image as evaluation sees it at `sizing`, error message or ""); an unreadable file gives a zero
+    image. Images above 64 px keep their aspect: the centre crop of the shorter side resized (samples.Sizing)."""
 
-    def __init__(self, paths: list[str], size: int):
-        self.paths, self.size = paths, size
+    def __init__(self, paths: list[str], sizing: Sizing):
+        self.paths, self.sizing = paths, sizing
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        image = read_rgb(self.paths[index])
+        image = self.sizing.read(self.paths[index])
         if image is None:
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), "not an image OpenCV can read"
-        return to_chw(fit_size(image, self.size)), ""
+            size = self.sizing.image_size
+            return torch.zeros(3, size, size, dtype=torch.uint8), "not an image OpenCV can read"
+        return to_chw(self.sizing.evaluate(image)), ""
 
 
-def image_file_loader(paths: list[str], size: int, batch_size: int, num_workers: int) -> DataLoader[Any]:
-    return DataLoader(ImageFiles(paths, size), batch_size=batch_size, num_workers=num_workers, shuffle=False)
+def image_file_loader(paths: list[str], size: int, batch_size: int, num_workers: int,
+                      sizing: Sizing | None = None) -> DataLoader[Any]:
+    """sizing: the run's dataset.crop_pct, interpolation and stored_size; None: their defaults at `size`."""
+    return DataLoader(ImageFiles(paths, sizing or Sizing(size)), batch_size=batch_size, num_workers=num_workers,
+                      shuffle=False)
 

@@ -4,6 +4,12 @@ Every sample comes with its own augmentation seed, drawn with the data order
 from (trainer.seed, epoch) in the main process. So the images a run sees do
 not depend on the number of workers, and a resumed run sees what an
 uninterrupted one would have.
+
+Images above 64 px (samples.Sizing): a training transform that draws its own
+resized crop (its `crops_stored` is true: the base transform's
+RandomResizedCrop) gets the image at its stored, aspect-true resolution and
+the dataset's interpolation; any other transform, and evaluation, get the
+centre crop evaluation sees.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cvrun.data.samples import Samples
+from cvrun.data.samples import Samples, Sizing
 from cvrun.data.sampling import BalancedSampler
 from cvrun import parallel
 
@@ -35,7 +41,9 @@ class ImageDataset(Dataset):
                  extras: dict[str, torch.Tensor] | None = None):
         self.samples = samples
         self.image_size = image_size
-        self.transform = transform
+        sizing = samples.sizing_for(image_size)
+        self.transform = (tuple(for_sizing(view, sizing) for view in transform) if isinstance(transform, tuple)
+                          else for_sizing(transform, sizing))
         self.extras = extras
 
     def __len__(self) -> int:
@@ -43,16 +51,49 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Any, Any]:
         index, seed = item
-        image = self.samples.image(index, self.image_size)
         rng = np.random.default_rng(seed)
+        inputs = TransformInput(self.samples, index, self.image_size)
         if isinstance(self.transform, tuple):  # several views of the image, drawn in turn
-            chw: Any = tuple(to_chw(view(image, rng) if view is not None else image) for view in self.transform)
+            chw: Any = tuple(to_chw(inputs.through(view, rng)) for view in self.transform)
         else:
-            chw = to_chw(self.transform(image, rng) if self.transform is not None else image)
+            chw = to_chw(inputs.through(self.transform, rng))
         label = int(self.samples.labels[index])
         if self.extras is None:
             return chw, label
         return chw, {"label": label, **{name: rows[index] for name, rows in self.extras.items()}}
+
+
+def crops_stored(transform: Transform | None, sizing: Sizing) -> bool:
+    """Whether `transform` draws its crop from the stored image (large images, a transform that says it does)."""
+    return not sizing.small and bool(getattr(transform, "crops_stored", False))
+
+
+def for_sizing(transform: Transform | None, sizing: Sizing) -> Transform | None:
+    """`transform` resizing its crops with the dataset's interpolation, where it draws them from stored images."""
+    return transform.with_interpolation(sizing.flag) if crops_stored(transform, sizing) else transform
+
+
+class TransformInput:
+    """One image of `samples` as a transform takes it: the stored image for one that crops it (large images),
+    else the evaluation square; each decoded at most once."""
+
+    def __init__(self, samples: Samples, index: int, size: int):
+        self.samples, self.index, self.size = samples, index, size
+        self.sizing = samples.sizing_for(size)
+        self._stored: np.ndarray | None = None
+
+    def stored(self) -> np.ndarray:
+        if self._stored is None:
+            self._stored = self.samples.stored(self.index, self.size)
+        return self._stored
+
+    def for_transform(self, transform: Transform | None) -> np.ndarray:
+        stored = self.stored()
+        return stored if crops_stored(transform, self.sizing) else self.sizing.evaluate(stored)
+
+    def through(self, transform: Transform | None, rng: np.random.Generator) -> np.ndarray:
+        image = self.for_transform(transform)
+        return transform(image, rng) if transform is not None else image
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
