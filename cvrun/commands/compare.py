@@ -1,5 +1,6 @@
-"""`cvrun compare DIR... [--by KEY] [--baseline VALUE] [--metric test_acc1] [--format table|csv|md|latex] [--html]`:
-settings compared over seeds.
+"""`cvrun compare DIR...`: settings compared over their seeds (means, 95% intervals, paired tests, verdicts).
+
+`cvrun compare DIR... [--by KEY] [--baseline VALUE] [--metric test_acc1] [--format table|csv|md|latex] [--html]`.
 
 Reads every run under the folders (as summarize does), groups the completed ones into settings (the keys
 that differ between runs, seeds left out; `--by` picks one key), pairs runs across settings by trainer.seed
