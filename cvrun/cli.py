@@ -16,7 +16,8 @@ import sys
 from typing import Any, Callable, Iterator
 
 from cvrun.errors import UserError
-from cvrun.overrides import plain_group_choices, preflight, quote_paths, split_positional, user_config_sources
+from cvrun.overrides import (check_one_mode, plain_group_choices, preflight, quote_paths, split_positional,
+                             user_config_sources)
 from cvrun.parallel import adopt_slurm_tasks, world_size
 
 # name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
@@ -106,7 +107,7 @@ def run_command(args: list[str]) -> int:
     rest = quote_paths(split_positional(rest, positional))
     module = importlib.import_module(module_name)
     from cvrun.io import StorageError
-    from cvrun.paths import use_config_sources
+    from cvrun.paths import config_dir, use_config_sources
     from cvrun.registry import load_plugins
 
     try:
@@ -116,6 +117,8 @@ def run_command(args: list[str]) -> int:
         if any(arg.split("=", 1)[0] in COMPLETION_FLAGS for arg in rest):
             return shell_completion(command, rest)
         if "--help" not in rest and "-h" not in rest:
+            if (config_dir() / f"{command}.yaml").is_file():  # a Hydra app: its flags are Hydra's
+                check_one_mode(rest)
             rest = getattr(module, "expand_args", list)(rest)  # a short form such as trainer.seeds=N, rewritten
             preflight(command, rest, getattr(module, "check_job", None))
             rest = getattr(module, "prepare_args", list)(rest)

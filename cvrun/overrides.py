@@ -134,6 +134,29 @@ def searchpath_entries(args: list[str]) -> list[str]:
     return value
 
 
+# Hydra's modes: a command line takes one.
+MODE_FLAGS = {"--run": "-r", "--multirun": "-m", "--cfg": "-c", "--info": "-i", "--shell-completion": "-sc"}
+
+
+def check_one_mode(args: list[str]) -> None:
+    """Hydra runs one of --run, --multirun, --cfg, --info and --shell-completion; two are one line, not its
+    traceback."""
+    given, skip = [], False
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif flag in MODE_FLAGS or flag in MODE_FLAGS.values():
+            given.append(flag)
+            skip = flag in FLAGS_WITH_VALUE and "=" not in arg
+        elif arg in FLAGS_WITH_VALUE:
+            skip = True
+    modes = {flag if flag in MODE_FLAGS else next(k for k, v in MODE_FLAGS.items() if v == flag) for flag in given}
+    if len(modes) > 1:
+        raise UserError(f"{given[0]} and {next(f for f in given if f != given[0])} cannot be given together: Hydra "
+                        f"runs one of {', '.join(MODE_FLAGS)}; drop one")
+
+
 def user_config_sources(args: list[str]) -> tuple[str | None, list[str]]:
     """What a command line adds to the config search path: --config-dir's folder, hydra.searchpath's entries."""
     return flag_value(args, CONFIG_DIR_FLAGS), searchpath_entries(args)
