@@ -8,15 +8,15 @@ differs, seeds included. Only completed runs count.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 from cvrun.errors import UserError
 from cvrun.report.stats import ALPHA, Difference, Spread, describe, holm, paired_difference, seeds_to_resolve, \
     welch_difference
-from cvrun.report.table import changes_no_result
+from cvrun.report.table import changes_no_result, to_text
+from cvrun.report.table import to_csv as csv_table
+from cvrun.report.table import to_markdown as markdown_table
 
 SEED_KEYS = ("trainer.seed", "dataset.split_seed")
 PUBLISHED = "published"
@@ -343,16 +343,12 @@ def text_lines(comparison: Comparison) -> list[str]:
 
 
 def to_table(comparison: Comparison) -> str:
-    from cvrun.report.table import to_text
-
     table = display_rows(comparison)
     lines = [heading(comparison), "", to_text(table, list(table[0])).rstrip(), "", *text_lines(comparison)]
     return "\n".join(lines) + "\n"
 
 
 def to_markdown(comparison: Comparison) -> str:
-    from cvrun.report.table import to_markdown as markdown_table
-
     table = display_rows(comparison)
     lines = [l for l in text_lines(comparison) if l.strip() and not l.endswith(":")]
     return "\n".join([f"{heading(comparison)}", "", markdown_table(table, list(table[0])).rstrip(), "",
@@ -361,12 +357,7 @@ def to_markdown(comparison: Comparison) -> str:
 
 def to_csv(comparison: Comparison) -> str:
     table = rows(comparison)
-    columns = list(dict.fromkeys(k for row in table for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({c: "" if row.get(c) is None else row.get(c) for c in columns} for row in table)
-    return buffer.getvalue()
+    return csv_table(table, list(dict.fromkeys(k for row in table for k in row)))
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
