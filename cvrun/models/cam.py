@@ -12,8 +12,27 @@ from torch import nn
 
 
 def last_conv(model: nn.Module) -> nn.Conv2d | None:
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1] if convs else None
+    """The last convolution, when it makes the feature map the model pools: None for a model without one, and for
+    a timm model whose last stage has none after it (a ViT's patch embedding is its only convolution: its map
+    is the input's patches, not the evidence the class score rests on)."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not names:
+        return None
+    last_stage = timm_last_stage(model)
+    order = [name for name, _ in model.named_modules()]
+    if last_stage is not None and order.index(names[-1]) < order.index(last_stage):
+        return None
+    return model.get_submodule(names[-1])
+
+
+def timm_last_stage(model: nn.Module) -> str | None:
+    """The name of a timm model's last feature stage (its feature_info's last module), within `model`; None for a
+    model that is not or holds no timm model."""
+    for prefix, module in model.named_modules():
+        info = getattr(module, "feature_info", None)
+        if isinstance(info, list) and info and isinstance(info[-1], dict) and "module" in info[-1]:
+            return f"{prefix}.{info[-1]['module']}" if prefix else info[-1]["module"]
+    return None
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

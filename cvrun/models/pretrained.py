@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -20,8 +21,12 @@ import torch
 from cvrun.errors import UserError
 from cvrun.io import file_sha256
 from cvrun.models.registry import MODELS, Classifier, create_model, own_keys
+from cvrun.models.timm_models import (HUB, TimmClassifier, check_timm_pretrained, timm_state_dict, timm_weights,
+                                      weights_in_folder)
 
 log = logging.getLogger("cvrun")
+
+TIMM = "timm"  # the model whose weights may also be timm's (cvrun/models/timm_models.py)
 
 
 @dataclass
@@ -59,6 +64,9 @@ def run_status(folder: Path) -> tuple[str | None, dict[str, Any]]:
 def source_files(reference: str, key: str) -> SourceFiles:
     """The files of a run folder or checkpoint named by `key`; a source that cannot give weights is a
     UserError. Reads a listing and summary.json only, so it runs before the run folder is made."""
+    if reference == HUB:
+        raise UserError(f"{key}=hub names timm's download of model=timm's weights, which carry no cvrun training "
+                        f"config; {key} takes a cvrun run folder or checkpoint here")
     path = Path(reference).expanduser()
     if path.is_file():
         return SourceFiles(path, None, None, {})
@@ -99,8 +107,13 @@ def source_regime(folder: Path) -> str:
 def source_record(reference: str, key: str) -> dict[str, Any]:
     """summary.json's note of a source: its run's status and its checkpoint's hash; a warning line in the
     log when the source's run did not complete."""
-    files = source_files(reference, key)
     prefix = key.split(".")[-1]
+    if key == "model.pretrained" and reference == HUB:
+        return {}  # timm's download: named by the config (model.arch), its file fetched when the model is built
+    weights = weights_in_folder(Path(reference).expanduser()) if Path(reference).expanduser().is_dir() else None
+    if key == "model.pretrained" and weights is not None:  # a folder of timm weights (a Hugging Face cache folder)
+        return {f"{prefix}_status": None, f"{prefix}_sha256": file_sha256(weights)[:16]}
+    files = source_files(reference, key)
     if files.status not in (None, "completed"):
         log.warning("%s=%s is a run whose status is %s: its best checkpoint so far is used", key, reference,
                     files.status)
@@ -139,18 +152,37 @@ def check_pretrained(cfg: Any) -> None:
     reference = cfg.pretrained
     if reference is None:
         return
+    if cfg.name == TIMM:
+        check_timm_pretrained(cfg)
+        if timm_weights(reference, cfg.arch) is not None:
+            return
     if reference == "imagenet":
         imagenet_weights(cfg.name)
         return
     files = source_files(reference, "model.pretrained")
     if files.config is not None:
-        require_architecture(load_run_config(files.config).model.name, cfg.name, reference)
+        require_architecture(load_run_config(files.config).model, cfg, reference)
 
 
-def require_architecture(source: str, name: str, reference: str) -> None:
-    if source != name:
-        raise UserError(f"model.pretrained={reference} is a {source}, but model={name}; "
-                        f"use model={source} to start from it")
+# The keys that say which architecture a model option builds, beside its name (model=timm's arch, model=target's
+# class).
+ARCHITECTURE_KEYS = ("arch", "_target_")
+
+
+def architecture(model_cfg: Any) -> tuple[str, str]:
+    """A model config's architecture in words (lenet5, timm convnext_atto) and as settings (model=lenet5,
+    model=timm model.arch=convnext_atto): its name, and model.arch or model._target_ where it has one."""
+    keys = [(key, getattr(model_cfg, key)) for key in ARCHITECTURE_KEYS if getattr(model_cfg, key, None) is not None]
+    return (" ".join([model_cfg.name, *(str(value) for _, value in keys)]),
+            " ".join([f"model={model_cfg.name}", *(f"model.{key}={value}" for key, value in keys)]))
+
+
+def require_architecture(source: Any, model_cfg: Any, reference: str) -> None:
+    """A run of another architecture than `model_cfg`'s (its `model` section: `source`) is a user error."""
+    (source_words, source_setting), (_, setting) = architecture(source), architecture(model_cfg)
+    if source_setting != setting:
+        raise UserError(f"model.pretrained={reference} is a {source_words}, but {setting}; "
+                        f"use {source_setting} to start from it")
 
 
 def rebuild_model(cfg: Any, state: dict[str, Any]) -> Classifier:
@@ -237,8 +269,13 @@ def _short(keys: list[str], limit: int = 6) -> str:
 
 def load_pretrained(model: Classifier, name: str, reference: str) -> dict:
     """Fill `model` (architecture `name`) from `model.pretrained`; returns the transfer report."""
+    if isinstance(model, TimmClassifier):
+        weights = timm_weights(reference, model.arch)
+        if weights is not None:
+            return transfer(model, *timm_state_dict(model, weights), True)
     if reference == "imagenet":
         return transfer(model, imagenet_as_classifier(model, imagenet_state_dict(name)), "imagenet", False)
     source = load_source_run(reference)
-    require_architecture(source.cfg.model.name, name, reference)
+    own = SimpleNamespace(name=name, arch=getattr(model, "arch", None), _target_=getattr(model, "target", None))
+    require_architecture(source.cfg.model, own, reference)
     return transfer(model, source.model.state_dict(), reference, True)
