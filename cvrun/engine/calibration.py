@@ -100,12 +100,12 @@ class Calibration:
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor, checkpoint: Path, best_epoch: int | None) -> Calibration:
     """Fit T on a validation split's logits of the checkpoint's model; the record of the fit."""
-    temperature = fit_temperature(logits, labels)
+    temperature = round(fit_temperature(logits, labels), 6)  # the stored T is the one the figures are for
     acc1 = 100.0 * (logits.argmax(1) == labels).double().mean().item()
-    return Calibration(temperature=round(temperature, 6), checkpoint_sha256=file_sha256(checkpoint),
-                       best_epoch=best_epoch, split="val", images=len(labels), val_acc1=round(acc1, 2),
-                       val_nll_before=round(nll(logits, labels), 6), val_nll_after=round(nll(logits, labels,
-                                                                                             temperature), 6),
+    return Calibration(temperature=temperature, checkpoint_sha256=file_sha256(checkpoint), best_epoch=best_epoch,
+                       split="val", images=len(labels), val_acc1=round(acc1, 2),
+                       val_nll_before=round(nll(logits, labels), 6),
+                       val_nll_after=round(nll(logits, labels, temperature), 6),
                        val_ece_before=round(ece_of(logits, labels), 4),
                        val_ece_after=round(ece_of(logits, labels, temperature), 4))
 

@@ -97,6 +97,9 @@ def test_the_temperature_of_an_overconfident_model_is_above_one_and_fitted_on_th
     raw, calibrated = eval_figures(before.stdout), eval_figures(after.stdout)
     assert calibrated["top1"] == raw["top1"] and after.stdout.splitlines()[0] == before.stdout.splitlines()[0]
     assert calibrated["calibrated_nll"] < calibrated["nll"] and calibrated["calibrated_ece"] < calibrated["ece"]
+    on_val = cli("eval", str(run), "split=val", "progress=false", cwd=run.parent)  # eval's sums, calibrate's figures
+    assert (f"NLL {stored['val_nll_before']:.4f} -> {stored['val_nll_after']:.4f}  ECE {stored['val_ece_before']:.2f}% "
+            f"-> {stored['val_ece_after']:.2f}%") in on_val.stdout, on_val.stdout
 
 
 def test_predict_export_and_inspect_use_the_temperature(run, tmp_path):
