@@ -15,14 +15,16 @@ hydra.run.dir says otherwise), files and results. Each call is a new run; nothin
 process for the next (sys.argv and the logging handlers are left as they were). A mistake raises
 cvrun.errors.UserError with the one line the command prints.
 
-Sweeps stay on the command line (`cvrun train -m ...`, `hparams_search=...`): they are Hydra's multirun,
-with its launchers and sweepers. From Python, `cvrun.cli.main(["train", "-m", ...])` runs one and returns the
-exit status; a loop over `train` gives runs whose folders `cvrun summarize` tabulates.
+`sweep` launches `cvrun train -m OVERRIDES` itself (Hydra's multirun, with its sweepers and launchers) and
+returns the sweep folder with its jobs' runs.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +32,7 @@ from typing import Any, Sequence
 from cvrun.commands import register_schemas
 from cvrun.errors import UserError
 
-__all__ = ["Run", "LoadedModel", "compose", "train", "evaluate", "predict", "load_model"]
+__all__ = ["Run", "Sweep", "LoadedModel", "compose", "train", "sweep", "evaluate", "predict", "load_model"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,64 @@ def train(overrides: Sequence[str] | Any = ()) -> Run:
             raise KeyboardInterrupt from None
         raise
     return Run(run_dir)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep folder and its jobs' runs (jobs.jsonl, which each job's end appends to)."""
+
+    sweep_dir: Path
+
+    @property
+    def runs(self) -> list[Run]:
+        """The jobs' runs in job order."""
+        path = self.sweep_dir / "jobs.jsonl"
+        jobs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        return [Run(Path(job["run_dir"])) for job in sorted(jobs, key=lambda job: job["num"])]
+
+
+def sweep(overrides: Sequence[str]) -> Sweep:
+    """`cvrun train -m OVERRIDES` (comma lists, hparams_search=..., hydra/launcher=...) in its own sweep folder:
+    hydra.sweep.dir, else a new one as train.yaml names it. A mistake raises UserError before anything is written;
+    a job that fails is recorded as such and the sweep goes on (its Run says why). sys.argv and the logging
+    handlers Hydra's jobs set up are put back as they were."""
+    from omegaconf import OmegaConf
+
+    from cvrun.cli import run_command
+    from cvrun.commands.train import check_job, composed_folder, key_of, override_value
+    from cvrun.overrides import hydra_quote, preflight, quote_paths
+
+    args = quote_paths([str(arg) for arg in overrides if arg not in ("-m", "--multirun")])
+    preflight("train", ["-m", *args], check_job)
+    given = [override_value(arg) for arg in args if key_of(arg) == "hydra.sweep.dir"]
+    folder = Path(given[-1]).absolute() if given else composed_folder(OmegaConf.create(), None, "sweep")
+    with process_state_kept():
+        code = run_command(["train", "-m", *args, f"hydra.sweep.dir={hydra_quote(str(folder))}"])
+    if code == 130:
+        raise KeyboardInterrupt
+    if code not in (0, 1):  # 1: a job failed, which its run records
+        raise UserError(f"cvrun train -m refused the sweep (exit status {code}; the line above says why)")
+    return Sweep(folder)
+
+
+class process_state_kept:
+    """sys.argv and the root logger's handlers and level as they were before the block (Hydra's jobs replace
+    the handlers with their console and train.log)."""
+
+    def __enter__(self) -> None:
+        root = logging.getLogger()
+        self.argv, self.handlers, self.level = list(sys.argv), list(root.handlers), root.level
+
+    def __exit__(self, *exc: Any) -> None:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h not in self.handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in self.handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(self.level)
+        sys.argv[:] = self.argv
 
 
 def evaluate(run_dir: str | Path, split: str = "test", tta: bool = False, device: str = "auto",

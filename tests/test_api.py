@@ -129,3 +129,15 @@ def test_a_mistake_is_a_user_error_and_makes_no_folder(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="runs one run"):
         api.train(["-m", *RUN])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_in_its_own_folder_leaves_the_process_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = process_state()
+    swept = api.sweep(["dataset=shapes", "dataset.image_size=32", "dataset.train_size=100", "dataset.test_size=20",
+                       "model=lenet5", "aug=none", "trainer.epochs=1", "trainer.progress=false", "trainer.seed=0,1"])
+    assert process_state() == before
+    assert swept.sweep_dir.parent.parent == tmp_path / "multirun"
+    assert [(run.run_dir.parent, run.status, run.summary["seed"]) for run in swept.runs] == [
+        (swept.sweep_dir, "completed", 0), (swept.sweep_dir, "completed", 1)]
+    assert (swept.sweep_dir / "summary.csv").is_file()

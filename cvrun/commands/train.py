@@ -68,7 +68,7 @@ def train_composed(cfg: Any) -> tuple[Path, dict]:
             raise UserError(f"trainer.resume={run_path} is not a run folder (no config.yaml in it)")
     else:
         check_job(typed)
-        run_path = composed_run_folder(task_cfg, hydra)
+        run_path = composed_folder(task_cfg, hydra)
         if hydra is not None and hydra.output_subdir is not None:
             write_hydra_record(run_path / str(hydra.output_subdir), task_cfg, hydra, run_path)
     quiet_third_party_logs()
@@ -106,8 +106,9 @@ def train_in(cfg: Any, output_dir: str, sweep_dir: Path | None) -> dict:
         distributed.finish()
 
 
-def composed_run_folder(cfg: Any, hydra: Any) -> Path:
-    """The folder a composed config's run claims: its hydra.run.dir, else the one train.yaml names."""
+def composed_folder(cfg: Any, hydra: Any, kind: str = "run") -> Path:
+    """The folder a composed config's run (kind "run") or sweep ("sweep") claims: its hydra.<kind>.dir, else the
+    one train.yaml names."""
     from hydra.core.utils import setup_globals
     from omegaconf import OmegaConf
 
@@ -118,9 +119,9 @@ def composed_run_folder(cfg: Any, hydra: Any) -> Path:
     forget_claims()  # a new launch: never the folder an earlier run of this process claimed
     hydra = hydra if hydra is not None else OmegaConf.load(config_dir() / "train.yaml").hydra
     named = copy.deepcopy(cfg)  # the folder's name may name any of the config's keys
-    OmegaConf.update(named, "hydra.run.dir", OmegaConf.to_container(hydra.run, resolve=False)["dir"],
+    OmegaConf.update(named, f"hydra.{kind}.dir", OmegaConf.to_container(hydra[kind], resolve=False)["dir"],
                      force_add=True)
-    return Path(str(OmegaConf.select(named, "hydra.run.dir"))).absolute()
+    return Path(str(OmegaConf.select(named, f"hydra.{kind}.dir"))).absolute()
 
 
 def write_hydra_record(folder: Path, cfg: Any, hydra: Any, run_path: Path) -> None:
