@@ -9,7 +9,7 @@ named after the sweep's folder; each run is named after its own folder; a resume
 
 Offline unless asked otherwise (WANDB_MODE, else `logger.wandb.mode`): the run is written to RUN_DIR/wandb/
 and `wandb sync RUN_DIR/wandb/offline-run-*` uploads it later. wandb's own console output is off (silent, no
-console capture, no system metrics); each event is bounded by `logger.wandb.timeout` (cvrun/loggers/base.py),
+console capture); each event is bounded by `logger.wandb.timeout` (cvrun/loggers/base.py),
 and wandb.init's own wait for a server too.
 """
 
@@ -60,8 +60,7 @@ class WandbLogger(Logger):
 
         path, sweep = self.context.run.path, self.context.sweep_dir
         mode = os.environ.get("WANDB_MODE") or self.options.mode
-        settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
-                                  init_timeout=self.options.timeout)
+        settings = wandb.Settings(silent=True, console="off", init_timeout=self.options.timeout)
         self.run = wandb.init(project=self.options.project, entity=self.options.entity, mode=mode, dir=str(path),
                               name=path.name, group=sweep.name if sweep is not None else None,
                               tags=list(self.options.tags), config=OmegaConf.to_container(self.context.cfg),
