@@ -28,6 +28,14 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
 LABELS_KEY = "dataset.labeled_per_class"
 
 
+def label_points(records: list[tuple[dict[str, Any], Any]], line_keys: list[str]) -> list[tuple[str, float, float]]:
+    """(line, labels per class, value) for each (settings, value) with a value and a number of labels; a line is
+    named by its values of `line_keys`."""
+    return [(" ".join(f"{k}={settings.get(k)}" for k in line_keys) or "all runs", float(settings[LABELS_KEY]),
+             float(value)) for settings, value in records
+            if isinstance(value, (int, float)) and str(settings.get(LABELS_KEY)).isdigit()]
+
+
 def plot_label_efficiency(points: list[tuple[str, float, float]], ylabel: str, path: Path) -> None:
     """Accuracy against labels per class (log axis): one line per label (a regime, a setting) through the mean
     over seeds at each count, a band over the mean's 95% t interval. `points`: (line, labels per class, value)."""

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from hydra.experimental.callback import Callback
 
 from cvrun.io import StorageError, atomic_write_bytes, storage_fault
-from cvrun.report.curves import LABELS_KEY, plot_label_efficiency
+from cvrun.report.curves import LABELS_KEY, label_points, plot_label_efficiency
 from cvrun.report.figures import pyplot, save_png
 from cvrun.report.table import read_overrides, result_columns, run_row, split_override, to_csv
 
@@ -141,12 +141,10 @@ def plot_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> None:
 def plot_label_sweep(rows: list[dict[str, Any]], keys: list[str], path: Path) -> bool:
     """A sweep over dataset.labeled_per_class: test top-1 against labels per class, one line per combination of
     the other swept keys, its seeds' mean and interval (False, nothing drawn, when no job has both)."""
-    from cvrun.report.compare import SEED_KEYS, ordered
+    from cvrun.report.compare import SEED_KEYS
 
     others = [k for k in keys if k != LABELS_KEY and k not in SEED_KEYS]
-    points = [(" ".join(f"{k}={row.get(k)}" for k in others) or "runs", float(row[LABELS_KEY]), row["test_acc1"])
-              for row in rows if row["status"] == "completed" and row.get("test_acc1") is not None
-              and ordered(str(row.get(LABELS_KEY)))[0] == 0]
+    points = label_points([(row, row.get("test_acc1")) for row in rows if row["status"] == "completed"], others)
     if points:
         plot_label_efficiency(points, "test top-1 accuracy (%)", path)
     return bool(points)

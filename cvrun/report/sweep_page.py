@@ -103,7 +103,7 @@ def write_compare_page(directory: Path, comparison: Any, runs: list[Any]) -> Pat
     import html
 
     from cvrun.report.compare import display_rows, heading, published_lines
-    from cvrun.report.curves import LABELS_KEY, plot_label_efficiency
+    from cvrun.report.curves import LABELS_KEY, label_points, plot_label_efficiency
 
     def listing(lines: list[str]) -> str:
         return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
@@ -115,12 +115,9 @@ def write_compare_page(directory: Path, comparison: Any, runs: list[Any]) -> Pat
     if comparison.notes:
         sections.append(("Notes", listing(comparison.notes)))
     if LABELS_KEY in comparison.keys or LABELS_KEY in comparison.unit_keys:
-        others = [k for k in comparison.keys if k != LABELS_KEY]
-        points = [(" ".join(f"{k}={run.settings.get(k)}" for k in others) or "runs",
-                   float(run.settings[LABELS_KEY]), float(run.summary[comparison.metric])) for run in runs
-                  if run.summary.get("status") == "completed"
-                  and isinstance(run.summary.get(comparison.metric), (int, float))
-                  and run.settings.get(LABELS_KEY, "").isdigit()]
+        points = label_points([(run.settings, run.summary.get(comparison.metric)) for run in runs
+                               if run.summary.get("status") == "completed"],
+                              [k for k in comparison.keys if k != LABELS_KEY])
         if points:
             png = directory / "compare_labels.png"
             plot_label_efficiency(points, comparison.metric, png)
