@@ -1,3 +1,4 @@
+import csv
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 from cvrun.engine.optim import build_optimizer
 from cvrun.engine.sched import SCHEDULES, build_scheduler, restart_position
 from cvrun.errors import UserError
-from tests.conftest import make_cfg
+from tests.conftest import cli, make_cfg
 
 
 def _lrs(sched_cfg, epochs=4, steps=5, lr=0.1):
@@ -79,3 +80,17 @@ def test_every_schedule_has_a_schema_and_its_range_checks_are_one_line():
         make_cfg(sched={"name": "cosine_restarts", "period_mult": 0})
     with pytest.raises(UserError, match=r"sched=onecycle warms up for sched.pct_start of the run"):
         make_cfg(sched={"name": "onecycle", "warmup_epochs": 1})
+
+
+def test_a_run_with_lamb_and_warm_restarts_from_the_command_line(tmp_path):
+    """optim=lamb sched=cosine_restarts compose, train and record each epoch's starting lr: with cycles of 1.5
+    epochs it falls in the first, then restarts inside the second (epoch 3 starts higher than epoch 2)."""
+    result = cli("train", "dataset=shapes", "dataset.train_size=240", "dataset.test_size=40", "dataset.image_size=16",
+                 "model=mlp", "model.hidden=[32]", "optim=lamb", "sched=cosine_restarts", "sched.period_epochs=1.5",
+                 "sched.period_mult=1", "trainer.epochs=3", "trainer.batch_size=36", "trainer.progress=false",
+                 "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lrs = [float(row["lr"]) for row in csv.DictReader((tmp_path / "run" / "metrics.csv").open())]
+    # 216 training images, batches of 36: 6 steps an epoch, cycles of 9 steps; epochs start at steps 0, 6, 12
+    expected = [0.005 * 0.5 * (1 + math.cos(math.pi * into / 9)) for into in (0, 6, 3)]
+    assert lrs == pytest.approx(expected, abs=1e-4)  # metrics.csv keeps 2 significant digits
