@@ -19,6 +19,7 @@ from cvrun.errors import UserError
 from cvrun.overrides import (check_one_mode, plain_group_choices, preflight, quote_paths, split_positional,
                              user_config_sources)
 from cvrun.parallel import adopt_slurm_tasks, world_size
+from cvrun.paths import use_config_sources
 
 # name -> (one-line description, positional argument Hydra gets as key=value, or None; module)
 COMMANDS = {
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         # pipe: point stdout at /dev/null so that the exit's own flush raises nothing, exit 1.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        use_config_sources(None, [])  # the user's config folders were this command line's, no later one's
 
 
 def leave_without_teardown(code: int) -> None:
@@ -107,7 +110,7 @@ def run_command(args: list[str]) -> int:
     rest = quote_paths(split_positional(rest, positional))
     module = importlib.import_module(module_name)
     from cvrun.io import StorageError
-    from cvrun.paths import config_dir, use_config_sources
+    from cvrun.paths import config_dir
     from cvrun.registry import load_plugins
 
     try:
