@@ -172,7 +172,7 @@ def write_photo_tree(root, per_class: int, test_per_class: int):
             (root / split / name).mkdir(parents=True)
             for index in range(count):
                 height, width = ASPECTS[index % len(ASPECTS)]
-                image = photo(height // 2, width // 2, index + 100 * channel)
+                image = photo(height // 3, width // 3, index + 100 * channel)
                 image[..., channel] = np.maximum(image[..., channel], 200)
                 cv2.imwrite(str(root / split / name / f"{index}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return root
@@ -183,9 +183,9 @@ def test_training_on_photos_of_several_aspects_at_72_px_learns(tmp_path):
 
     from cvrun.cli import main
 
-    root = write_photo_tree(tmp_path / "photos", per_class=24, test_per_class=6)
+    root = write_photo_tree(tmp_path / "photos", per_class=16, test_per_class=5)
     code = main(["train", "dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=72",
-                 "dataset.val_fraction=0", "dataset.crop_pct=0.9", "model=lenet5", "aug=basic", "trainer.epochs=2",
-                 "trainer.batch_size=16", "optim.lr=0.02", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}"])
+                 "dataset.val_fraction=0", "dataset.crop_pct=0.9", "model=lenet5", "aug=basic", "trainer.epochs=3",
+                 "trainer.batch_size=8", "optim.lr=0.05", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert code == 0 and summary["status"] == "completed" and summary["test_acc1"] >= 90, summary
