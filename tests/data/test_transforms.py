@@ -186,6 +186,7 @@ def test_training_on_photos_of_several_aspects_at_72_px_learns(tmp_path):
     root = write_photo_tree(tmp_path / "photos", per_class=16, test_per_class=5)
     code = main(["train", "dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=72",
                  "dataset.val_fraction=0", "dataset.crop_pct=0.9", "model=lenet5", "aug=basic", "trainer.epochs=3",
-                 "trainer.batch_size=8", "optim.lr=0.05", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}"])
+                 "trainer.batch_size=8", "optim.lr=0.05", "trainer.progress=false",
+                 f"hydra.run.dir={tmp_path / 'run'}"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert code == 0 and summary["status"] == "completed" and summary["test_acc1"] >= 90, summary
