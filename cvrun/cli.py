@@ -46,6 +46,9 @@ COMMANDS = {
                 "cvrun.commands.compare"),
     "calibrate": ("fit a temperature on the validation split, used by eval, inspect, predict and export: "
                   "cvrun calibrate RUN_DIR -> RUN_DIR/calibration.json", None, "cvrun.commands.calibrate"),
+    "check-data": ("counts, unreadable files, sizes, exact and near duplicates within and across splits (exit 1 when "
+                   "train and test share images): cvrun check-data [dataset=...] [near_threshold=BITS] [out=DIR]",
+                   None, "cvrun.commands.check_data"),
 }
 
 
@@ -56,7 +59,8 @@ def usage() -> str:
     for name, (text, *_) in COMMANDS.items():
         lines.append(f"  {name:<{width}}  {text}")
     lines += ["", "Overrides use Hydra's grammar (key=value, group=option, -m for sweeps).",
-              "`cvrun COMMAND --help` lists every config group and option of a command."]
+              "`cvrun COMMAND --help` lists every config group and option of a command.",
+              "Tab completion: eval \"$(cvrun -sc install=bash)\" (zsh too; fish: cvrun -sc install=fish | source)."]
     return "\n".join(lines)
 
 
@@ -107,6 +111,7 @@ def run_command(args: list[str]) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return fail(f"unknown command '{command}'{hint}; commands: {', '.join(COMMANDS)}")
     _, positional, module_name = COMMANDS[command]
+    app = hydra_app(command)
     rest = quote_paths(split_positional(rest, positional))
     module = importlib.import_module(module_name)
     from cvrun.io import StorageError
@@ -116,19 +121,25 @@ def run_command(args: list[str]) -> int:
     try:
         load_plugins()
         use_config_sources(*user_config_sources(rest))
-        rest = plain_group_choices(command, rest)
+        rest = plain_group_choices(app, rest)
         if any(arg.split("=", 1)[0] in COMPLETION_FLAGS for arg in rest):
             return shell_completion(command, rest)
         if "--help" not in rest and "-h" not in rest:
-            if (config_dir() / f"{command}.yaml").is_file():  # a Hydra app: its flags are Hydra's
+            if (config_dir() / f"{app}.yaml").is_file():  # a Hydra app: its flags are Hydra's
                 check_one_mode(rest)
             rest = getattr(module, "expand_args", list)(rest)  # a short form such as trainer.seeds=N, rewritten
-            preflight(command, rest, getattr(module, "check_job", None))
+            preflight(app, rest, getattr(module, "check_job", None))
             rest = getattr(module, "prepare_args", list)(rest)
     except (UserError, StorageError) as err:
         return fail(str(err), err.exit_code)
     sys.argv = [f"cvrun {command}"] + rest
     return module.run_app()
+
+
+def hydra_app(command: str) -> str:
+    """The name of a command's Hydra app: its primary config (configs/<app>.yaml) and config.SCHEMAS key. A
+    Python name (check-data's is check_data), as the schema it is stored under must be."""
+    return command.replace("-", "_")
 
 
 def guarded(task: Callable[[], int]) -> int:
@@ -170,10 +181,10 @@ def shell_completion(command: str | None, args: list[str]) -> int:
         return 0
     from cvrun.paths import config_dir
 
-    if not (config_dir() / f"{words[1]}.yaml").is_file():  # no Hydra app: the shell completes file names
+    if not (config_dir() / f"{hydra_app(words[1])}.yaml").is_file():  # no Hydra app: the shell completes file names
         return 0
     os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
-    return completion_app(words[1], [f"query={shell}"], config_dir_args(words[2:]))
+    return completion_app(hydra_app(words[1]), [f"query={shell}"], config_dir_args(words[2:]))
 
 
 SEPARATORS = {"bash": " ", "zsh": " ", "fish": "\n"}

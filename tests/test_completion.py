@@ -15,6 +15,7 @@ from tests.conftest import REPO, cli
                                               ("zsh", "-F hydra_bash_completion cvrun"),
                                               ("fish", "complete -c cvrun -x -a '(hydra_fish_completion)'")])
 def test_the_install_script_completes_the_program_cvrun(shell, registers, tmp_path):
+    assert 'eval "$(cvrun -sc install=bash)"' in cli("--help", cwd=tmp_path).stdout
     for args in (["train", "-sc", f"install={shell}"], [f"--shell-completion=install={shell}"]):
         result = cli(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
