@@ -36,10 +36,13 @@ Loader = Callable[[Any], Source]
 SOURCES: Registry[Loader] = Registry("dataset")
 
 
-def register_source(name: str, config: type = DatasetConfig) -> Callable[[Loader], Loader]:
-    """`config`: the source's schema, DatasetConfig or a subclass with keys of its own."""
+def register_source(name: str, config: type = DatasetConfig,
+                    check: Callable[[Any], None] | None = None) -> Callable[[Loader], Loader]:
+    """`config`: the source's schema, DatasetConfig or a subclass with keys of its own. `check`: what can be
+    checked of the data before a run folder is made, cheaply (a labels file's rows, a saved dataset's columns;
+    no image decoded): splits.check_before_run calls it."""
     def add(load: Loader) -> Loader:
-        load.config = config
+        load.config, load.check = config, check
         return SOURCES.register(name)(load)
     return add
 

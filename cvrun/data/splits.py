@@ -20,7 +20,7 @@ import numpy as np
 
 from cvrun.data import cache
 from cvrun.data.samples import HIDDEN, Samples, list_images
-from cvrun.data.sources import Source, is_image_tree, load_source
+from cvrun.data.sources import SOURCES, Source, is_image_tree, load_source
 from cvrun.errors import UserError
 from cvrun.io import file_sha256
 
@@ -205,7 +205,11 @@ def unlabeled_folder(root: Path) -> Samples:
 def check_before_run(cfg: Any) -> None:
     """What the dataset config can be checked for before a run folder is made, from directory listings alone:
     dataset.unlabeled_root is a folder of images, none of them a file of an image-folder tree's test or
-    validation folder. (build_splits checks file contents, and the validation images held out of train/.)"""
+    validation folder; and what the source checks cheaply (register_source's `check`). (build_splits checks
+    file contents, and the validation images held out of train/.)"""
+    check_source = getattr(SOURCES.get(cfg.name), "check", None)  # a plugin's may have none
+    if check_source is not None:
+        check_source(cfg)
     if not cfg.unlabeled_root:
         return
     extra = unlabeled_folder(Path(cfg.unlabeled_root).expanduser())
