@@ -77,27 +77,53 @@ def number(text: str) -> Any:
 
 def compose(overrides: Sequence[str] = ()) -> Any:
     """The config `cvrun train OVERRIDES` composes (with its hydra section), after the command line's checks:
-    a mistake is a UserError, before anything is written. One run: a sweep (-m, or a comma list) is refused."""
+    a mistake is a UserError, before anything is written. One run: a sweep (-m) is sweep's. The user's config
+    folders (hydra.searchpath=[file://DIR]) are this composition's alone."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from cvrun.commands.train import check_job, prepare_args
-    from cvrun.overrides import composition_error, override_args, preflight, quote_paths
-    from cvrun.paths import config_dir
+    from cvrun.commands.train import key_of, prepare_args
+    from cvrun.overrides import composition_error, hydra_quote, override_args, quote_paths
+    from cvrun.paths import config_dir, config_sources, use_config_sources
 
     args = quote_paths([str(arg) for arg in overrides])
     if "-m" in args or "--multirun" in args:
-        raise UserError("cvrun.api.train runs one run; run a sweep with cvrun train -m (or cvrun.cli.main)")
-    preflight("train", args, check_job)
-    args = prepare_args(args)
+        raise UserError("cvrun.api.train runs one run; run a sweep with cvrun.api.sweep")
+    flags = [arg for arg in args if arg.startswith("-")]
+    if flags:
+        raise UserError(f"cvrun.api.train takes overrides (key=value), not {flags[0]}; a config folder of your own "
+                        "is hydra.searchpath=[file://DIR]")
+    try:
+        args = prepare_args(checked_args(args))
+        sources = config_sources()  # absolute, where the overrides may name a folder relative to this one
+        args = [arg for arg in override_args(args) or [] if key_of(arg) != "hydra.searchpath"]
+        searchpath = [f"hydra.searchpath=[{','.join(map(hydra_quote, sources))}]"] if sources else []
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="train"):
+            try:
+                return hydra_compose("train", overrides=[*args, *searchpath], return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException) as err:
+                raise UserError(composition_error(err)) from None
+    finally:
+        use_config_sources(None, [])
+
+
+def checked_args(args: list[str]) -> list[str]:
+    """`cvrun train ARGS` as the command line checks it before Hydra runs (cvrun.cli.run_command's order): the
+    user's config folders recorded, `+experiment=X` read as the command does, short forms expanded, every
+    override checked and each job composed and checked. A mistake raises UserError."""
+    from cvrun.commands.train import check_job, expand_args
+    from cvrun.overrides import check_one_mode, plain_group_choices, preflight, user_config_sources
+    from cvrun.paths import use_config_sources
+
     register_schemas()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="train"):
-        try:
-            return hydra_compose("train", overrides=override_args(args), return_hydra_config=True)
-        except (HydraException, OmegaConfBaseException) as err:
-            raise UserError(composition_error(err)) from None
+    use_config_sources(*user_config_sources(args))
+    args = plain_group_choices("train", args)
+    check_one_mode(args)
+    args = expand_args(args)
+    preflight("train", args, check_job)
+    return args
 
 
 def train(overrides: Sequence[str] | Any = ()) -> Run:
@@ -140,15 +166,19 @@ def sweep(overrides: Sequence[str]) -> Sweep:
     from omegaconf import OmegaConf
 
     from cvrun.cli import run_command
-    from cvrun.commands.train import check_job, composed_folder, key_of, override_value
-    from cvrun.overrides import hydra_quote, preflight, quote_paths
+    from cvrun.commands.train import composed_folder, key_of, override_value
+    from cvrun.overrides import hydra_quote, quote_paths
+    from cvrun.paths import use_config_sources
 
-    args = quote_paths([str(arg) for arg in overrides if arg not in ("-m", "--multirun")])
-    preflight("train", ["-m", *args], check_job)
+    args = ["-m", *quote_paths([str(arg) for arg in overrides if arg not in ("-m", "--multirun")])]
+    try:
+        checked_args(args)
+    finally:
+        use_config_sources(None, [])
     given = [override_value(arg) for arg in args if key_of(arg) == "hydra.sweep.dir"]
     folder = Path(given[-1]).absolute() if given else composed_folder(OmegaConf.create(), None, "sweep")
     with process_state_kept():
-        code = run_command(["train", "-m", *args, f"hydra.sweep.dir={hydra_quote(str(folder))}"])
+        code = run_command(["train", *args, f"hydra.sweep.dir={hydra_quote(str(folder))}"])
     if code == 130:
         raise KeyboardInterrupt
     if code not in (0, 1):  # 1: a job failed, which its run records
@@ -158,13 +188,16 @@ def sweep(overrides: Sequence[str]) -> Sweep:
 
 class process_state_kept:
     """sys.argv and the root logger's handlers and level as they were before the block (Hydra's jobs replace
-    the handlers with their console and train.log)."""
+    the handlers with their console and train.log), and no config folders of the user's recorded."""
 
     def __enter__(self) -> None:
         root = logging.getLogger()
         self.argv, self.handlers, self.level = list(sys.argv), list(root.handlers), root.level
 
     def __exit__(self, *exc: Any) -> None:
+        from cvrun.paths import use_config_sources
+
+        use_config_sources(None, [])  # the sweep's config folders were its own
         root = logging.getLogger()
         for handler in [h for h in root.handlers if h not in self.handlers]:
             root.removeHandler(handler)

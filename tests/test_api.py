@@ -13,6 +13,9 @@ from omegaconf import OmegaConf
 
 from cvrun import api
 from cvrun.errors import UserError
+from tests.conftest import REPO
+
+USER_CONFIGS = REPO / "tests" / "user_configs"
 
 # Three shapes, two epochs: learnt well above chance (33%) in seconds.
 RUN = ["dataset=shapes", "dataset.image_size=32", "dataset.classes=[circle,square,cross]", "dataset.train_size=600",
@@ -126,17 +129,30 @@ def test_a_mistake_is_a_user_error_and_makes_no_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"unknown config key 'trainer.epochz'; did you mean 'trainer.epochs'\?"):
         api.train([*RUN, "trainer.epochz=1"])
-    with pytest.raises(UserError, match="runs one run"):
+    with pytest.raises(UserError, match="runs one run; run a sweep with cvrun.api.sweep"):
         api.train(["-m", *RUN])
+    with pytest.raises(UserError, match="takes overrides"):
+        api.train(["--config-dir", str(tmp_path), *RUN])
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_config_folder_of_the_users_serves_one_call(tmp_path, monkeypatch):
+    """hydra.searchpath names the user's folder for the call that names it, not for the next one."""
+    monkeypatch.chdir(tmp_path)
+    cfg = api.compose([f"hydra.searchpath=[file://{USER_CONFIGS}]", "+experiment=shapes_quick"])
+    assert cfg.model.name == "lenet5" and cfg.model.dropout == 0.2 and cfg.dataset.train_size == 200
+    with pytest.raises(UserError, match="unknown experiment 'shapes_quick'"):
+        api.compose(["experiment=shapes_quick"])
+
+
 def test_a_sweep_in_its_own_folder_leaves_the_process_as_it_was(tmp_path, monkeypatch):
+    """Two jobs of the user's own experiment (tests/user_configs): its folder too is the sweep's alone."""
+    from cvrun.paths import config_sources
+
     monkeypatch.chdir(tmp_path)
     before = process_state()
-    swept = api.sweep(["dataset=shapes", "dataset.image_size=32", "dataset.train_size=100", "dataset.test_size=20",
-                       "model=lenet5", "aug=none", "trainer.epochs=1", "trainer.progress=false", "trainer.seed=0,1"])
-    assert process_state() == before
+    swept = api.sweep([f"hydra.searchpath=[file://{USER_CONFIGS}]", "experiment=shapes_quick", "trainer.seed=0,1"])
+    assert process_state() == before and config_sources() == []
     assert swept.sweep_dir.parent.parent == tmp_path / "multirun"
     assert [(run.run_dir.parent, run.status, run.summary["seed"]) for run in swept.runs] == [
         (swept.sweep_dir, "completed", 0), (swept.sweep_dir, "completed", 1)]
