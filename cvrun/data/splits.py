@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cvrun.data import cache
-from cvrun.data.samples import HIDDEN, Samples, list_images
+from cvrun.data.samples import HIDDEN, Samples, Sizing, list_images
 from cvrun.data.sources import SOURCES, Source, is_image_tree, load_source
 from cvrun.errors import UserError
 from cvrun.io import file_sha256
@@ -140,6 +140,9 @@ def planned_splits(cfg: Any) -> DataSplits | None:
 
 def build_splits(cfg: Any) -> DataSplits:
     source = load_source(cfg)
+    sizing = Sizing.of(cfg)  # images above 64 px: the stored side, crop_pct and interpolation
+    source = Source(source.class_names, *(None if samples is None else samples.with_sizing(sizing)
+                                          for samples in (source.train, source.test, source.val)))
     if cfg.cache == "disk":
         folder = Path(cfg.cache_dir) if cfg.cache_dir else cache.default_cache_dir()
         source = Source(source.class_names, *(
@@ -177,7 +180,7 @@ def build_splits(cfg: Any) -> DataSplits:
         held = stratified_pick(train.labels, per_class_counts(train.labels, round(cfg.val_fraction * len(train))), rng)
         val, train = train.take(held), train.take(_complement(len(train), held))
     if cfg.unlabeled_root:
-        extra = unlabeled_folder(Path(cfg.unlabeled_root).expanduser())
+        extra = unlabeled_folder(Path(cfg.unlabeled_root).expanduser()).with_sizing(sizing)
         refuse_overlap(extra, f"dataset.unlabeled_root={cfg.unlabeled_root}", {"test": test, "validation": val},
                        by_content=True)
         unlabeled = extra if unlabeled is None else Samples.concat(unlabeled, extra, cfg.image_size)

@@ -190,3 +190,14 @@ def test_training_on_photos_of_several_aspects_at_72_px_learns(tmp_path):
                  f"hydra.run.dir={tmp_path / 'run'}"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert code == 0 and summary["status"] == "completed" and summary["test_acc1"] >= 90, summary
+
+
+def test_build_splits_gives_every_split_the_dataset_sizing(tmp_path):
+    from cvrun.data.splits import build_splits
+
+    root = write_photo_tree(tmp_path / "photos", per_class=4, test_per_class=1)
+    cfg = make_cfg(dataset={"name": "imagefolder", "root": str(root), "image_size": 96, "crop_pct": 0.8,
+                            "interpolation": "bicubic", "stored_size": 150, "cache": "ram"}).dataset
+    data = build_splits(cfg)
+    assert {samples.sizing for samples in (data.train, data.val, data.test)} == {Sizing.of(cfg)}
+    assert min(data.train.stored(0, 96).shape[:2]) == 150 and data.test.image(0, 96).shape == (96, 96, 3)
