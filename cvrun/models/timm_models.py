@@ -72,6 +72,12 @@ class TimmModelConfig(ModelConfig):
         for key, reason in RESERVED_KWARGS.items():
             require(key not in self.kwargs, f"model.kwargs.{key} is cvrun's to set ({reason}); drop it")
 
+    @classmethod
+    def complete(cls, cfg: Any) -> None:
+        """The dataset's mean and std (crop_pct, interpolation) from the weights' pretrained config, where the
+        user left them (fill_dataset)."""
+        fill_dataset(cfg)
+
 
 def check_arch(arch: str) -> None:
     """An architecture timm does not know is a UserError with timm's closest names."""
@@ -357,7 +363,12 @@ def fill_dataset(cfg: Any) -> list[str]:
 
     from cvrun import config
 
-    settings = data_config(cfg.model) if cfg.model.name == "timm" else None
+    if "dataset" not in cfg or "model" not in cfg:
+        return []
+    try:
+        settings = data_config(cfg.model) if cfg.model.name == "timm" else None
+    except UserError:  # weights that are gone: the checks before a run say so; a saved config keeps its values
+        return []
     if not settings:
         return []
     own = {**vars(OmegaConf.get_type(cfg.dataset)()), **config.option_values("dataset", cfg.dataset.name)}
