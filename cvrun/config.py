@@ -305,7 +305,22 @@ class PreviewConfig:
     seed: int = 0
 
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "info": InfoConfig, "preview": PreviewConfig}
+@dataclass
+class CheckDataConfig:
+    """`cvrun check-data`: counts, unreadable files, sizes, exact and near duplicates (cvrun/commands/check_data.py)."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    # Near duplicates: 64-bit perceptual hashes differing in at most this many bits (cvrun/data/duplicates.py).
+    # 6: on CIFAR-10, pairs at 4 bits or fewer were the same photo, at 6 about 4 in 5, at 8 about 2 in 5.
+    near_threshold: int = 6
+    fail_on_near: bool = False  # exit 1 also when test images have near duplicates in the training data
+    pairs: int = 16  # the closest cross-split pairs pictured in pairs.png
+    # The report's folder; null: outputs/check_data/<dataset>_<date>_<time>/ (never inside the data).
+    out: Optional[str] = path_field()
+
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "info": InfoConfig, "preview": PreviewConfig,
+           "check_data": CheckDataConfig}
 
 
 def schema_keys(schema: type) -> dict[str, Any]:
@@ -602,3 +617,7 @@ def check_values(cfg: Any) -> None:
     if "draws" in cfg:
         for key in ("images", "draws", "cell"):
             require(cfg[key] > 0, f"{key} must be a positive integer, got {cfg[key]}")
+    if "near_threshold" in cfg:
+        require(0 <= cfg.near_threshold <= 64, "near_threshold (the bits in which two images' 64-bit perceptual "
+                f"hashes may differ, for near duplicates) must be in [0, 64], got {cfg.near_threshold}")
+        require(cfg.pairs >= 0, f"pairs (the closest pairs pictured) must be >= 0, got {cfg.pairs}")
