@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cvrun.config import TrainConfig, absolute_paths, load_run_config, path_keys, schema_keys, validate
+from cvrun.config import (TrainConfig, absolute_paths, load_run_config, path_keys, schema_keys, schema_path_keys,
+                          validate)
 from cvrun.errors import UserError
 from cvrun.paths import config_dir
 from tests.conftest import make_cfg
@@ -49,26 +50,46 @@ def test_every_experiment_preset_composes_and_validates(preset):
 OWN_SCHEMA_GROUPS = ("model", "dataset", "optim", "sched")
 
 
-def test_every_option_of_the_groups_with_schemas_composes_onto_its_own_schema():
-    """Each option's YAML lists its schema when it has keys of its own (configs/optim/sgd.yaml: sgd_schema),
-    so Hydra types it on that schema; validate types it on the schema its registry holds."""
-    from hydra import compose, initialize_config_dir
+def cvrun_options(group):
+    from cvrun.config import option_registry
+
+    # cvrun's own: a test may register one of its own, without a YAML
+    return [(name, entry) for name, entry in option_registry(group).items() if entry.__module__.startswith("cvrun.")]
+
+
+@pytest.mark.parametrize("group", OWN_SCHEMA_GROUPS)
+def test_every_options_yaml_fits_its_schema_and_names_it_when_it_has_keys_of_its_own(group):
+    """An option with keys of its own lists its schema in its YAML's defaults (configs/optim/sgd.yaml: sgd_schema)
+    for Hydra to compose onto; every YAML's values are keys its option's schema takes."""
     from omegaconf import OmegaConf
 
+    from cvrun.config import option_values
+
+    base = type(_default_of(TrainConfig, group))
+    for name, entry in cvrun_options(group):
+        defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{name}.yaml")).get("defaults", [])
+        assert (f"{name}_schema" in defaults) == (entry.config is not base), (group, name, defaults)
+        OmegaConf.merge(OmegaConf.structured(entry.config), option_values(group, name))
+
+
+def _default_of(schema, section):
+    from dataclasses import fields
+
+    return next(f.default_factory() for f in fields(schema) if f.name == section)
+
+
+@pytest.mark.parametrize("group, name", [("model", "mlp"), ("dataset", "shapes"), ("optim", "lamb"),
+                                         ("sched", "cosine_restarts")])
+def test_an_option_with_keys_of_its_own_composes_onto_its_schema(group, name):
+    from hydra import compose, initialize_config_dir
+
     from cvrun.commands import register_schemas
-    from cvrun.config import option_registry
+    from cvrun.config import option_schema
 
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        for group in OWN_SCHEMA_GROUPS:
-            for name, entry in option_registry(group).items():
-                if not entry.__module__.startswith("cvrun."):
-                    continue  # a test's own registration, without a YAML
-                extra = ["dataset.root=somewhere"] if group == "dataset" else []
-                composed = compose(config_name="train", overrides=[f"{group}={name}", *extra])
-                assert OmegaConf.get_type(composed[group]) is entry.config, (group, name)
-                if "???" not in OmegaConf.to_yaml(composed[group]):  # model=timm: its arch must be given
-                    assert OmegaConf.get_type(validate(composed, TrainConfig)[group]) is entry.config, (group, name)
+        composed = compose(config_name="train", overrides=[f"{group}={name}"])
+    assert OmegaConf.get_type(validate(composed, TrainConfig)[group]) is option_schema(group, name)
 
 
 def test_an_option_takes_the_keys_of_its_own_schema_and_refuses_another_options():
@@ -113,7 +134,8 @@ def test_path_keys_come_from_the_schemas_and_feed_every_list_of_paths(tmp_path, 
     # configs/train.yaml's sweep folder names leave the path keys out through the path_keys resolver
     register_schemas()
     train_yaml = OmegaConf.load(config_dir() / "train.yaml")
-    assert set(train_yaml.hydra.job.config.override_dirname.exclude_keys) == train_paths
+    excluded = set(train_yaml.hydra.job.config.override_dirname.exclude_keys)
+    assert excluded == schema_path_keys(TrainConfig) and train_paths <= excluded
     # and a run's saved config holds them absolute, but for the values that name no file
     monkeypatch.chdir(tmp_path)
     cfg = make_cfg(dataset={"name": "imagefolder", "root": "data", "cache_dir": "~/cache"},
