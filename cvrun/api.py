@@ -25,9 +25,10 @@ import csv
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from cvrun.commands import register_schemas
 from cvrun.errors import UserError
@@ -176,7 +177,8 @@ def sweep(overrides: Sequence[str]) -> Sweep:
     finally:
         use_config_sources(None, [])
     given = [override_value(arg) for arg in args if key_of(arg) == "hydra.sweep.dir"]
-    folder = Path(given[-1]).absolute() if given else composed_folder(OmegaConf.create(), None, "sweep")
+    folder = Path(given[-1]).expanduser().absolute() if given else composed_folder(OmegaConf.create(), None, "sweep")
+    args = [arg for arg in args if key_of(arg) != "hydra.sweep.dir"]
     with process_state_kept():
         code = run_command(["train", *args, f"hydra.sweep.dir={hydra_quote(str(folder))}"])
     if code == 130:
@@ -186,27 +188,26 @@ def sweep(overrides: Sequence[str]) -> Sweep:
     return Sweep(folder)
 
 
-class process_state_kept:
+@contextmanager
+def process_state_kept() -> Iterator[None]:
     """sys.argv and the root logger's handlers and level as they were before the block (Hydra's jobs replace
-    the handlers with their console and train.log), and no config folders of the user's recorded."""
+    the handlers with their console and train.log), and no config folders of the user's recorded after it."""
+    from cvrun.paths import use_config_sources
 
-    def __enter__(self) -> None:
-        root = logging.getLogger()
-        self.argv, self.handlers, self.level = list(sys.argv), list(root.handlers), root.level
-
-    def __exit__(self, *exc: Any) -> None:
-        from cvrun.paths import use_config_sources
-
-        use_config_sources(None, [])  # the sweep's config folders were its own
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if h not in self.handlers]:
+    root = logging.getLogger()
+    argv, handlers, level = list(sys.argv), list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        use_config_sources(None, [])
+        for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
             handler.close()
-        for handler in self.handlers:
+        for handler in handlers:
             if handler not in root.handlers:
                 root.addHandler(handler)
-        root.setLevel(self.level)
-        sys.argv[:] = self.argv
+        root.setLevel(level)
+        sys.argv[:] = argv
 
 
 def evaluate(run_dir: str | Path, split: str = "test", tta: bool = False, device: str = "auto",

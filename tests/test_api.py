@@ -1,4 +1,5 @@
-"""cvrun.api: train, evaluate, predict and load_model from Python, twice in one process, and from Hydra's compose API."""
+"""cvrun.api: train, evaluate, predict, load_model and sweep from Python, twice in one process, and from Hydra's
+compose API."""
 
 import logging
 import os

@@ -131,8 +131,8 @@ def test_a_wandb_failure_warns_once_and_the_run_goes_on(tmp_path, monkeypatch, t
     owner, name = (wandb.Run, "log") if target == "Run.log" else (wandb, "init")
     monkeypatch.setattr(owner, name, replacement)
     started = time.perf_counter()
-    result = cli("train", *RUN, "trainer.epochs=1", f"logger.wandb.timeout={timeout}", f"hydra.run.dir={tmp_path / 'run'}",
-                 cwd=tmp_path)
+    result = cli("train", *RUN, "trainer.epochs=1", f"logger.wandb.timeout={timeout}",
+                 f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert summary_of(tmp_path / "run")["status"] == "completed"
     log = (tmp_path / "run" / "train.log").read_text()
