@@ -32,17 +32,14 @@ from cvrun.models.registry import Classifier, register_model
 log = logging.getLogger("cvrun")
 
 HUB = "hub"
-# What cvrun decides for itself: the class count comes from the data, the weights from model.pretrained, the
-# noise knobs from model.dropout and model.drop_path.
+# What cvrun decides for itself: the class count comes from the data, the weights from model.pretrained.
 RESERVED_KWARGS = {"num_classes": "the class count comes from the data",
-                   "pretrained": "weights come from model.pretrained",
-                   "drop_rate": "set model.dropout (the dropout before the head)",
-                   "drop_path_rate": "set model.drop_path"}
+                   "pretrained": "weights come from model.pretrained"}
 # The files a weights folder may hold, in the order they are looked for (timm's and Hugging Face's names).
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 # A timm model at random init takes its data statistics from the dataset; with timm's weights, from the
-# weights' pretrained config (these keys of it fill the dataset section's of the same meaning).
-DATA_KEYS = {"mean": "mean", "std": "std", "crop_pct": "crop_pct", "interpolation": "interpolation"}
+# weights' pretrained config (these keys of it fill the dataset section's of the same name).
+DATA_KEYS = ("mean", "std", "crop_pct", "interpolation")
 
 
 def open_mapping() -> Any:
@@ -71,6 +68,9 @@ class TimmModelConfig(ModelConfig):
         check_arch(self.arch)
         for key, reason in RESERVED_KWARGS.items():
             require(key not in self.kwargs, f"model.kwargs.{key} is cvrun's to set ({reason}); drop it")
+        require(not (self.drop_path and "drop_path_rate" in self.kwargs),
+                f"model.drop_path={self.drop_path} is timm's drop_path_rate, which model.kwargs.drop_path_rate sets "
+                "too: set one of them")
 
     @classmethod
     def complete(cls, cfg: Any) -> None:
@@ -118,7 +118,9 @@ class TimmClassifier(Classifier):
         super().__init__(TimmBackbone(model), width, num_classes, dropout)
         # timm's own classifier and its initialisation when it is one linear layer (almost every model);
         # otherwise (a 1x1 convolution, a normalised linear layer) the Classifier's linear head.
-        if isinstance(classifier, nn.Linear) and (classifier.in_features, classifier.out_features) == (width, num_classes):
+        fits = isinstance(classifier, nn.Linear) and (classifier.in_features, classifier.out_features) == (
+            width, num_classes)
+        if fits:
             self.replace_output_layer(classifier)
         self.arch, self.timm_kwargs, self.classifier_name = arch, timm_kwargs, classifier_name
 
@@ -313,13 +315,14 @@ def timm_state_dict(model: TimmClassifier, weights: TimmWeights) -> tuple[dict[s
         classes = pretrained_cfg_of(model.arch).num_classes
     try:
         source = create_timm(model.arch, classes, model.timm_kwargs, pretrained=True, pretrained_cfg_overlay=overlay)
-    except (RuntimeError, KeyError, ValueError) as err:  # a tensor missing, left over or misshapen: another architecture
+    except (RuntimeError, KeyError, ValueError) as err:  # a tensor missing, left over or misshapen: other weights
         detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))[:200]
         raise UserError(f"model.pretrained={weights.reference} does not fit timm's {model.arch} "
                         f"(model.kwargs={model.timm_kwargs}): {detail}") from None
     except OSError as err:  # the download failed (a connection that dropped, a repository that moved)
         url = f"https://huggingface.co/{pretrained_cfg_of(model.arch).hf_hub_id}"
-        raise UserError(offline_message(model.arch, url, str(err).splitlines()[0] if str(err) else "no reason")) from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(offline_message(model.arch, url, reason)) from None
     prefix = model.classifier_name + "."
     state = {(f"head.{key[len(prefix):]}" if key.startswith(prefix) else f"backbone.model.{key}"): tensor
              for key, tensor in source.state_dict().items()}
@@ -373,10 +376,10 @@ def fill_dataset(cfg: Any) -> list[str]:
         return []
     own = {**vars(OmegaConf.get_type(cfg.dataset)()), **config.option_values("dataset", cfg.dataset.name)}
     filled = []
-    for source_key, key in DATA_KEYS.items():
-        if key not in cfg.dataset or source_key not in settings:
+    for key in DATA_KEYS:
+        if key not in cfg.dataset or key not in settings:
             continue
-        value = settings[source_key]
+        value = settings[key]
         value = [float(v) for v in value] if isinstance(value, (tuple, list)) else value
         if key == "interpolation" and value not in getattr(config, "INTERPOLATIONS", ()):
             continue  # a filter cvrun does not resize with (timm's "random"): the dataset's stays

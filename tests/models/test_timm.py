@@ -21,8 +21,9 @@ from tests.conftest import cli, make_cfg, write_image_tree
 
 # One of each family at 32 px: a ResNet, a ConvNeXt, an EfficientNet, a ViT whose 4 px patches make an 8 x 8 grid
 # (img_size is set from the data for architectures of a fixed input size). timm's test-sized models where it has
-# one: the same classes as their full-sized kin, built in a fraction of the time.
-FAMILIES = {"test_resnet": {}, "test_convnext": {}, "test_efficientnet": {}, "test_vit": {"patch_size": 4}}
+# one: the same classes as their full-sized kin, built in a fraction of the time. timm's own kwargs pass through.
+FAMILIES = {"test_resnet": {}, "test_convnext": {"drop_path_rate": 0.1}, "test_efficientnet": {},
+            "test_vit": {"patch_size": 4}}
 
 
 def timm_cfg(arch: str, pretrained=None, **kwargs):
@@ -43,6 +44,9 @@ def test_a_timm_model_computes_what_timm_does_with_timms_classifier_as_its_head(
         features = model.backbone(images)  # what knn embeds and inspect plots
         assert features.shape == (2, model.num_features)
         assert torch.allclose(model.output_layer(model.penultimate(images)), model(images), atol=1e-5)  # lwf's path
+    if "drop_path_rate" in kwargs:
+        # stochastic depth rising linearly to drop_path_rate in the last block, as timm builds it
+        assert max(m.drop_prob for m in model.modules() if type(m).__name__ == "DropPath") == pytest.approx(0.1)
     # The head is timm's classifier (its initialisation kept), the one linear layer a transfer regime trains anew.
     assert model.head_modules() == [("head", model.head)] and model.head.weight.shape == (3, model.num_features)
     assert torch.equal(model.head.weight, reference.get_classifier().weight)
