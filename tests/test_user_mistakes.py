@@ -5,7 +5,10 @@ scratch folder. Placeholders in the arguments are filled from the `places` fixtu
 """
 
 import shutil
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from cvrun.cli import main
@@ -266,13 +269,50 @@ CATALOGUE = [
     (["train", *[arg for arg in SHAPES_RUN if arg != "model=lenet5"], "model=timm", "model.arch=test_resnet",
       "regime=finetune", "model.pretrained={source}"],
      "model.pretrained={source} is a lenet5, but model=timm model.arch=test_resnet; use model=lenet5"),
+    # issue 25: csv, hf sources
+    (["train", "dataset=csv", "dataset.path={tree}/missing.csv", *TREE_RUN[1:]],
+     "missing.csv line 3: image {tree}/train/cat/gone.png does not exist; fix the path"),
+    (["train", "dataset=csv", "dataset.path={tree}/unknown.csv", "dataset.split_column=split", *TREE_RUN[1:]],
+     "unknown.csv line 4: label 'cow' is not a class of the training rows (cat, dog); fix the label"),
+    (["train", "dataset=csv", "dataset.path={tree}/columns.csv", *TREE_RUN[1:]],
+     "columns.csv has no column 'path' (its columns: file, label); set dataset.path_column to the column"),
+    (["train", "dataset=csv", *TREE_RUN[1:]], "dataset=csv needs dataset.path: the CSV or TSV file"),
+    (["train", "dataset=hf", "dataset.path={empty}", *TREE_RUN[1:]],
+     "dataset.path={empty} is not a Hugging Face dataset: it holds no save_to_disk files"),
+    (["train", "dataset=hf", "dataset.path={hf}", "dataset.image_column=img", *TREE_RUN[1:]],
+     "the train split of {hf} has no column 'img' (its columns: image, label); set dataset.image_column"),
+    # issue 25: check-data
+    (["check-data", "near_treshold=4"], "unknown config key 'near_treshold'; did you mean 'near_threshold'?"),
+    (["check-data", "near_threshold=65"], "near_threshold (the bits in which two images' 64-bit perceptual hashes "
+                                          "may differ, for near duplicates) must be in [0, 64], got 65"),
+    (["check-data", "pairs=-1"], "pairs (the closest pairs pictured) must be >= 0, got -1"),
+    (["check-data", "dataset=imagefolder", "dataset.root={tree}", "out={tree}/report"],
+     "out={tree}/report is inside the data ({tree}); check-data never writes there"),
 ]
 
 
+@pytest.fixture(scope="session")
+def hf_dataset(tmp_path_factory) -> Path:
+    """A Hugging Face dataset written by save_to_disk: train and test splits of an image and a label column."""
+    import datasets
+
+    folder = tmp_path_factory.mktemp("hf") / "saved"
+    image = {"bytes": cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes(), "path": None}
+    split = datasets.Dataset.from_dict({"image": [image] * 4, "label": [0, 1, 0, 1]}, features=datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])}))
+    datasets.DatasetDict({"train": split, "test": split}).save_to_disk(str(folder))
+    return folder
+
+
 @pytest.fixture
-def places(tmp_path, source_run):
+def places(tmp_path, source_run, hf_dataset):
     """The folders the catalogue's arguments name, each broken in its own way."""
     tree = write_image_tree(tmp_path / "tree", {"cat": 6, "dog": 6})
+    # Labels files of the tree, each with one mistake.
+    (tree / "missing.csv").write_text("path,label\ntrain/cat/0000.png,cat\ntrain/cat/gone.png,cat\n")
+    (tree / "unknown.csv").write_text("path,label,split\ntrain/cat/0000.png,cat,train\ntrain/dog/0000.png,dog,train\n"
+                                      "test/cat/0000.png,cow,test\n")
+    (tree / "columns.csv").write_text("file,label\ntrain/cat/0000.png,cat\n")
     corrupt = write_image_tree(tmp_path / "corrupt", {"cat": 6, "dog": 6})
     (corrupt / "train" / "cat" / "0003.png").write_bytes(b"this is not a PNG")
     empty = tmp_path / "empty"
@@ -296,7 +336,7 @@ def places(tmp_path, source_run):
     best.write_bytes(best.read_bytes()[:1000])
     return {"tree": tree, "corrupt": corrupt, "empty": empty, "unreadable": unreadable, "missing": tmp_path / "nope",
            "no_checkpoint": no_checkpoint, "truncated": truncated, "source": source_run, "lopsided": lopsided,
-           "empty_class": empty_class, "sweep": sweep}
+           "empty_class": empty_class, "sweep": sweep, "hf": hf_dataset}
 
 
 def test_the_catalogue_has_at_least_sixty_mistakes():
