@@ -144,21 +144,28 @@ def test_hub_offline_names_the_file_to_fetch_and_hub_reads_the_cache(hub_cache, 
     assert all(torch.equal(loaded[k], weights[k]) for k in weights)
 
 
+def filled(dataset: dict, model: dict):
+    """A train config as validated, with the timm weights' data config applied (fill_dataset is idempotent: it
+    leaves what validation may have filled already)."""
+    cfg = make_cfg(dataset=dataset, model=model)
+    fill_dataset(cfg)
+    return cfg.dataset
+
+
 def test_the_weights_pretrained_config_fills_the_dataset_unless_set(tmp_path, caplog):
     efficientnet = tmp_path / "efficientnet.safetensors"
     save_file(timm.create_model("test_efficientnet", num_classes=3).state_dict(), efficientnet)
     model = {"name": "timm", "arch": "test_efficientnet", "pretrained": str(efficientnet)}
     shapes = option_values("dataset", "shapes")  # as dataset=shapes composes it: mean 0.5, std 0.25
-    cfg = make_cfg(dataset=shapes, model=model)
     with caplog.at_level(logging.INFO, logger="cvrun"):
-        filled = fill_dataset(cfg)
-    assert filled[:2] == ["dataset.mean=[0.485, 0.456, 0.406]", "dataset.std=[0.229, 0.224, 0.225]"]
-    assert {entry.split("=")[0] for entry in filled[2:]} <= {"dataset.crop_pct", "dataset.interpolation"}
-    assert list(cfg.dataset.mean) == [0.485, 0.456, 0.406] and "from their pretrained config" in caplog.text
-    chosen = make_cfg(dataset={**shapes, "mean": [0.4, 0.4, 0.4]}, model=model)  # set on the command line
-    assert fill_dataset(chosen)[0] == "dataset.std=[0.229, 0.224, 0.225]" and list(chosen.dataset.mean) == [0.4] * 3
-    random_init = make_cfg(dataset=shapes, model={**model, "pretrained": None})
-    assert fill_dataset(random_init) == [] and list(random_init.dataset.std) == [0.25] * 3
+        dataset = filled(shapes, model)
+    assert (list(dataset.mean), list(dataset.std)) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert (dataset.crop_pct, dataset.interpolation) == (0.95, "bicubic")  # timm's test_efficientnet's
+    assert "timm weights of test_efficientnet: dataset.mean=[0.485, 0.456, 0.406], dataset.std=" in caplog.text
+    chosen = filled({**shapes, "mean": [0.4, 0.4, 0.4]}, model)  # set on the command line: it stays
+    assert (list(chosen.mean), list(chosen.std)) == ([0.4] * 3, [0.229, 0.224, 0.225])
+    random_init = filled(shapes, {**model, "pretrained": None})
+    assert (list(random_init.mean), list(random_init.std)) == ([0.5] * 3, [0.25] * 3)
 
 
 def test_info_prints_a_timm_models_parameters_and_macs(tmp_path):
