@@ -166,7 +166,8 @@ def check_rows(rows: list[Row], where: dict[int, str], cfg: Any, image_dir: Path
                   "fill it in or remove the row")
         first_bad(file_rows, lambda row: None if os.path.isfile(image_dir / row.path) else
                   f"image {image_dir / row.path} does not exist", name,
-                  "fix the path (paths are below dataset.image_dir, by default the CSV file's folder) or remove the row")
+                  "fix the path (paths are below dataset.image_dir, by default the CSV file's folder) or remove "
+                  "the row")
     class_names = class_names_of([row.label for row in rows if row.split == "train"], cfg)
     indices = label_indices(class_names, cfg)
     for name, file_rows in by_file.items():
@@ -198,7 +199,7 @@ def check_labels_file(cfg: Any) -> None:
     labels_file(cfg)
 
 
-@register_source("csv", config=CsvConfig, check=check_labels_file)
+@register_source("csv", config=CsvConfig, check=check_labels_file, listed=True)
 def labels_file(cfg: Any) -> Source:
     rows, where = load_rows(cfg)
     image_dir = Path(cfg.image_dir).expanduser() if cfg.image_dir else Path(cfg.path).expanduser().parent

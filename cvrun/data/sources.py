@@ -36,13 +36,14 @@ Loader = Callable[[Any], Source]
 SOURCES: Registry[Loader] = Registry("dataset")
 
 
-def register_source(name: str, config: type = DatasetConfig,
-                    check: Callable[[Any], None] | None = None) -> Callable[[Loader], Loader]:
+def register_source(name: str, config: type = DatasetConfig, check: Callable[[Any], None] | None = None,
+                    listed: bool = False) -> Callable[[Loader], Loader]:
     """`config`: the source's schema, DatasetConfig or a subclass with keys of its own. `check`: what can be
     checked of the data before a run folder is made, cheaply (a labels file's rows, a saved dataset's columns;
-    no image decoded): splits.check_before_run calls it."""
+    no image decoded): splits.check_before_run calls it. `listed`: loading reads a listing and decodes nothing
+    (a labels file), so splits.planned_splits may plan from it, as from an image-folder tree."""
     def add(load: Loader) -> Loader:
-        load.config, load.check = config, check
+        load.config, load.check, load.listed = config, check, listed
         return SOURCES.register(name)(load)
     return add
 

@@ -125,15 +125,17 @@ _planned: dict[str, DataSplits | None] = {}
 
 def planned_splits(cfg: Any) -> DataSplits | None:
     """The splits build_splits will make, from an image-folder tree's file listing alone (nothing decoded, nothing
-    cached): what a regime can check of its data before the run folder exists. None where finding them would
-    read images: other sources (torchvision's files, generated shapes) and an unlabeled_root (whose overlap check
-    reads bytes, and which makes the pool non-empty anyway)."""
+    cached) or a source registered as listed (a labels file): what a regime can check of its data before the run
+    folder exists. None where finding them would read images: other sources (torchvision's files, generated
+    shapes, a saved Hugging Face dataset) and an unlabeled_root (whose overlap check reads bytes, and which makes
+    the pool non-empty anyway)."""
     from omegaconf import OmegaConf
 
     key = OmegaConf.to_yaml(cfg)
     if key not in _planned:
         root = Path(cfg.root).expanduser() if cfg.root else None
-        listed = not cfg.unlabeled_root and root is not None and is_image_tree(root, cfg)
+        listed = not cfg.unlabeled_root and (root is not None and is_image_tree(root, cfg)
+                                             or getattr(SOURCES.get(cfg.name), "listed", False))
         _planned[key] = build_splits(OmegaConf.merge(cfg, {"cache": "none"})) if listed else None
     return _planned[key]
 
