@@ -16,7 +16,7 @@ def test_help_lists_every_command_without_importing_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     commands = {"train", "eval", "reproduce", "summarize", "info", "preview", "inspect", "predict", "export",
-                "compare", "calibrate", "check-data"}
+                "compare", "calibrate", "check-data", "shard"}
     for command in commands:
         assert f"  {command} " in result.stdout
     assert set(COMMANDS) == commands
