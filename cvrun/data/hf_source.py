@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from cvrun.config import DatasetConfig, path_field
-from cvrun.data.csv_source import held_out_test
+from cvrun.data.csv_source import held_out_test, plain
 from cvrun.data.samples import RaggedImages, Samples, Sizing
 from cvrun.data.sources import Source, register_source
 from cvrun.errors import UserError, require
@@ -179,6 +179,7 @@ def label_values(cfg: Any, split: str, rows: Any) -> list[Any]:
 
 
 def plan(cfg: Any) -> Plan:
+    cfg = plain(cfg)
     available = open_dataset(cfg)
     names = chosen_splits(cfg, available)
     rows = {split: available[name] for split, name in names.items()}
@@ -253,6 +254,7 @@ def decode_split(cfg: Any, name: str, rows: Any, sizing: Sizing) -> np.ndarray |
 
 @register_source("hf", config=HfConfig, check=check_saved_dataset)
 def saved_dataset(cfg: Any) -> Source:
+    cfg = plain(cfg)
     found = plan(cfg)
     sizing = Sizing.of(cfg)
     refuse_too_large(cfg, sum(len(rows) for rows in found.rows.values()), sizing)

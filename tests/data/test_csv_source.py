@@ -148,3 +148,14 @@ def test_training_on_a_csv_learns_and_eval_reads_it_back(tree, tmp_path):
     assert summary["splits"]["test"]["per_class"] == {"cat": 3, "dog": 3, "frog": 3}
     result = cli("eval", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_labels_file_is_planned_from_before_the_run_folder_as_a_tree_is(tree):
+    """planned_splits (what fixmatch's pool check and knn's k check read) builds a labels file's splits unread."""
+    from cvrun.data.splits import planned_splits
+
+    labels = write_table(tree / "labels.csv", ["path", "label", "split"], tree_rows(tree))
+    cfg = csv_cfg(path=str(labels), split_column="split", labeled_per_class=5)
+    planned = planned_splits(cfg)
+    assert planned is not None and planned.train.images is None  # file paths: nothing decoded
+    assert planned.record == build_splits(cfg).record
