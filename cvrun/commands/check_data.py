@@ -99,7 +99,8 @@ def size_summary(facts: dict[str, Any]) -> dict[str, Any]:
     widths = np.concatenate([f.widths[f.readable] for f in facts.values()])
     shapes, counts = np.unique(np.stack([heights, widths], axis=1), axis=0, return_counts=True)
     commonest = {f"{h}x{w}": int(c) for (h, w), c in sorted(zip(shapes.tolist(), counts), key=lambda x: -x[1])[:5]}
-    side_labels = [f"{low}-{high - 1}" if high != np.inf else f">={low}" for low, high in zip(SIDE_EDGES, SIDE_EDGES[1:])]
+    side_labels = [f"{low}-{high - 1}" if high != np.inf else f">={low}"
+                   for low, high in zip(SIDE_EDGES, SIDE_EDGES[1:])]
     return {"commonest (height x width)": commonest,
             "shorter side (px)": histogram(np.minimum(heights, widths), SIDE_EDGES, side_labels),
             "aspect (width / height)": histogram(widths / np.maximum(heights, 1), ASPECT_EDGES,
@@ -155,13 +156,14 @@ def within_split(samples: Any, facts: Any, found: Matches, threshold: int, class
     """Exact copies (groups of byte-identical images; those whose labels disagree) and near duplicates (each pair
     once) inside one split."""
     from cvrun.data.duplicates import exact_groups
+    from cvrun.data.samples import HIDDEN
 
     groups = exact_groups(facts.digests)
     near = found.near(threshold)
     pairs = [pair(samples, i, samples, int(found.nearest[i]), int(found.distances[i]), class_names)
              for i in np.flatnonzero(near) if not (found.nearest[found.nearest[i]] == i and found.nearest[i] < i)]
     return {"exact_groups": len(groups), "exact_images": int(sum(len(g) for g in groups)),
-            "conflicting_labels": sum(len(set(samples.true_labels[g].tolist())) > 1 for g in groups),
+            "conflicting_labels": sum(len(set(samples.true_labels[g].tolist()) - {HIDDEN}) > 1 for g in groups),
             "near_images": int(near.sum()),
             "exact": [[named(samples, int(i), class_names) for i in group] for group in groups],
             "near": pairs}
@@ -169,12 +171,14 @@ def within_split(samples: Any, facts: Any, found: Matches, threshold: int, class
 
 def across_splits(query: Any, reference: Any, found: Matches, threshold: int,
                   class_names: list[str]) -> dict[str, Any]:
-    """The query split's images that have an exact copy or a near duplicate in the reference split."""
+    """The query split's images that have an exact copy or a near duplicate in the reference split, and how many
+    query images have their nearest reference image at each distance."""
+    from cvrun.data.duplicates import HASH_BITS
+
     near = found.near(threshold)
-    readable = found.nearest >= 0
-    distances = np.bincount(found.distances[readable], minlength=threshold + 5)[:threshold + 5]
+    distances = np.bincount(found.distances[found.nearest >= 0], minlength=HASH_BITS + 1)
     return {"images": len(query), "exact_images": int((found.exact >= 0).sum()), "near_images": int(near.sum()),
-            "nearest_distances": {str(d): int(n) for d, n in enumerate(distances)},
+            "nearest_distances": {str(d): int(n) for d, n in enumerate(distances) if n},
             "exact": [pair(query, int(i), reference, int(found.exact[i]), None, class_names)
                       for i in np.flatnonzero(found.exact >= 0)],
             "near": [pair(query, int(i), reference, int(found.nearest[i]), int(found.distances[i]), class_names)
@@ -265,7 +269,7 @@ def text_report(report: dict[str, Any]) -> str:
     for key, entry in report["across"].items():
         if entry["exact_images"]:
             query = key.split("~")[0]
-            lines.append(f"  {key}: {entry['exact_images']:,} {query} images are copies: {listed(entry['exact'])}")
+            lines.append(f"  {key}: {entry['exact_images']:,} {query} image(s) copied: {listed(entry['exact'])}")
     if len(lines) == heading:
         lines.append("  none")
     lines.append(f"near duplicates (perceptual hashes at most {threshold} of 64 bits apart, exact copies aside):")
@@ -273,7 +277,7 @@ def text_report(report: dict[str, Any]) -> str:
         lines.append(f"  within {name}: {entry['near_images']:,} images")
     for key, entry in report["across"].items():
         query = key.split("~")[0]
-        nearest = " ".join(f"{d}:{n:,}" for d, n in entry["nearest_distances"].items() if n)
+        nearest = " ".join(f"{d}:{n:,}" for d, n in entry["nearest_distances"].items() if int(d) <= threshold + 4)
         lines.append(f"  {key}: {entry['near_images']:,} of {entry['images']:,} {query} images "
                      f"({100 * entry['near_images'] / max(entry['images'], 1):.2f}%); their nearest at each distance "
                      f"(bits) up to {threshold + 4}: {nearest or 'none'}")
@@ -317,7 +321,8 @@ def caption(split: str, samples: Any, index: int, class_names: list[str], extra:
     """'test (cat)' or 'train (cat), 4 bits', then the image's name in two lines (its folder, its file)."""
     name = named(samples, index, class_names)
     folder, _, file = name["id"].rpartition("/")
-    return "\n".join(part for part in (f"{split} ({name['label']}){extra}", f"{folder}/" if folder else "", file) if part)
+    lines = (f"{split} ({name['label']}){extra}", f"{folder}/" if folder else "", file)
+    return "\n".join(line for line in lines if line)
 
 
 def pairs_png(pairs: list[tuple[int, str, int, int]], splits: dict[str, Any], class_names: list[str],

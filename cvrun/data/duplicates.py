@@ -131,11 +131,11 @@ def nearest(query: np.ndarray, reference: np.ndarray, same: bool = False,
                     mine = np.arange(row, row + rows)
                     inside = (mine >= column) & (mine < column + columns)
                     bits[np.flatnonzero(inside), mine[inside] - column] = NO_MATCH
-                closest = bits.argmin(axis=1)
-                found = bits[np.arange(rows), closest]
-                better = found < best
-                best[better] = found[better]
-                where[better] = closest[better] + column
+                better = np.flatnonzero(bits.min(axis=1) < best)  # few rows, after the first blocks
+                if len(better):
+                    closest = bits[better].argmin(axis=1)
+                    best[better] = bits[better, closest]
+                    where[better] = closest + column
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(search, range(0, len(query), chunk)))

@@ -45,6 +45,13 @@ def test_the_dct_is_opencvs_and_the_hash_is_phash():
     assert (np.bitwise_count(facts.hashes) == HASH_BITS // 2).all()
 
 
+def test_hashing_in_chunks_changes_nothing(monkeypatch):
+    thumbnails = np.random.default_rng(1).integers(0, 256, (10, 32, 32)).astype(np.uint8)
+    whole = perceptual_hashes(thumbnails)
+    monkeypatch.setattr(duplicates, "HASH_CHUNK", 3)
+    assert np.array_equal(perceptual_hashes(thumbnails), whole) and len(perceptual_hashes(thumbnails[:0])) == 0
+
+
 def test_a_brightened_or_reencoded_copy_stays_near_and_another_image_does_not():
     images = [photo_like(seed) for seed in range(20)]
     brightened = [np.clip(image.astype(int) + 25, 0, 255).astype(np.uint8) for image in images]
