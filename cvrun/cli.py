@@ -49,6 +49,8 @@ COMMANDS = {
     "check-data": ("counts, unreadable files, sizes, exact and near duplicates within and across splits (exit 1 when "
                    "train and test share images): cvrun check-data [dataset=...] [near_threshold=BITS] [out=DIR]",
                    None, "cvrun.commands.check_data"),
+    "shard": ("write an image-folder tree or a CSV's images as tar shards for dataset=shards: cvrun shard SRC OUT "
+              "[--per-shard N] [--seed S] [dataset.KEY=VALUE...]", None, "cvrun.commands.shard"),
 }
 
 

@@ -12,7 +12,8 @@ from tests.conftest import REPO
 
 # benchmark -> the ratio its last line reports against the baseline measured in the same run.
 RATIOS = {"augment": "randaug_speedup_32", "data": "data_speedup", "loop": "loop_ratio",
-          "predict": "predict_vs_eval", "search": "time_saved", "gpu": "eager_ratio"}
+          "predict": "predict_vs_eval", "search": "time_saved", "gpu": "eager_ratio",
+          "memory": "rss_vs_decoded"}
 
 
 def test_every_benchmark_is_here():

@@ -3,3 +3,4 @@
 
 from cvrun.data import csv_source  # noqa: F401  (registers dataset=csv)
 from cvrun.data import hf_source  # noqa: F401  (registers dataset=hf)
+from cvrun.data import shards  # noqa: F401  (registers dataset=shards)

@@ -12,8 +12,13 @@ cache keeps that buffer and its index (offsets and shapes) as two .npy files.
   `dataset.cache_dir`, named by a hash of the folder's file list (paths, sizes,
   modification times) and the image size, so it survives between runs, serves
   every subset and class selection, and is rebuilt when a file changes.
-- `auto` (default): `ram` when the decoded images take under a quarter of this
-  machine's memory, else `none`.
+- `auto` (default): chosen by size and free memory, and said in train.log with
+  the figures: `ram` when the decoded images of the splits a run uses (images x
+  stored size^2 x 3 bytes) take at most half of the memory available now
+  (psutil, else /proc/meminfo's MemAvailable), else `disk` when they take at most
+  half of the cache folder's free space (those splits decoded into it, straight
+  into the file: building it holds no more in memory than the OS's page cache),
+  else `none`. Sources with no files to decode (arrays, shards) cache nothing.
 - `none`: each image is decoded from its file every time it is read.
 """
 
@@ -23,14 +28,17 @@ import hashlib
 import io
 import logging
 import os
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cvrun.data.samples import RaggedImages, Samples, decode
-from cvrun.io import atomic_write_bytes
+from cvrun.io import atomic_write_bytes, storage_fault
 
 log = logging.getLogger("cvrun")
 
@@ -77,11 +85,71 @@ def in_ram(samples: Samples | None, size: int) -> Samples | None:
 _PHOTO_ASPECT = 4 / 3
 
 
-def fits_in_ram(samples: list[Samples | None], size: int) -> bool:
+# Shares of the memory available, and of the cache folder's free space, that dataset.cache=auto may fill.
+RAM_SHARE = 0.5
+DISK_SHARE = 0.5
+
+
+def decoded_bytes(samples: list[Samples | None], size: int) -> int:
+    """What the images held as files would take decoded (arrays and shards' images are held already)."""
     files = [s for s in samples if s is not None and s.images is None]
-    needed = sum(len(s) * _stored_bytes(s, size) for s in files)
-    total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return needed < total_memory // 4
+    return int(sum(len(s) * _stored_bytes(s, size) for s in files))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation without swapping: psutil's figure, else the kernel's
+    MemAvailable, else the physical memory."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def free_disk(folder: Path) -> int:
+    """Free bytes on the file system that holds (or will hold) `folder`."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    return shutil.disk_usage(existing).free
+
+
+def fits_in_ram(samples: list[Samples | None], size: int) -> bool:
+    return decoded_bytes(samples, size) <= RAM_SHARE * available_memory()
+
+
+def auto_mode(samples: list[Samples | None], size: int, folder: Path) -> str:
+    """dataset.cache=auto's choice for the splits a run uses, said in one line of the log with its figures."""
+    needed = decoded_bytes(samples, size)
+    if needed == 0:
+        return "none"
+    memory, disk = available_memory(), free_disk(folder)
+    mode = "ram" if needed <= RAM_SHARE * memory else "disk" if needed <= DISK_SHARE * disk else "none"
+    log.info("dataset.cache=auto chose %s: the decoded images take %s; %s of memory available (ram up to %d%%), "
+             "%s free in the cache folder %s (disk up to %d%%)", mode, _gigabytes(needed), _gigabytes(memory),
+             RAM_SHARE * 100, _gigabytes(disk), folder, DISK_SHARE * 100)
+    return mode
+
+
+def _gigabytes(count: float) -> str:
+    return f"{count / 2**30:.2f} GB"
+
+
+def hold(splits: list[Samples | None], cfg: Any) -> list[Samples | None]:
+    """The splits a run uses as dataset.cache holds them: decoded into memory (ram), or into the disk cache where
+    auto chooses it (cache=disk caches the whole source folder before the splits are drawn), or as they are."""
+    mode = auto_mode(splits, cfg.image_size, cache_folder(cfg)) if cfg.cache == "auto" else cfg.cache
+    if mode == "ram":
+        return [in_ram(samples, cfg.image_size) for samples in splits]
+    if mode == "disk" and cfg.cache == "auto":
+        return [None if samples is None else on_disk(samples, cfg.image_size, cache_folder(cfg), f"{cfg.name}-{name}")
+                for name, samples in zip(("train", "val", "test", "unlabeled"), splits)]
+    return splits
 
 
 def _stored_bytes(samples: Samples, size: int) -> float:
@@ -106,6 +174,38 @@ def _save(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getbuffer())
 
 
+def _decode_into(path: Path, paths: np.ndarray, size: int) -> None:
+    """Every file decoded straight into an .npy file (a memory map written in place, then renamed into place):
+    building the cache holds no more in memory than the page cache, however many images there are."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is as readable as atomic_write_bytes' files
+        _fill_file(tmp, paths, size)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise storage_fault(path, err) from None
+        raise
+
+
+def _fill_file(file: str, paths: np.ndarray, size: int) -> None:
+    """The images decoded into the .npy file `file` (its memory map is released on return)."""
+    images = np.lib.format.open_memmap(file, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+
+    def fill(index: int) -> None:
+        images[index] = decode(paths[index], size)
+
+    _on_all_cores(fill, len(paths))
+    images.flush()
+
+
 def on_disk(samples: Samples, size: int, cache_dir: Path, name: str) -> Samples:
     """`samples` with its images read from (or first decoded into) the disk cache."""
     if samples.images is not None:
@@ -115,7 +215,7 @@ def on_disk(samples: Samples, size: int, cache_dir: Path, name: str) -> Samples:
         path = cache_dir / f"{name}-{size}px-{content_key(samples.paths, size)}.npy"
         if not path.is_file():
             log.info("decoding %d images into the cache %s", len(samples), path)
-            _save(path, decode_all(samples.paths, size))
+            _decode_into(path, samples.paths, size)
         return replace(samples, images=np.load(path, mmap_mode="r"))
     key = content_key(samples.paths, size, f"stored {sizing.stored_side} {sizing.interpolation}")
     pixels = cache_dir / f"{name}-{sizing.stored_side}side-{key}.npy"
@@ -133,3 +233,8 @@ def on_disk(samples: Samples, size: int, cache_dir: Path, name: str) -> Samples:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CVRUN_CACHE_DIR", Path.home() / ".cache" / "cvrun"))
+
+
+def cache_folder(cfg: Any) -> Path:
+    """dataset.cache_dir, else the default."""
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()

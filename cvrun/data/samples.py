@@ -321,7 +321,10 @@ class Samples:
 
 def join_images(first: Images, second: Images, sizing: Sizing) -> Images:
     """Small: both squashed to the square, as one array. Large: as they are held (one array when they share a
-    shape, else RaggedImages)."""
+    shape, else RaggedImages). Images read on access (shards.ShardImages) join their own kind themselves."""
+    joined = getattr(first, "joined", None)
+    if joined is not None and type(second) is type(first):
+        return joined(second)
     if sizing.small:
         return np.concatenate([fit_batch(first, sizing.image_size), fit_batch(second, sizing.image_size)])
     if isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and first.shape[1:] == second.shape[1:]:

@@ -192,8 +192,7 @@ def build_splits(cfg: Any) -> DataSplits:
     splits = [train, val, test, unlabeled]
     record = {name: split_record(samples, class_names)
               for name, samples in zip(("train", "val", "test", "unlabeled"), splits) if samples is not None}
-    if cfg.cache == "ram" or (cfg.cache == "auto" and cache.fits_in_ram(splits, cfg.image_size)):
-        train, val, test, unlabeled = (cache.in_ram(samples, cfg.image_size) for samples in splits)
+    train, val, test, unlabeled = cache.hold(splits, cfg)
     return DataSplits(class_names, cfg.image_size, train, val, test, unlabeled, record)
 
 

@@ -1,11 +1,14 @@
 """dataset.cache: decoded once (ram) or once per folder content (disk), the same pixels as decoding each read."""
 
+import logging
 import os
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 
+from cvrun.data import cache
 from cvrun.data.cache import on_disk
 from cvrun.data.sources import load_source
 from cvrun.data.splits import build_splits
@@ -58,3 +61,29 @@ def test_a_full_disk_under_the_cache_folder_is_one_error_naming_the_file(tree, t
     source = load_source(make_cfg(dataset={"name": "imagefolder", "root": str(tree)}).dataset)
     with pytest.raises(StorageError, match=rf"cannot write {tmp_path}/cache-train-16px-\w+\.npy: No space left"):
         on_disk(source.train, 16, tmp_path, "cache-train")
+
+
+@pytest.mark.parametrize("memory, disk, chosen",
+                         [(10**9, 10**9, "ram"), (10**4, 10**9, "disk"), (10**4, 10**4, "none")])
+def test_auto_chooses_ram_else_disk_else_none_and_says_so(tree, tmp_path, monkeypatch, caplog, memory, disk, chosen):
+    monkeypatch.setattr(cache, "available_memory", lambda: memory)
+    monkeypatch.setattr(cache, "free_disk", lambda folder: disk)
+    with caplog.at_level(logging.INFO, logger="cvrun"):
+        data = splits(tree, "auto", tmp_path / "cache")
+    decoded = 22 * 16 * 16 * 3  # 16 training and 6 test images, decoded at 16 px
+    said = [record.getMessage() for record in caplog.records if "dataset.cache=auto" in record.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"dataset.cache=auto chose {chosen}: the decoded images take "
+                                                 f"{decoded / 2**30:.2f} GB"), said
+    held = {"ram": np.ndarray, "disk": np.memmap, "none": type(None)}[chosen]
+    assert all(type(split.images) is held for split in (data.train, data.val, data.test))
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("*.npy")) == (
+        ["test", "train", "val"] if chosen == "disk" else [])
+    if chosen != "none":
+        assert np.array_equal(np.asarray(data.train.images), pixels(splits(tree, "none").train))
+
+
+
+def test_free_memory_and_disk_are_measured(tmp_path):
+    assert 0 < cache.available_memory() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    free = cache.free_disk(tmp_path / "not" / "made" / "yet")  # the file system the folder would be on
+    assert abs(free - shutil.disk_usage(tmp_path).free) < 2**30
