@@ -68,7 +68,9 @@ def check_job(cfg: Any) -> None:
 
 
 def split_facts(name: str, samples: Any, dataset: Any) -> Any:
-    from cvrun.data.duplicates import array_facts, cached_file_facts, file_facts
+    """What the check needs of each image of a split: from its files' bytes; from the encoded bytes of images held
+    encoded (a tar shard's, whose `encoded(index)` gives them); else from the decoded pixels."""
+    from cvrun.data.duplicates import array_facts, cached_file_facts, encoded_facts, file_facts
 
     log.info("reading the %s split's %d images", name, len(samples))
     if samples.paths is not None:
@@ -78,6 +80,8 @@ def split_facts(name: str, samples: Any, dataset: Any) -> Any:
             folder = Path(dataset.cache_dir) if dataset.cache_dir else default_cache_dir()
             return cached_file_facts(samples.paths, folder, f"{dataset.name}-{name}")
         return file_facts(samples.paths)
+    if hasattr(samples.images, "encoded"):
+        return encoded_facts(len(samples), samples.images.encoded)
     return array_facts(samples.images)
 
 

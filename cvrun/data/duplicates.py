@@ -29,7 +29,7 @@ HASH_SIDE = 32  # images are shrunk to this square in grey before the DCT
 HASH_FREQUENCIES = 8  # the lowest 8 x 8 frequencies make the 64 bits
 HASH_BITS = HASH_FREQUENCIES ** 2
 NO_MATCH = 255  # the distance reported where a query has nothing to compare with
-_JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe")
+_JPEG_START = b"\xff\xd8"  # a JPEG's first bytes (its SOI marker), whatever the file's name
 _REDUCED_COLOR = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
 
 
@@ -162,23 +162,30 @@ def _jpeg_reduction(data: bytes) -> tuple[int, tuple[int, int] | None]:
 
 
 def file_facts(paths: Sequence[str]) -> ImageFacts:
-    """Digest, perceptual hash and size of each image file, read once each (on all cores). A file that cannot
-    be opened or decoded is marked unreadable. Large JPEGs are decoded at a reduced scale (the hash needs 32 px)."""
-    count = len(paths)
+    """encoded_facts of image files: one read of each (a file that cannot be opened is unreadable)."""
+    def read(index: int) -> bytes:
+        with open(paths[index], "rb") as handle:
+            return handle.read()
+
+    return encoded_facts(len(paths), read)
+
+
+def encoded_facts(count: int, read: Callable[[int], bytes]) -> ImageFacts:
+    """Digest (of the encoded bytes), perceptual hash and size of `count` encoded images, `read(index)` giving each
+    one's bytes (an OSError: unreadable), on all cores. Bytes that do not decode are unreadable too. Large JPEGs are
+    decoded at a reduced scale (the hash needs 32 px)."""
     digests = np.zeros(count, dtype="S32")
     thumbnails = np.zeros((count, HASH_SIDE, HASH_SIDE), dtype=np.uint8)
     sizes = np.zeros((count, 2), dtype=np.int64)
     readable = np.zeros(count, dtype=bool)
 
-    def read(index: int) -> None:
+    def fill(index: int) -> None:
         try:
-            with open(paths[index], "rb") as handle:
-                data = handle.read()
+            data = read(index)
         except OSError:
             return
         digests[index] = hashlib.sha256(data).digest()
-        factor, size = (_jpeg_reduction(data) if str(paths[index]).lower().endswith(_JPEG_EXTENSIONS)
-                        else (1, None))
+        factor, size = _jpeg_reduction(data) if data.startswith(_JPEG_START) else (1, None)
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_COLOR.get(factor, cv2.IMREAD_COLOR))
         if bgr is None:
             return
@@ -189,7 +196,7 @@ def file_facts(paths: Sequence[str]) -> ImageFacts:
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # the report names the unreadable files
     try:
-        _on_all_cores(read, count)
+        _on_all_cores(fill, count)
     finally:
         cv2.utils.logging.setLogLevel(level)
     hashes = perceptual_hashes(thumbnails)

@@ -1,5 +1,6 @@
 """Content digests, perceptual hashes and the nearest-hash search behind `cvrun check-data`."""
 
+import hashlib
 import time
 
 import cv2
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 
 from cvrun.data import duplicates
-from cvrun.data.duplicates import (HASH_BITS, NO_MATCH, array_facts, cached_file_facts, dct_matrix, exact_groups,
-                                   exact_matches, file_facts, hamming, nearest, perceptual_hashes)
+from cvrun.data.duplicates import (HASH_BITS, NO_MATCH, array_facts, cached_file_facts, dct_matrix, encoded_facts,
+                                   exact_groups, exact_matches, file_facts, hamming, nearest, perceptual_hashes)
 from cvrun.io import file_sha256
 
 
@@ -114,6 +115,21 @@ def test_files_are_hashed_by_their_bytes_and_unreadable_ones_marked(tmp_path):
     assert facts.digests[3] == bytes.fromhex(file_sha256(paths[3])) and facts.digests[4] == b""
     assert (facts.heights.tolist(), facts.widths.tolist()) == ([400, 400, 600, 0, 0], [400, 400, 800, 0, 0])
     assert hamming(facts.hashes[:1], facts.hashes[2:3])[0, 0] <= 4  # the same picture, reduced decode and all
+
+
+def test_encoded_images_held_in_memory_or_a_shard_are_hashed_by_their_bytes():
+    image = photo_like(9, 300)
+    blobs = [cv2.imencode(".jpg", image)[1].tobytes(), cv2.imencode(".png", image)[1].tobytes(), b"\xff\xd8 no JPEG"]
+
+    def read(index: int) -> bytes:
+        if index == len(blobs):
+            raise OSError("the shard is gone")
+        return blobs[index]
+
+    facts = encoded_facts(len(blobs) + 1, read)
+    assert facts.readable.tolist() == [True, True, False, False] and facts.heights.tolist() == [300, 300, 0, 0]
+    assert [bytes(d) for d in facts.digests[:3]] == [hashlib.sha256(blob).digest().rstrip(b"\0") for blob in blobs]
+    assert hamming(facts.hashes[:1], facts.hashes[1:2])[0, 0] <= 4  # JPEG at 1/8 scale, PNG in full: one picture
 
 
 def test_the_disk_cache_gives_the_same_facts_without_reading_again(tmp_path, monkeypatch):
