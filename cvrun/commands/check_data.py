@@ -309,7 +309,10 @@ def picture(samples: Any, index: int, cell: int) -> np.ndarray:
 
     from cvrun.data.samples import read_rgb
 
-    image = read_rgb(str(samples.paths[index])) if samples.paths is not None else np.asarray(samples.images[index])
+    try:
+        image = read_rgb(str(samples.paths[index])) if samples.paths is not None else np.asarray(samples.images[index])
+    except UserError:  # an encoded image that does not decode (a shard's)
+        image = None
     if image is None:
         return np.full((cell, cell, 3), 128, np.uint8)
     if image.ndim == 2 or image.shape[2] == 1:

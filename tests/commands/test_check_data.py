@@ -76,9 +76,15 @@ def test_near_duplicates_fail_only_when_asked_and_out_names_the_folder(leaky_tre
     assert passed.returncode == 0, passed.stderr
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["across"]["test~train"]["near_images"] == 1 and report["exit_status"] == 0
-    failed = cli(*common, "fail_on_near=true", cwd=tmp_path)
+    # With an unlabeled pool: it is searched too, and counts as trained on.
+    failed = cli(*common, "fail_on_near=true", "dataset.labeled_per_class=4", f"out={tmp_path / 'pool'}", cwd=tmp_path)
     assert failed.returncode == 1
     assert "near duplicates of images trained on: test/dog/brighter.png ~ train/cat/0001.png" in failed.stderr
+    report = json.loads((tmp_path / "pool" / "report.json").read_text())
+    assert report["splits"]["unlabeled"]["per_class"] == {"cat": 2, "dog": 3}
+    assert set(report["across"]) == {"unlabeled~train", "val~train", "val~unlabeled", "test~train", "test~unlabeled",
+                                     "test~val"}
+    assert report["across"]["test~train"]["near_images"] + report["across"]["test~unlabeled"]["near_images"] == 1
 
 
 def test_a_source_held_as_arrays_is_hashed_by_its_pixels(tmp_path):
