@@ -23,6 +23,11 @@ class OptionConfig:
     def check(self) -> None:
         """Range checks that types alone cannot express: a UserError naming the key and the allowed values."""
 
+    @classmethod
+    def complete(cls, cfg: Any) -> None:
+        """Keys of other sections that this option sets where the user left them, once the whole config is typed
+        (model=timm: the dataset's mean and std from its weights' pretrained config)."""
+
 
 def path_field(*keywords: str) -> Any:
     """A key that names a file or folder (None by default): made absolute in the config saved with a run, quoted
@@ -370,6 +375,10 @@ def validate(cfg: Any, schema: type) -> Any:
     for section, values in options.items():
         typed[section] = (typed_loggers(values) if section == "logger" else
                           typed_option(section, section_values(schema, section, values)))
+    for section in [name for name in options if name != "logger"]:
+        option = option_schema(section, typed[section].name)
+        if issubclass(option, OptionConfig):
+            option.complete(typed)
     check_values(typed)
     return typed
 
