@@ -108,38 +108,95 @@ def nearest(query: np.ndarray, reference: np.ndarray, same: bool = False,
     """For each query hash, the smallest Hamming distance to a reference hash and that hash's index (the first
     of the nearest). `same`: query and reference are one set, and an image is not its own match. Queries with
     no reference to compare get NO_MATCH and index -1."""
+    if same:
+        return _nearest_within(query, workers)
     distances = np.full(len(query), NO_MATCH, dtype=np.uint8)
     indices = np.full(len(query), -1, dtype=np.int64)
     if len(query) == 0 or len(reference) == 0:
         return distances, indices
-    chunk = max(QUERY_BLOCK, -(-len(query) // (4 * (workers or os.cpu_count() or 1))))
 
-    def search(start: int) -> None:
-        stop = min(start + chunk, len(query))
-        xor = np.empty((QUERY_BLOCK, REFERENCE_BLOCK), dtype=np.uint64)
-        count = np.empty((QUERY_BLOCK, REFERENCE_BLOCK), dtype=np.uint8)
+    def search(start: int, stop: int) -> None:
+        block = _Block()
         for row in range(start, stop, QUERY_BLOCK):
             rows = min(QUERY_BLOCK, stop - row)
-            best, where = distances[row:row + rows], indices[row:row + rows]
             for column in range(0, len(reference), REFERENCE_BLOCK):
-                columns = min(REFERENCE_BLOCK, len(reference) - column)
-                bits = count[:rows, :columns]
-                np.bitwise_xor(query[row:row + rows, None], reference[None, column:column + columns],
-                               out=xor[:rows, :columns])
-                np.bitwise_count(xor[:rows, :columns], out=bits)
-                if same and column < row + rows and row < column + columns:
-                    mine = np.arange(row, row + rows)
-                    inside = (mine >= column) & (mine < column + columns)
-                    bits[np.flatnonzero(inside), mine[inside] - column] = NO_MATCH
-                better = np.flatnonzero(bits.min(axis=1) < best)  # few rows, after the first blocks
-                if len(better):
-                    closest = bits[better].argmin(axis=1)
-                    best[better] = bits[better, closest]
-                    where[better] = closest + column
+                bits = block.distances(query, row, rows, reference, column)
+                _improve(bits, distances[row:row + rows], indices[row:row + rows], column, axis=1)
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        list(pool.map(search, range(0, len(query), chunk)))
+    _in_chunks(search, len(query), workers)
     return distances, indices
+
+
+def _nearest_within(hashes: np.ndarray, workers: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """nearest(hashes, hashes, same=True) comparing each pair once: only the blocks on and right of each row
+    block are computed, and each improves both its rows' nearest and its columns'. The parts each task finds are
+    merged at the end, the nearest and then the lowest index winning (as argmin over all would)."""
+    count = len(hashes)
+    parts = []
+
+    def search(start: int, stop: int) -> None:
+        block = _Block()
+        row_best, row_at = np.full(stop - start, NO_MATCH, np.uint8), np.full(stop - start, -1, np.int64)
+        column_best, column_at = np.full(count - start, NO_MATCH, np.uint8), np.full(count - start, -1, np.int64)
+        for row in range(start, stop, QUERY_BLOCK):
+            rows = min(QUERY_BLOCK, stop - row)
+            for column in range(row, count, REFERENCE_BLOCK):
+                bits = block.distances(hashes, row, rows, hashes, column)
+                mine = np.arange(row, row + rows)
+                inside = (mine >= column) & (mine < column + bits.shape[1])  # an image is not its own match
+                bits[np.flatnonzero(inside), mine[inside] - column] = NO_MATCH
+                _improve(bits, row_best[row - start:row - start + rows], row_at[row - start:row - start + rows],
+                         column, axis=1)
+                _improve(bits, column_best[column - start:column - start + bits.shape[1]],
+                         column_at[column - start:column - start + bits.shape[1]], row, axis=0)
+        parts.append((start, row_best, row_at))
+        parts.append((start, column_best, column_at))
+
+    _in_chunks(search, count, workers)
+    unmatched = np.iinfo(np.int64).max
+    keys = np.full(count, unmatched, dtype=np.int64)  # distance x (count + 1) + index: one order for both
+    for start, best, at in parts:
+        part = np.where(at >= 0, best.astype(np.int64) * (count + 1) + at, unmatched)
+        np.minimum(keys[start:start + len(part)], part, out=keys[start:start + len(part)])
+    found = keys != unmatched
+    distances = np.where(found, keys // (count + 1), NO_MATCH).astype(np.uint8)
+    return distances, np.where(found, keys % (count + 1), -1)
+
+
+class _Block:
+    """One thread's buffers for a block of distances."""
+
+    def __init__(self) -> None:
+        self.xor = np.empty((QUERY_BLOCK, REFERENCE_BLOCK), dtype=np.uint64)
+        self.bits = np.empty((QUERY_BLOCK, REFERENCE_BLOCK), dtype=np.uint8)
+
+    def distances(self, query: np.ndarray, row: int, rows: int, reference: np.ndarray, column: int) -> np.ndarray:
+        """The (rows, columns) distances of query[row:row + rows] to the reference from `column` on, in bits."""
+        columns = min(REFERENCE_BLOCK, len(reference) - column)
+        np.bitwise_xor(query[row:row + rows, None], reference[None, column:column + columns],
+                       out=self.xor[:rows, :columns])
+        return np.bitwise_count(self.xor[:rows, :columns], out=self.bits[:rows, :columns])
+
+
+def _improve(bits: np.ndarray, best: np.ndarray, where: np.ndarray, offset: int, axis: int) -> None:
+    """Lower `best` (and set `where`, plus `offset`) where a block of distances holds a nearer hash along `axis`
+    (1: each row's, 0: each column's); a tie keeps the earlier. Few improve after the first blocks, so the argmin
+    is taken of those only."""
+    better = np.flatnonzero(bits.min(axis=axis) < best)
+    if len(better):
+        chosen = bits[better] if axis == 1 else bits[:, better]
+        closest = chosen.argmin(axis=axis)
+        best[better] = chosen.min(axis=axis)
+        where[better] = closest + offset
+
+
+def _in_chunks(search: Callable[[int, int], None], count: int, workers: int | None) -> None:
+    """search(start, stop) over `count` rows cut in chunks (four per worker: the later chunks of a triangle are
+    shorter), on all cores (NumPy releases the GIL)."""
+    threads = workers or os.cpu_count() or 1
+    chunk = max(QUERY_BLOCK, -(-count // (4 * threads)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda start: search(start, min(start + chunk, count)), range(0, count, chunk)))
 
 
 def _on_all_cores(work: Callable[[int], None], count: int) -> None:
