@@ -5,6 +5,7 @@ scratch folder. Placeholders in the arguments are filled from the `places` fixtu
 """
 
 import shutil
+import tarfile
 from pathlib import Path
 
 import cv2
@@ -103,7 +104,7 @@ CATALOGUE = [
      "regime.head_layers=4, but lenet5 has 3 linear layer(s)"),
     (["train", *SHAPES_RUN, "regime=finetune", "regime.head_layers=0"], "regime.head_layers must be >= 1"),
     (["train", "regime.k=5"], "unknown config key 'regime.k'; regime=scratch takes no keys but its name"),
-    (["train", "aug=rotate", "aug.n=5"], "unknown config key 'aug.n'; aug=rotate takes base, padding, hflip, erase, mix, "
+    (["train", "aug=rotate", "aug.n=5"], "unknown config key 'aug.n'; aug=rotate takes base, padding, hflip, scale, ratio, erase, mix, "
                                          "alpha, prob, degrees, rot90"),
     (["train", "regime=knn", "regime.k=abc"], "regime.k: Value 'abc' of type 'str' could not be converted to Integer"),
     (["train", "logger=[csv,tensorbord]"], "unknown logger 'tensorbord'; valid logger options: csv, "),
@@ -288,6 +289,17 @@ CATALOGUE = [
     (["check-data", "pairs=-1"], "pairs (the closest pairs pictured) must be >= 0, got -1"),
     (["check-data", "dataset=imagefolder", "dataset.root={tree}", "out={tree}/report"],
      "out={tree}/report is inside the data ({tree}); check-data never writes there"),
+    # issue 25: shards
+    (["train", "dataset=shards", "dataset.shards={shards}/train-{{000..001}}.tar", *TREE_RUN[1:]],
+     "dataset.shards={shards}/train-{{000..001}}.tar: no file {shards}/train-000.tar (and 1 more of the 2 it names)"),
+    (["train", "dataset=shards", "dataset.shards={shards}/no_cls.tar", *TREE_RUN[1:]],
+     "{shards}/no_cls.tar has no .cls members (a class index per sample)"),
+    (["train", "dataset=shards", "dataset.shards={shards}/good.tar", "dataset.test_shards={shards}/range.tar",
+      *TREE_RUN[1:]], "range.tar/1.cls holds class 5, out of range for the 2 classes of {shards}/classes.txt"),
+    (["train", "dataset=shards", *TREE_RUN[1:]], "dataset=shards needs dataset.shards: a brace pattern"),
+    (["train", "dataset=shards", "dataset.shards={shards}/good.tar", "dataset.cache=ram", *TREE_RUN[1:]],
+     "dataset.cache=ram: dataset=shards reads each image from its tar file when it is used and keeps no cache"),
+    (["shard", "{missing}", "{empty}/out"], "{missing} does not exist; name an image-folder tree"),
 ]
 
 
@@ -336,7 +348,22 @@ def places(tmp_path, source_run, hf_dataset):
     best.write_bytes(best.read_bytes()[:1000])
     return {"tree": tree, "corrupt": corrupt, "empty": empty, "unreadable": unreadable, "missing": tmp_path / "nope",
            "no_checkpoint": no_checkpoint, "truncated": truncated, "source": source_run, "lopsided": lopsided,
-           "empty_class": empty_class, "sweep": sweep, "hf": hf_dataset}
+           "empty_class": empty_class, "sweep": sweep, "hf": hf_dataset, "shards": bad_shards(tmp_path / "shards")}
+
+
+def bad_shards(folder: Path) -> Path:
+    """good.tar (4 samples of classes 0 and 1, named in classes.txt), no_cls.tar (an image without its class) and
+    range.tar (a class 5)."""
+    from tests.data.test_shards import write_tar
+
+    folder.mkdir()
+    image = np.zeros((8, 8, 3), np.uint8)
+    write_tar(folder / "good.tar", [(str(i), image, i % 2) for i in range(4)])
+    write_tar(folder / "range.tar", [("0", image, 0), ("1", image, 5)])
+    with tarfile.open(folder / "no_cls.tar", "w") as tar:
+        tar.add(folder / "good.tar", arcname="0.png")
+    (folder / "classes.txt").write_text("a\nb\n")
+    return folder
 
 
 def test_the_catalogue_has_at_least_sixty_mistakes():

@@ -92,10 +92,12 @@ def shard(src: Path, out: Path, per_shard: int, seed: int, overrides: list[str])
 
 
 def run_app() -> int:
-    parser = OneLineParser(prog="cvrun shard", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="cvrun shard", description="Write an image-folder tree or a CSV/TSV labels file's "
+                                                             "images as tar shards for dataset=shards.")
     parser.add_argument("src", type=Path, help="an image-folder tree or a CSV/TSV labels file")
     parser.add_argument("out", type=Path, help="the folder the tar shards are written to")
     parser.add_argument("--per-shard", type=int, default=10000, help="images in each tar (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="the shuffle of each split across its shards")
-    parser.add_argument("overrides", nargs="*", help="dataset.KEY=VALUE: the source's keys")
+    parser.add_argument("overrides", nargs="*", metavar="dataset.KEY=VALUE", help="the source's keys (dataset=csv's "
+                        "label_column, ...)")
     return run_parsed(parser, lambda args: shard(args.src, args.out, args.per_shard, args.seed, args.overrides))

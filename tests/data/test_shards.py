@@ -1,6 +1,8 @@
 """dataset=shards: tar shards indexed once and read by random access give the images written, an exact seeded
-epoch split over ranks and workers, training that learns; `cvrun shard` writes them from a tree or a CSV."""
+epoch split over ranks and workers, training that learns and resumes exactly; `cvrun shard` writes them from a
+tree or a CSV; bad shards are one line each."""
 
+import csv
 import io
 import os
 import tarfile
@@ -19,7 +21,7 @@ from cvrun.data.sources import load_source
 from cvrun.data.splits import build_splits
 from cvrun.engine.rundir import RunFolder
 from cvrun.errors import UserError
-from tests.conftest import cli, make_cfg, write_image_tree
+from tests.conftest import cli, interrupt_after_epoch, make_cfg, write_image_tree
 
 CLASSES = {"cat": 14, "dog": 13, "frog": 13}
 
@@ -98,24 +100,30 @@ def test_an_epoch_sees_each_image_once_across_ranks_and_workers(written, monkeyp
     assert sorted(seen) == list(range(40))
 
 
-def test_training_on_shards_learns_and_resumes_in_the_same_order(written, tmp_path):
+def test_training_on_shards_learns_and_a_resumed_run_ends_as_an_uninterrupted_one(written, tmp_path, monkeypatch):
     _, out, _ = written
-    cfg = make_cfg(dataset={"name": "shards", "shards": str(out / "train-{000000..000003}.tar"),
-                            "test_shards": str(out / "test-{000000..000001}.tar"), "image_size": 12,
-                            "cache": "none", "val_fraction": 0.0},
-                   model={"name": "linear"}, aug={"name": "none", "base": False}, optim={"lr": 0.05},
-                   trainer={"epochs": 5, "batch_size": 8, "progress": False, "deterministic": True})
-    summary = start_run(cfg, RunFolder(tmp_path / "run"))
-    assert summary["status"] == "completed" and summary["test_acc1"] > 80, summary  # chance 33
-    assert summary["splits"]["test"]["per_class"] == {"cat": 4, "dog": 4, "frog": 4}
-    # Resuming at an epoch boundary: a new process's loader over the same shards draws the same batches.
-    orders = []
-    for _ in range(2):
-        data = build_splits(cfg.dataset)
-        loader = make_loader(data.train, 12, 8, train=True, seed=0, num_workers=0)
-        loader.sampler.set_epoch(2)
-        orders.append([(images.clone(), labels.clone()) for images, labels in loader])
-    assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(*orders))
+
+    def run(name: str, **trainer):
+        cfg = make_cfg(dataset={"name": "shards", "shards": str(out / "train-{000000..000003}.tar"),
+                                "test_shards": str(out / "test-{000000..000001}.tar"), "image_size": 12,
+                                "cache": "none", "val_fraction": 0.0},
+                       model={"name": "linear"}, aug={"name": "none", "base": False}, optim={"lr": 0.05},
+                       trainer={"epochs": 5, "batch_size": 8, "progress": False, "deterministic": True, **trainer})
+        return start_run(cfg, RunFolder(tmp_path / name))
+
+    whole = run("whole")
+    assert whole["status"] == "completed" and whole["test_acc1"] > 80, whole  # chance 33
+    assert whole["splits"]["test"]["per_class"] == {"cat": 4, "dog": 4, "frog": 4}
+    interrupt_after_epoch(monkeypatch, 2)
+    with pytest.raises(SystemExit):
+        run("cut")
+    monkeypatch.undo()
+    resumed = run("cut", resume=str(tmp_path / "cut"))
+    rows = [list(csv.DictReader((tmp_path / name / "metrics.csv").open())) for name in ("whole", "cut")]
+    timing = ("epoch_seconds", "train_images_per_second")
+    assert [{k: v for k, v in row.items() if k not in timing} for row in rows[1]] == \
+           [{k: v for k, v in row.items() if k not in timing} for row in rows[0]]
+    assert resumed["test_acc1"] == whole["test_acc1"]
 
 
 def test_shard_writes_a_tree_or_a_csv_with_the_same_class_counts(written, tmp_path):
@@ -155,3 +163,8 @@ def test_bad_shards_are_one_line_each(tmp_path):
             (shards_cfg(str(tmp_path / "range.tar")), "range.tar/1.cls holds class 5")):
         with pytest.raises(UserError, match=message):
             load_source(cfg)
+    # Found before the run folder is made.
+    result = cli("train", "dataset=shards", f"dataset.shards={tmp_path}/good.tar",
+                 f"dataset.test_shards={tmp_path}/range.tar", "model=linear", "trainer.epochs=1",
+                 "trainer.progress=false", cwd=tmp_path)
+    assert result.returncode == 2 and "out of range" in result.stderr and not (tmp_path / "outputs").exists()
