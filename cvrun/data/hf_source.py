@@ -14,9 +14,9 @@ arrays at the size they are held at (small images: the image_size square; larger
 dataset.stored_size, aspect kept), on every core: the same in-memory Samples as torchvision's CIFAR or
 shapes, so splits, fingerprints, the semi-supervised pool, inspect and predict work unchanged. That holds
 every image in memory, as dataset.cache=ram does for image files: 3 KB an image at 32 px (CIFAR-10's
-60,000: 180 MB), about 200 KB at 224 px (stored at 256). A set whose decoded images would take more than
-half of this machine's memory is refused with a line saying so; such a set is better written out as files
-(dataset=csv), which are decoded as they are read. Parquet files are read into memory (compressed images:
+60,000: 176 MB), about 260 KB at 224 px (a 4:3 photo stored at 256 x 341). A set whose decoded images would
+take more than half of this machine's memory is refused with a line saying so; such a set is better written
+out as files (dataset=csv), which are decoded as they are read. Parquet files are read into memory (compressed images:
 about their size on disk); save_to_disk and arrow files are memory-mapped.
 """
 
@@ -122,7 +122,9 @@ def open_dataset(cfg: Any) -> dict[str, Any]:
             grouped.setdefault(split_of(file), []).append(file)
         return {name: datasets.concatenate_datasets([read_table_file(f) for f in group])
                 for name, group in grouped.items()}
-    except (OSError, ValueError) as err:  # pyarrow's and datasets' errors for a damaged file
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pyarrow's and datasets' errors (a damaged or empty file): one mistake
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"dataset.path={path} cannot be read as a Hugging Face dataset ({first}); point it at "
                         "a folder written by save_to_disk, or at parquet / arrow files") from None
@@ -156,10 +158,15 @@ def chosen_splits(cfg: Any, available: dict[str, Any]) -> dict[str, str]:
 
 
 def check_columns(cfg: Any, split: str, rows: Any) -> None:
+    """The image and label columns are there, and the image column holds images (datasets' Image, or bytes)."""
     for key, column in (("dataset.image_column", cfg.image_column), ("dataset.label_column", cfg.label_column)):
         if column not in rows.column_names:
             raise UserError(f"the {split} split of {cfg.path} has no column '{column}' (its columns: "
                             f"{', '.join(rows.column_names)}); set {key} to the column that holds it")
+    feature = rows.features[cfg.image_column]
+    if type(feature).__name__ != "Image" and getattr(feature, "dtype", None) not in ("binary", "large_binary"):
+        raise UserError(f"column {cfg.image_column} of the {split} split of {cfg.path} holds {feature}, not images; "
+                        "set dataset.image_column to the column of images")
 
 
 def label_keys(cfg: Any, rows: Any, values: list[Any]) -> list[str]:
@@ -232,24 +239,23 @@ def decode_one(cell: Any, sizing: Sizing, where: str) -> np.ndarray:
 
 
 def decode_split(cfg: Any, name: str, rows: Any, sizing: Sizing) -> np.ndarray | RaggedImages:
-    """Every image of a split, decoded on every core (OpenCV releases the GIL), DECODE_BATCH rows at a time."""
+    """Every image of a split, decoded on every core (OpenCV releases the GIL), DECODE_BATCH rows at a time; small
+    images straight into their one array."""
     datasets = datasets_package()
     column = rows.select_columns([cfg.image_column])
     if isinstance(column.features[cfg.image_column], datasets.Image):
         column = column.cast_column(cfg.image_column, datasets.Image(decode=False))
-    elif column.features[cfg.image_column].dtype not in ("binary", "large_binary"):
-        raise UserError(f"column {cfg.image_column} of {cfg.path} holds {column.features[cfg.image_column]}, not "
-                        "images; set dataset.image_column to the column of images")
-    images: list[np.ndarray] = []
+    size = sizing.image_size
+    held: Any = np.empty((len(rows), size, size, 3), np.uint8) if sizing.small else [None] * len(rows)
+
+    def decode_into(index: int, cell: Any) -> None:
+        held[index] = decode_one(cell, sizing, f"row {index} of the {name} split of {cfg.path}")
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for start, batch in enumerate(column.iter(batch_size=DECODE_BATCH)):
+        for start, batch in zip(range(0, len(rows), DECODE_BATCH), column.iter(batch_size=DECODE_BATCH)):
             cells = batch[cfg.image_column]
-            images += pool.map(lambda item: decode_one(item[1], sizing, f"row {start * DECODE_BATCH + item[0]} of "
-                                                                       f"the {name} split of {cfg.path}"),
-                               enumerate(cells))
-    if sizing.small:
-        return np.stack(images) if images else np.zeros((0, sizing.image_size, sizing.image_size, 3), np.uint8)
-    return RaggedImages.stack(images)
+            list(pool.map(decode_into, range(start, start + len(cells)), cells))
+    return held if sizing.small else RaggedImages.stack(held)
 
 
 @register_source("hf", config=HfConfig, check=check_saved_dataset)

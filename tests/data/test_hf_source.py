@@ -113,6 +113,8 @@ def test_absent_columns_and_unknown_labels_are_one_line(saved, tree, tmp_path):
         load_source(hf_cfg(path=str(saved), image_column="img"))
     assert str(err.value) == (f"the train split of {saved} has no column 'img' (its columns: image, label); set "
                               "dataset.image_column to the column that holds it")
+    with pytest.raises(UserError, match=r"^column label of the train split of .* holds ClassLabel\(names=\['cat', "):
+        load_source(hf_cfg(path=str(saved), image_column="label"))
     values = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
     test = tree_split(tree, "test")
     test["label"][5] = 7
