@@ -2,8 +2,9 @@
 
 For the splits a run would use (train, val, test, the unlabeled pool; build_splits with the same dataset keys):
 image counts per split and class, the files that cannot be read, image sizes and aspect ratios, exact duplicates
-(the same file bytes, or the same pixels for sources held as arrays) and near duplicates (64-bit perceptual hashes
-at most `near_threshold` bits apart; cvrun/data/duplicates.py) within each split and across every two. The report
+(the same file bytes, a tar shard image's bytes, or the same pixels for sources held as arrays) and near duplicates
+(64-bit perceptual hashes at most `near_threshold` bits apart; cvrun/data/duplicates.py) within each split and
+across every two. The report
 goes to the console and, with pairs.png (the closest cross-split pairs), into `out`, never into the data.
 
 Exit status 1 when test images are exact copies of images trained on (train or the unlabeled pool): the test score
