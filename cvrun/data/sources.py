@@ -178,7 +178,7 @@ KNOWN_CLASS_COUNTS = {**{name: count for name, (_, count) in TORCHVISION_DATASET
 
 
 def count_classes(cfg: Any) -> int:
-    """How many classes a dataset config yields, reading folder names at most."""
+    """How many classes a dataset config yields, reading folder names (or a labels file) at most."""
     if cfg.classes:
         return len(cfg.classes)
     root = Path(cfg.root).expanduser() if cfg.root else None
@@ -186,6 +186,8 @@ def count_classes(cfg: Any) -> int:
         return len(class_folders(root / cfg.train_dir))
     if cfg.name in KNOWN_CLASS_COUNTS:
         return KNOWN_CLASS_COUNTS[cfg.name]
+    if getattr(SOURCES.get(cfg.name), "listed", False):
+        return len(load_source(cfg).class_names)
     raise UserError(f"dataset root {root} has no train/<class>/ folders to count classes from")
 
 
@@ -199,6 +201,8 @@ def known_class_names(cfg: Any) -> list[str] | None:
         return class_folders(root / tree_layout(root, cfg).train)
     if cfg.name == "shapes":
         return list(shapes.CLASSES)
+    if getattr(SOURCES.get(cfg.name), "listed", False):  # a labels file: its rows read, no image decoded
+        return load_source(cfg).class_names
     return None
 
 

@@ -159,3 +159,12 @@ def test_a_labels_file_is_planned_from_before_the_run_folder_as_a_tree_is(tree):
     planned = planned_splits(cfg)
     assert planned is not None and planned.train.images is None  # file paths: nothing decoded
     assert planned.record == build_splits(cfg).record
+
+
+def test_the_class_count_and_names_come_from_the_labels_file(tree):
+    """cvrun info's class count and a teacher check's class names, read from the rows (no image decoded)."""
+    from cvrun.data.sources import count_classes, known_class_names
+
+    labels = write_table(tree / "labels.csv", ["path", "label", "split"], tree_rows(tree))
+    cfg = csv_cfg(path=str(labels), split_column="split")
+    assert (count_classes(cfg), known_class_names(cfg)) == (3, ["cat", "dog", "frog"])
