@@ -80,6 +80,17 @@ def read_rows(path: Path, cfg: Any, split: str | None) -> list[Row]:
     if not path.is_file():
         raise UserError(f"dataset.path={path}: {'no such file' if not path.exists() else 'a folder, not a file'}; "
                         "point it at a CSV or TSV file of image paths and labels")
+    try:
+        rows = _records(path, cfg, split)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"dataset.path={path} cannot be read as CSV or TSV text ({err}); save it as UTF-8 "
+                        "comma- or tab-separated text") from None
+    if not rows:
+        raise UserError(f"{path} has a header but no rows; add a row per image")
+    return rows
+
+
+def _records(path: Path, cfg: Any, split: str | None) -> list[Row]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, delimiter=_delimiter(path, handle.read(64 * 1024)))
         handle.seek(0)
@@ -97,8 +108,6 @@ def read_rows(path: Path, cfg: Any, split: str | None) -> list[Row]:
                 else (split or "train")
             rows.append(Row(reader.line_num, (record.get(cfg.path_column) or "").strip() + cfg.path_suffix,
                             (record.get(cfg.label_column) or "").strip(), SPLIT_VALUES.get(value, value)))
-    if not rows:
-        raise UserError(f"{path} has a header but no rows; add a row per image")
     return rows
 
 

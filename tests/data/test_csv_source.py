@@ -127,6 +127,13 @@ def test_a_missing_column_names_the_columns_there_are(tree):
                               "to the column that holds it")
 
 
+def test_a_file_that_is_not_text_is_one_line(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"path,label\n\xff\xfe\x00\x81,cat\n")
+    with pytest.raises(UserError, match=r"cannot be read as CSV or TSV text \(.*\); save it as UTF-8"):
+        load_source(csv_cfg(path=str(labels)))
+
+
 def test_a_bad_row_stops_the_run_before_its_folder_exists(tree, tmp_path):
     rows = tree_rows(tree)
     rows[7][0] = "train/dog/gone.png"
