@@ -17,7 +17,8 @@ cache keeps that buffer and its index (offsets and shapes) as two .npy files.
   stored size^2 x 3 bytes) take at most half of the memory available now
   (psutil, else /proc/meminfo's MemAvailable), else `disk` when they take at most
   half of the cache folder's free space (those splits decoded into it, straight
-  into the file: building it holds no more in memory than the OS's page cache),
+  into the file: building it holds no more in memory than the OS's page cache;
+  only for images up to 64 px, as larger ones are decoded in memory first),
   else `none`. Sources with no files to decode (arrays, shards) cache nothing.
 - `none`: each image is decoded from its file every time it is read.
 """
@@ -129,10 +130,14 @@ def auto_mode(samples: list[Samples | None], size: int, folder: Path) -> str:
     if needed == 0:
         return "none"
     memory, disk = available_memory(), free_disk(folder)
-    mode = "ram" if needed <= RAM_SHARE * memory else "disk" if needed <= DISK_SHARE * disk else "none"
+    # Images above 64 px are decoded into the disk cache in memory first (RaggedImages), so that needs the memory too.
+    streamed = all(s.sizing_for(size).small for s in samples if s is not None and s.images is None)
+    mode = ("ram" if needed <= RAM_SHARE * memory else
+            "disk" if streamed and needed <= DISK_SHARE * disk else "none")
     log.info("dataset.cache=auto chose %s: the decoded images take %s; %s of memory available (ram up to %d%%), "
-             "%s free in the cache folder %s (disk up to %d%%)", mode, _gigabytes(needed), _gigabytes(memory),
-             RAM_SHARE * 100, _gigabytes(disk), folder, DISK_SHARE * 100)
+             "%s free in the cache folder %s (disk up to %d%%%s)", mode, _gigabytes(needed), _gigabytes(memory),
+             RAM_SHARE * 100, _gigabytes(disk), folder, DISK_SHARE * 100,
+             "" if streamed else ", for images of up to 64 px")
     return mode
 
 

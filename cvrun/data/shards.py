@@ -189,7 +189,8 @@ def cached_index(path: Path, folder: Path) -> ShardIndex:
 
 
 def split_samples(files: list[Path], cache_folder: Path) -> Samples:
-    """The samples of some shards, each named <shard file>/<key>."""
+    """The samples of some shards, each named <shard file>/<key>, the shard's path below the folder all of them
+    are in (moving that folder renames nothing)."""
     indexes = [cached_index(path, cache_folder) for path in files]
     labels = np.concatenate([index.labels for index in indexes])
     images = ShardImages(tuple(str(f) for f in files),
@@ -197,7 +198,8 @@ def split_samples(files: list[Path], cache_folder: Path) -> Samples:
                                          for i, index in enumerate(indexes)]),
                          np.concatenate([index.offsets for index in indexes]),
                          np.concatenate([index.sizes for index in indexes]))
-    ids = np.concatenate([np.asarray([f"{path.name}/{key}" for key in index.keys], dtype=object)
+    common = os.path.commonpath([str(path.parent) for path in files])
+    ids = np.concatenate([np.asarray([f"{os.path.relpath(path, common)}/{key}" for key in index.keys], dtype=object)
                           for path, index in zip(files, indexes)])
     return Samples(labels=labels, true_labels=labels.copy(), images=images, ids=ids)
 

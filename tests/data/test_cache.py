@@ -87,3 +87,15 @@ def test_free_memory_and_disk_are_measured(tmp_path):
     assert 0 < cache.available_memory() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     free = cache.free_disk(tmp_path / "not" / "made" / "yet")  # the file system the folder would be on
     assert abs(free - shutil.disk_usage(tmp_path).free) < 2**30
+
+
+def test_auto_leaves_images_above_64_px_off_the_disk_when_they_do_not_fit_in_memory(tree, tmp_path, monkeypatch,
+                                                                                     caplog):
+    monkeypatch.setattr(cache, "available_memory", lambda: 10**4)
+    monkeypatch.setattr(cache, "free_disk", lambda folder: 10**12)
+    with caplog.at_level(logging.INFO, logger="cvrun"):
+        data = build_splits(make_cfg(dataset={"name": "imagefolder", "root": str(tree), "image_size": 96,
+                                              "cache": "auto", "cache_dir": str(tmp_path / "cache")}).dataset)
+    assert data.train.images is None and not (tmp_path / "cache").exists()
+    assert "dataset.cache=auto chose none" in caplog.text
+    assert "(disk up to 50%, for images of up to 64 px)" in caplog.text
