@@ -162,7 +162,7 @@ def read_index(path: Path) -> ShardIndex:
     keys = list(images)
     not_integer = [key for key in keys if not classes[key].lstrip("-").isdigit()]
     if not_integer:
-        raise UserError(f"{path}: {not_integer[0]}.cls holds '{classes[not_integer[0]]}', not a class index; write the "
+        raise UserError(f"{path}: {not_integer[0]}.cls holds {classes[not_integer[0]]!r}, not a class index; write the "
                         "class's index (0, 1, ...) and name the classes in classes.txt or dataset.label_names")
     return ShardIndex(np.asarray(keys, dtype=object), np.asarray([int(classes[k]) for k in keys], dtype=np.int64),
                       np.asarray([images[k].offset_data for k in keys], dtype=np.int64),

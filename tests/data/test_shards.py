@@ -17,6 +17,7 @@ from cvrun import parallel
 from cvrun.commands.train import start_run
 from cvrun.data import shards
 from cvrun.data.loaders import make_loader
+from cvrun.data.samples import Samples
 from cvrun.data.sources import load_source
 from cvrun.data.splits import build_splits
 from cvrun.engine.rundir import RunFolder
@@ -75,6 +76,9 @@ def test_index_and_random_access_give_the_images_written(tmp_path, monkeypatch):
     monkeypatch.setattr(shards, "read_index", lambda path: pytest.fail(f"indexed {path} again"))
     again = load_source(cfg)
     assert np.array_equal(again.train.images[11], images[11]) and len(again.train) == 12
+    # A regime joining two sets (pseudo-labels, the pool): the images of both, from their own tars.
+    both = Samples.concat(source.test.take(np.array([2, 5])), again.train.take(np.array([11, 0])), 12)
+    assert all(np.array_equal(both.images[i], images[k]) for i, k in enumerate((2, 5, 11, 0)))
     write_tar(first, samples[:5])
     os.utime(first, ns=(1, 1))
     monkeypatch.undo()
@@ -155,14 +159,23 @@ def test_bad_shards_are_one_line_each(tmp_path):
         tar.add(write_tar(tmp_path / "inner.tar", []), arcname="0.png")
     write_tar(tmp_path / "range.tar", [("0", images[0], 0), ("1", images[1], 5)])
     (tmp_path / "classes.txt").write_text("a\nb\n")
+    (tmp_path / "one.txt").write_text("1\n")
+    for name, cls in (("broken", "one.txt"), ("named", "classes.txt")):
+        with tarfile.open(tmp_path / f"{name}.tar", "w") as tar:
+            tar.add(tmp_path / "good.tar", arcname="0.png")  # not a PNG
+            tar.add(tmp_path / cls, arcname="0.cls")
     for cfg, message in (
             (shards_cfg(str(tmp_path / "train-{0..3}.tar")), "no file"),
             (shards_cfg(str(tmp_path / "no_cls.tar")), "has no .cls members"),
             (shards_cfg(str(tmp_path / "good.tar"), str(tmp_path / "range.tar")),
              "range.tar/1.cls holds class 5, out of range for the 2 classes of"),
-            (shards_cfg(str(tmp_path / "range.tar")), "range.tar/1.cls holds class 5")):
+            (shards_cfg(str(tmp_path / "range.tar")), "range.tar/1.cls holds class 5"),
+            (shards_cfg(str(tmp_path / "named.tar")), r"named.tar: 0.cls holds 'a\\nb', not a class index")):
         with pytest.raises(UserError, match=message):
             load_source(cfg)
+    broken = load_source(shards_cfg(str(tmp_path / "broken.tar"), str(tmp_path / "good.tar"))).train
+    with pytest.raises(UserError, match=rf"cannot decode the image at byte \d+ of {tmp_path}/broken.tar; "):
+        broken.image(0, 12)
     # Found before the run folder is made.
     result = cli("train", "dataset=shards", f"dataset.shards={tmp_path}/good.tar",
                  f"dataset.test_shards={tmp_path}/range.tar", "model=linear", "trainer.epochs=1",
