@@ -249,25 +249,24 @@ class LoadedModel:
 
 class ImageTransform:
     """An image file path, or an RGB uint8 HxWxC array, as the model takes it: resized to the run's image size
-    as cvrun predict resizes it, then normalised; a float32 CxHxW tensor (add the batch dimension)."""
+    as cvrun predict sizes it (above 64 px: the centre crop of the shorter side resized), then normalised; a float32 CxHxW tensor (add the batch dimension)."""
 
     def __init__(self, card: Any):
         import torch
 
         from cvrun.engine.evaluate import Normalize
 
-        self.image_size = card.image_size
+        self.sizing = card.sizing
         self.normalize = Normalize(card.mean, card.std, torch.device("cpu"))
 
     def __call__(self, image: Any) -> Any:
         from cvrun.data.loaders import to_chw
-        from cvrun.data.samples import fit_size, read_rgb
 
         if isinstance(image, (str, Path)):
-            path, image = str(image), read_rgb(str(image))
+            path, image = str(image), self.sizing.read(str(image))
             if image is None:
                 raise UserError(f"{path} is not an image OpenCV can read")
-        return self.normalize(to_chw(fit_size(image, self.image_size))[None])[0]
+        return self.normalize(to_chw(self.sizing.evaluate(image))[None])[0]
 
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> LoadedModel:

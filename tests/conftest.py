@@ -159,7 +159,10 @@ def train_run(path: Path, **sections) -> dict:
 
     trainer = {"epochs": 3, "batch_size": 32, "progress": False, "deterministic": True,
                **sections.pop("trainer", {})}
-    cfg = make_cfg(dataset={**SHAPES, **sections.pop("dataset", {})}, model={"name": "lenet5", **sections.pop("model", {})},
+    dataset = sections.pop("dataset", {})
+    if dataset.get("name", "shapes") == "shapes":  # shapes' own keys (train_size, test_size) go with shapes only
+        dataset = {**SHAPES, **dataset}
+    cfg = make_cfg(dataset=dataset, model={"name": "lenet5", **sections.pop("model", {})},
                    aug={"name": "none", "base": False}, trainer=trainer, **sections)
     return start_run(cfg, RunFolder(path))
 

@@ -52,7 +52,7 @@ def predict_files(predictor: Any, paths: list[str], top_k: int, tta: bool, batch
     names = predictor.card.class_names
     top_k = min(top_k, len(names))
     rows = []
-    loader = image_file_loader(paths, predictor.card.image_size, batch_size, file_workers())
+    loader = image_file_loader(paths, predictor.card.image_size, batch_size, file_workers(), predictor.card.sizing)
     batches = tqdm(loader, desc="predict", unit="batch", disable=None, file=sys.stderr)
     for batch, (images, errors) in enumerate(batches):
         with torch.inference_mode():

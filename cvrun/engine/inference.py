@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvrun.data.samples import Sizing
 from cvrun.engine.evaluate import Normalize
 from cvrun.engine.runtime import autocast
 from cvrun.errors import UserError
@@ -30,11 +31,20 @@ class ModelCard:
     mean: list[float]
     std: list[float]
     input_layout: str = INPUT_LAYOUT
+    # How an image above 64 px becomes the input (dataset.crop_pct, dataset.interpolation): predict sizes files
+    # as evaluation did. Files exported before these keys existed read as the defaults.
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
 
     @staticmethod
     def of_run(cfg: Any, state: dict[str, Any]) -> "ModelCard":
         return ModelCard([str(name) for name in state["class_names"]], int(state["image_size"]),
-                         [float(v) for v in cfg.dataset.mean], [float(v) for v in cfg.dataset.std])
+                         [float(v) for v in cfg.dataset.mean], [float(v) for v in cfg.dataset.std],
+                         crop_pct=float(cfg.dataset.crop_pct), interpolation=str(cfg.dataset.interpolation))
+
+    @property
+    def sizing(self) -> Sizing:
+        return Sizing(self.image_size, self.crop_pct, self.interpolation)
 
     def metadata(self, **extra: str) -> dict[str, str]:
         """String key -> string value (ONNX's metadata_props, torch.export's extra files)."""
@@ -44,7 +54,9 @@ class ModelCard:
     def from_metadata(metadata: dict[str, str], where: str) -> "ModelCard":
         try:
             return ModelCard(**{key: json.loads(metadata[key]) for key in ("class_names", "image_size", "mean",
-                                                                             "std", "input_layout")})
+                                                                             "std", "input_layout")},
+                             **{key: json.loads(metadata[key]) for key in ("crop_pct", "interpolation")
+                                if key in metadata})
         except (KeyError, ValueError):
             raise UserError(f"{where} has no cvrun metadata (class names, image size, mean, std): "
                             "export it with cvrun export RUN_DIR") from None
