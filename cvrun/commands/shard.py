@@ -52,10 +52,10 @@ def encoded(samples: Any, order: Any) -> Iterator[tuple[bytes, str, int]]:
 
 def write_split(out: Path, split: str, samples: Iterator[tuple[bytes, str, int]], per_shard: int) -> int:
     """`samples` written as OUT/<split>-NNNNNN.tar, per_shard to a tar; how many tars."""
-    import webdataset
+    from cvrun.data.shards import webdataset_package
 
     written: list[str] = []
-    with webdataset.ShardWriter(str(out / f"{split}-%06d.tar"), maxcount=per_shard, verbose=0, mtime=0,
+    with webdataset_package().ShardWriter(str(out / f"{split}-%06d.tar"), maxcount=per_shard, verbose=0, mtime=0,
                                 post=written.append) as writer:
         for key, (data, extension, label) in enumerate(samples):
             writer.write({"__key__": f"{key:08d}", extension: data, "cls": label})
@@ -70,8 +70,10 @@ def shard_pattern(out: Path, split: str, count: int) -> str:
 def shard(src: Path, out: Path, per_shard: int, seed: int, overrides: list[str]) -> int:
     import numpy as np
 
+    from cvrun.data.shards import webdataset_package
     from cvrun.data.sources import load_source
 
+    webdataset_package()  # before anything is written
     if per_shard < 1:
         raise UserError(f"--per-shard {per_shard}: a shard holds at least one image")
     if out.is_file() or (out.is_dir() and any(out.glob("*.tar"))):

@@ -120,11 +120,18 @@ class ShardIndex:
     sizes: np.ndarray
 
 
+def webdataset_package() -> Any:
+    try:
+        import webdataset
+    except ImportError:
+        raise UserError('dataset=shards and cvrun shard need the webdataset package: pip install "cvrun[shards]"') \
+            from None
+    return webdataset
+
+
 def expand(pattern: str, key: str) -> list[Path]:
     """The files a brace pattern names, each of which must exist."""
-    from webdataset.shardlists import expand_urls
-
-    files = [Path(name).expanduser() for name in expand_urls(pattern)]
+    files = [Path(name).expanduser() for name in webdataset_package().shardlists.expand_urls(pattern)]
     missing = [f for f in files if not f.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more of the {len(files)} it names)" if len(missing) > 1 else ""

@@ -5,6 +5,7 @@ tree or a CSV; bad shards are one line each."""
 import csv
 import io
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -181,3 +182,10 @@ def test_bad_shards_are_one_line_each(tmp_path):
                  f"dataset.test_shards={tmp_path}/range.tar", "model=linear", "trainer.epochs=1",
                  "trainer.progress=false", cwd=tmp_path)
     assert result.returncode == 2 and "out of range" in result.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_without_webdataset_shards_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # import webdataset raises ImportError
+    with pytest.raises(UserError, match=r'need the webdataset package: pip install "cvrun\[shards\]"'):
+        load_source(shards_cfg(str(tmp_path / "train-{0..1}.tar")))
+
