@@ -17,9 +17,9 @@ cache keeps that buffer and its index (offsets and shapes) as two .npy files.
   stored size^2 x 3 bytes) take at most half of the memory available now
   (psutil, else /proc/meminfo's MemAvailable), else `disk` when they take at most
   half of the cache folder's free space (those splits decoded into it, straight
-  into the file: building it holds no more in memory than the OS's page cache;
-  only for images up to 64 px, as larger ones are decoded in memory first),
-  else `none`. Sources with no files to decode (arrays, shards) cache nothing.
+  into the file, images above 64 px a chunk at a time: building it holds no more
+  in memory than the OS's page cache and a chunk), else `none`. Sources with no
+  files to decode (arrays, shards) cache nothing.
 - `none`: each image is decoded from its file every time it is read.
 """
 
@@ -130,14 +130,10 @@ def auto_mode(samples: list[Samples | None], size: int, folder: Path) -> str:
     if needed == 0:
         return "none"
     memory, disk = available_memory(), free_disk(folder)
-    # Images above 64 px are decoded into the disk cache in memory first (RaggedImages), so that needs the memory too.
-    streamed = all(s.sizing_for(size).small for s in samples if s is not None and s.images is None)
-    mode = ("ram" if needed <= RAM_SHARE * memory else
-            "disk" if streamed and needed <= DISK_SHARE * disk else "none")
+    mode = "ram" if needed <= RAM_SHARE * memory else "disk" if needed <= DISK_SHARE * disk else "none"
     log.info("dataset.cache=auto chose %s: the decoded images take %s; %s of memory available (ram up to %d%%), "
-             "%s free in the cache folder %s (disk up to %d%%%s)", mode, _gigabytes(needed), _gigabytes(memory),
-             RAM_SHARE * 100, _gigabytes(disk), folder, DISK_SHARE * 100,
-             "" if streamed else ", for images of up to 64 px")
+             "%s free in the cache folder %s (disk up to %d%%)", mode, _gigabytes(needed), _gigabytes(memory),
+             RAM_SHARE * 100, _gigabytes(disk), folder, DISK_SHARE * 100)
     return mode
 
 
@@ -211,6 +207,62 @@ def _fill_file(file: str, paths: np.ndarray, size: int) -> None:
     images.flush()
 
 
+# Images decoded at once while large ones are written into the disk cache (a chunk of photos stored at 256 x 341:
+# 67 MB in memory).
+STREAM_CHUNK = 256
+
+
+def _flat_header(length: int) -> bytes:
+    """The .npy header of a flat uint8 array of `length` bytes: 128 bytes for any length up to 10^40 (numpy pads
+    headers to a multiple of 64), so it can be written last, over a placeholder of that size."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": (length,)})
+    return buffer.getvalue()
+
+
+_FLAT_HEADER = len(_flat_header(0))
+
+
+def _decode_stored_into(path: Path, samples: Samples, size: int) -> np.ndarray:
+    """Images above 64 px at their stored resolution, written a chunk at a time into a flat uint8 .npy file (renamed
+    into place when whole): building the cache holds one chunk in memory. Returns the index: each image's start
+    in the flat array, height and width."""
+    tmp, shapes = None, []
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(bytes(_FLAT_HEADER))
+            for first in range(0, len(samples), STREAM_CHUNK):
+                chunk: list = [None] * min(STREAM_CHUNK, len(samples) - first)
+
+                def fill(index: int) -> None:
+                    chunk[index] = np.ascontiguousarray(samples.stored(first + index, size))
+
+                _on_all_cores(fill, len(chunk))
+                for image in chunk:
+                    handle.write(image.data)
+                    shapes.append(image.shape[:2])
+            header = _flat_header(handle.tell() - _FLAT_HEADER)
+            if len(header) != _FLAT_HEADER:
+                raise RuntimeError(f"a .npy header of {len(header)} bytes where {_FLAT_HEADER} were kept")
+            handle.seek(0)
+            handle.write(header)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise storage_fault(path, err) from None
+        raise
+    shapes_array = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    sizes = shapes_array.prod(axis=1) * 3
+    return np.concatenate([(np.cumsum(sizes) - sizes)[:, None], shapes_array], axis=1)
+
+
 def on_disk(samples: Samples, size: int, cache_dir: Path, name: str) -> Samples:
     """`samples` with its images read from (or first decoded into) the disk cache."""
     if samples.images is not None:
@@ -228,9 +280,7 @@ def on_disk(samples: Samples, size: int, cache_dir: Path, name: str) -> Samples:
     if not (pixels.is_file() and index.is_file()):
         log.info("decoding %d images at a shorter side of at most %d px into the cache %s", len(samples),
                  sizing.stored_side, pixels)
-        images = decode_stored(samples, size)
-        _save(index, np.concatenate([images.starts[:, None], images.shapes], axis=1))
-        _save(pixels, images.buffer)
+        _save(index, _decode_stored_into(pixels, samples, size))
     starts_and_shapes = np.load(index)
     return replace(samples, images=RaggedImages(np.load(pixels, mmap_mode="r"), starts_and_shapes[:, 0],
                                                 starts_and_shapes[:, 1:]))

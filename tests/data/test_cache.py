@@ -10,6 +10,7 @@ import pytest
 
 from cvrun.data import cache
 from cvrun.data.cache import on_disk
+from cvrun.data.samples import Sizing
 from cvrun.data.sources import load_source
 from cvrun.data.splits import build_splits
 from cvrun.io import StorageError
@@ -89,13 +90,23 @@ def test_free_memory_and_disk_are_measured(tmp_path):
     assert abs(free - shutil.disk_usage(tmp_path).free) < 2**30
 
 
-def test_auto_leaves_images_above_64_px_off_the_disk_when_they_do_not_fit_in_memory(tree, tmp_path, monkeypatch,
-                                                                                     caplog):
+def test_auto_puts_images_above_64_px_on_disk_when_they_do_not_fit_in_memory(tree, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(cache, "available_memory", lambda: 10**4)
     monkeypatch.setattr(cache, "free_disk", lambda folder: 10**12)
+    monkeypatch.setattr(cache, "STREAM_CHUNK", 5)  # written in several chunks
     with caplog.at_level(logging.INFO, logger="cvrun"):
         data = build_splits(make_cfg(dataset={"name": "imagefolder", "root": str(tree), "image_size": 96,
                                               "cache": "auto", "cache_dir": str(tmp_path / "cache")}).dataset)
-    assert data.train.images is None and not (tmp_path / "cache").exists()
-    assert "dataset.cache=auto chose none" in caplog.text
-    assert "(disk up to 50%, for images of up to 64 px)" in caplog.text
+    assert "dataset.cache=auto chose disk" in caplog.text
+    plain = build_splits(make_cfg(dataset={"name": "imagefolder", "root": str(tree), "image_size": 96,
+                                           "cache": "none"}).dataset)
+    assert len(data.train) == len(plain.train) == 14 and isinstance(data.train.images.buffer, np.memmap)
+    assert all(np.array_equal(data.train.stored(i, 96), plain.train.stored(i, 96)) for i in range(14))
+
+
+def test_a_full_disk_while_large_images_are_written_is_one_error_and_no_file(tree, tmp_path, monkeypatch):
+    full_disk_for(monkeypatch, "photos-train")
+    source = load_source(make_cfg(dataset={"name": "imagefolder", "root": str(tree)}).dataset)
+    with pytest.raises(StorageError, match=rf"cannot write {tmp_path}/photos-train-109side-\w+\.npy: No space left"):
+        on_disk(source.train.with_sizing(Sizing(96)), 96, tmp_path, "photos-train")
+    assert list(tmp_path.glob("*photos-train*")) == []
