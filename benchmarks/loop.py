@@ -55,7 +55,8 @@ MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 def config(model: str, epochs: int, images: int):
     from omegaconf import OmegaConf
 
-    return validate(OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+    # The schema's defaults as plain values, so that shapes' own keys (train_size, test_size) may be given.
+    return validate(OmegaConf.merge(OmegaConf.to_container(OmegaConf.structured(TrainConfig)), {
         "dataset": {"name": "shapes", "image_size": 32, "train_size": images, "test_size": min(images, 128),
                     "val_fraction": 0.0, "mean": MEAN, "std": STD},
         "model": {"name": model}, "aug": option_values("aug", "none"),

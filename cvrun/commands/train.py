@@ -24,6 +24,9 @@ def train(cfg: Any) -> float | None:
     compose API) trains in a folder of its own, as cvrun.api.train's do (train_composed)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from cvrun.commands import register_option_groups
+
+    register_option_groups()  # again in a launcher's process (joblib, submitit), which did not run the command line
     summary = train_in_job(cfg) if HydraConfig.initialized() else train_composed(cfg)[1]
     return summary.get("best_val_acc1")
 

@@ -182,7 +182,8 @@ def test_finetune_from_a_weights_file_learns_and_exports(saved_resnet, tmp_path)
     tree = write_image_tree(tmp_path / "tree", {"dark": 20, "mid": 20, "light": 20}, test_per_class=10, size=32)
     run = tmp_path / "run"
     result = cli("train", "dataset=imagefolder", f"dataset.root={tree}", "dataset.image_size=32", "model=timm",
-                 "model.arch=test_resnet", f"model.pretrained={file}", "regime=finetune", "trainer.epochs=2",
+                 "model.arch=test_resnet", f"model.pretrained={file}", "regime=finetune", "trainer.epochs=3",
+                 "regime.backbone_lr_mult=1",  # the file holds random weights: the backbone must learn at full lr
                  "trainer.num_workers=0", "trainer.batch_size=16", "optim.lr=0.05", "trainer.progress=false",
                  f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

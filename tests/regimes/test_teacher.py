@@ -104,8 +104,8 @@ def copied_run(source_run, path, **summary):
     return path
 
 
-SMALL_SHAPES = ["dataset=shapes", "dataset.train_size=100", "dataset.test_size=20", "model=lenet5",
-                "trainer.epochs=1", "trainer.progress=false"]
+SMALL_RUN = ["model=lenet5", "trainer.epochs=1", "trainer.progress=false"]
+SMALL_SHAPES = ["dataset=shapes", "dataset.train_size=100", "dataset.test_size=20", *SMALL_RUN]
 
 
 def test_mistakes_found_before_the_run_folder_leave_no_folder(source_run, tmp_path):
@@ -127,7 +127,8 @@ def test_mistakes_found_before_the_run_folder_leave_no_folder(source_run, tmp_pa
          "regime.k=9 neighbours, but the training set holds 7 images"),
     ]
     for args, expected in cases:
-        result = cli("train", *SMALL_SHAPES, *args, cwd=tmp_path)
+        small = SMALL_RUN if "dataset=imagefolder" in args else SMALL_SHAPES  # shapes' own keys go with shapes
+        result = cli("train", *small, *args, cwd=tmp_path)
         assert result.returncode == 2 and expected in result.stderr, (args, result.stderr)
         assert not (tmp_path / "outputs").exists(), args
     result = cli("train", "-m", *SMALL_SHAPES, "regime=distill", f"regime.teacher={source_run},{failed}", three,

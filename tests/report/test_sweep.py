@@ -21,7 +21,7 @@ def failing_sweep(tmp_path_factory):
     """shapes at a good lr completes; at lr 1e6 it diverges; both jobs on a missing folder fail."""
     cwd = tmp_path_factory.mktemp("sweep")
     result = cli("train", "-m", "dataset=shapes,imagefolder", "dataset.root=/no/such/folder", "model=lenet5",
-                     "dataset.train_size=200", "dataset.test_size=50", "trainer.epochs=2", "trainer.batch_size=32",
+                     "dataset.subset=200", "trainer.epochs=2", "trainer.batch_size=32",
                      "optim.lr=0.01,1e6", "trainer.progress=false", cwd=cwd)
     return result, sweep_root(cwd)
 
