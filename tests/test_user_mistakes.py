@@ -26,7 +26,7 @@ CATALOGUE = [
     (["train", "model=resnet19"], "unknown model 'resnet19'; valid model options:"),
     (["train", "aug=randaugment"], "unknown aug 'randaugment'; valid aug options:"),
     (["train", "regime=distil"], "unknown regime 'distil'; valid regime options:"),
-    (["train", "optim=adagrad"], "unknown optim 'adagrad'; valid optim options: adam, adamw, lamb, sgd"),
+    (["train", "optim=adagrad"], "unknown optim 'adagrad'; valid optim options: adam, adamw, lamb"),
     (["train", "sched=linear"], "unknown sched 'linear'; valid sched options:"),
     (["train", "experiment=cifar10_lenet"], "unknown experiment 'cifar10_lenet'"),
     # misspelt keys, wrong types, bad values

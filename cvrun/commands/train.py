@@ -22,13 +22,21 @@ def train(cfg: Any) -> float | None:
     """`cvrun train`'s task: one run; returns its best validation accuracy, the objective an optimising sweeper
     (Optuna) maximises. In a Hydra job it trains in the job's folder; a config composed outside one (Hydra's
     compose API) trains in a folder of its own, as cvrun.api.train's do (train_composed)."""
-    from hydra.core.hydra_config import HydraConfig
-
     from cvrun.commands import register_option_groups
 
     register_option_groups()  # again in a launcher's process (joblib, submitit), which did not run the command line
-    summary = train_in_job(cfg) if HydraConfig.initialized() else train_composed(cfg)[1]
+    summary = train_in_job(cfg) if in_hydra_job() else train_composed(cfg)[1]
     return summary.get("best_val_acc1")
+
+
+def in_hydra_job() -> bool:
+    """Whether a Hydra job runs this: Hydra's config is set and names the job's folder. A notebook that ran a
+    command in-process keeps Hydra's config of that command, without a folder, once the command has ended."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    return HydraConfig.initialized() and OmegaConf.select(HydraConfig.get(), "runtime.output_dir",
+                                                          throw_on_missing=False) is not None
 
 
 def train_in_job(cfg: Any) -> dict:
