@@ -15,8 +15,9 @@ import itertools
 import os
 import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cvrun.errors import UserError
 
@@ -61,18 +62,19 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename it into place (never half-written)."""
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[str]:
+    """A temporary file beside `path` (mode as a new file's) for the block to fill and fsync; it is renamed into
+    place when the block ends, so `path` is never half-written, and removed if the block fails (an OSError
+    becomes a StorageError naming `path`)."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:
@@ -80,6 +82,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(err, OSError):
             raise storage_fault(path, err) from None
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename it into place (never half-written)."""
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import difflib
 import importlib
 import os
 import sys
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from cvrun.errors import UserError
 
@@ -28,10 +28,13 @@ class Registry(Generic[T]):
         self.kind = kind  # what the names are names of, for messages: "model", "aug", "regime", ...
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **attributes: Any) -> Callable[[T], T]:
+        """`attributes`: set on the entry as it is registered (an option's `config` schema, its flags)."""
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
+            for key, value in attributes.items():
+                setattr(entry, key, value)
             self._entries[name] = entry
             return entry
         return add

@@ -30,7 +30,6 @@ import io
 import logging
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from cvrun.data.samples import RaggedImages, Samples, decode
-from cvrun.io import atomic_write_bytes, storage_fault
+from cvrun.io import atomic_write_bytes, replaced_atomically
 
 log = logging.getLogger("cvrun")
 
@@ -178,22 +177,10 @@ def _save(path: Path, array: np.ndarray) -> None:
 def _decode_into(path: Path, paths: np.ndarray, size: int) -> None:
     """Every file decoded straight into an .npy file (a memory map written in place, then renamed into place):
     building the cache holds no more in memory than the page cache, however many images there are."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is as readable as atomic_write_bytes' files
+    with replaced_atomically(path) as tmp:
         _fill_file(tmp, paths, size)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise storage_fault(path, err) from None
-        raise
 
 
 def _fill_file(file: str, paths: np.ndarray, size: int) -> None:
@@ -227,37 +214,26 @@ def _decode_stored_into(path: Path, samples: Samples, size: int) -> np.ndarray:
     """Images above 64 px at their stored resolution, written a chunk at a time into a flat uint8 .npy file (renamed
     into place when whole): building the cache holds one chunk in memory. Returns the index: each image's start
     in the flat array, height and width."""
-    tmp, shapes = None, []
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(bytes(_FLAT_HEADER))
-            for first in range(0, len(samples), STREAM_CHUNK):
-                chunk: list = [None] * min(STREAM_CHUNK, len(samples) - first)
+    shapes = []
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(bytes(_FLAT_HEADER))
+        for first in range(0, len(samples), STREAM_CHUNK):
+            chunk: list = [None] * min(STREAM_CHUNK, len(samples) - first)
 
-                def fill(index: int) -> None:
-                    chunk[index] = np.ascontiguousarray(samples.stored(first + index, size))
+            def fill(index: int) -> None:
+                chunk[index] = np.ascontiguousarray(samples.stored(first + index, size))
 
-                _on_all_cores(fill, len(chunk))
-                for image in chunk:
-                    handle.write(image.data)
-                    shapes.append(image.shape[:2])
-            header = _flat_header(handle.tell() - _FLAT_HEADER)
-            if len(header) != _FLAT_HEADER:
-                raise RuntimeError(f"a .npy header of {len(header)} bytes where {_FLAT_HEADER} were kept")
-            handle.seek(0)
-            handle.write(header)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise storage_fault(path, err) from None
-        raise
+            _on_all_cores(fill, len(chunk))
+            for image in chunk:
+                handle.write(image.data)
+                shapes.append(image.shape[:2])
+        header = _flat_header(handle.tell() - _FLAT_HEADER)
+        if len(header) != _FLAT_HEADER:
+            raise RuntimeError(f"a .npy header of {len(header)} bytes where {_FLAT_HEADER} were kept")
+        handle.seek(0)
+        handle.write(header)
+        handle.flush()
+        os.fsync(handle.fileno())
     shapes_array = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
     sizes = shapes_array.prod(axis=1) * 3
     return np.concatenate([(np.cumsum(sizes) - sizes)[:, None], shapes_array], axis=1)

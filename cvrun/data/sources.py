@@ -42,10 +42,7 @@ def register_source(name: str, config: type = DatasetConfig, check: Callable[[An
     checked of the data before a run folder is made, cheaply (a labels file's rows, a saved dataset's columns;
     no image decoded): splits.check_before_run calls it. `listed`: loading reads a listing and decodes nothing
     (a labels file), so splits.planned_splits may plan from it, as from an image-folder tree."""
-    def add(load: Loader) -> Loader:
-        load.config, load.check, load.listed = config, check, listed
-        return SOURCES.register(name)(load)
-    return add
+    return SOURCES.register(name, config=config, check=check, listed=listed)
 
 
 def load_source(cfg: Any) -> Source:

@@ -21,10 +21,7 @@ OPTIMIZERS: Registry[Builder] = Registry("optim")
 
 def register_optimizer(name: str, config: type = OptimConfig) -> Callable[[Builder], Builder]:
     """`config`: the optimiser's schema, OptimConfig or a subclass with keys of its own."""
-    def add(build: Builder) -> Builder:
-        build.config = config
-        return OPTIMIZERS.register(name)(build)
-    return add
+    return OPTIMIZERS.register(name, config=config)
 
 
 def build_optimizer(param_groups: list[dict[str, Any]], cfg: Any, device: torch.device) -> torch.optim.Optimizer:

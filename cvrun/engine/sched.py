@@ -25,10 +25,7 @@ SCHEDULES: Registry[Builder] = Registry("sched")
 
 def register_schedule(name: str, config: type = SchedConfig) -> Callable[[Builder], Builder]:
     """`config`: the schedule's schema, SchedConfig or a subclass with keys of its own."""
-    def add(build: Builder) -> Builder:
-        build.config = config
-        return SCHEDULES.register(name)(build)
-    return add
+    return SCHEDULES.register(name, config=config)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, base_lr: float, epochs: int,

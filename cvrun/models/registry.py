@@ -126,10 +126,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 def register_model(name: str, config: type = ModelConfig, has_blocks: bool = False):
     """`config`: the model's schema, ModelConfig or a subclass whose own keys the builder gets as keyword
     arguments (model=mlp's hidden). `has_blocks`: the model has residual blocks, so model.drop_path applies."""
-    def add(fn):
-        fn.config, fn.has_blocks = config, has_blocks
-        return MODELS.register(name)(fn)
-    return add
+    return MODELS.register(name, config=config, has_blocks=has_blocks)
 
 
 BASE_KEYS = frozenset(f.name for f in fields(ModelConfig))
