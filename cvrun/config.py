@@ -45,6 +45,9 @@ SAMPLERS = ("none", "balanced")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 MONITORS = {"val_acc1": "maximize", "val_balanced_acc1": "maximize", "val_macro_f1": "maximize",
             "val_loss": "minimize"}
+# trainer.monitor's choices in words.
+MONITOR_NAMES = {"val_acc1": "validation top-1", "val_balanced_acc1": "validation balanced top-1",
+                 "val_macro_f1": "validation macro-F1", "val_loss": "validation loss"}
 
 
 

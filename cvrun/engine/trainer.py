@@ -53,6 +53,7 @@ from cvrun.engine.optim import build_optimizer
 from cvrun.engine.sched import build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
 from cvrun.engine.runtime import Interrupted, autocast, autocast_dtype, select_device
+from cvrun.config import MONITOR_NAMES
 from cvrun.errors import ResumeRefused, UserError
 from cvrun.io import StorageError, load_checkpoint
 from cvrun.models.registry import Classifier, count_parameters
@@ -61,9 +62,6 @@ log = logging.getLogger("cvrun")
 
 # A dataset.std below this (on the 0-1 scale; real images have about 0.2-0.3) blows the inputs up.
 TINY_STD = 1e-3
-# trainer.monitor's choices in words (cvrun.config.MONITORS has their directions).
-MONITOR_NAMES = {"val_acc1": "validation top-1", "val_balanced_acc1": "validation balanced top-1",
-                 "val_macro_f1": "validation macro-F1", "val_loss": "validation loss"}
 
 
 class Diverged(Exception):

@@ -5,7 +5,7 @@ job, on_job_end appends the job's number, overrides, folder and status to
 `<sweep>/jobs.jsonl` (one line, appended: safe with parallel launchers too)
 and rewrites summary.csv from it and the jobs' summary.json files. When the
 sweep ends, on_multirun_end writes the final summary.csv, summary.png, and
-best.json (the job with the best validation accuracy). A sweep over dataset.labeled_per_class gets a
+best.json (the job with the best validation score of trainer.monitor). A sweep over dataset.labeled_per_class gets a
 label-efficiency curve as its summary.png.
 """
 
@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from hydra.experimental.callback import Callback
 
+from cvrun.config import MONITOR_NAMES, MONITORS
 from cvrun.io import StorageError, atomic_write_bytes, storage_fault
 from cvrun.report.curves import LABELS_KEY, label_points, plot_label_efficiency
 from cvrun.report.figures import pyplot, save_png
@@ -202,14 +203,26 @@ def typed_value(key: str, value: Any) -> Any:
         return value
 
 
+def sweep_monitor(rows: list[dict[str, Any]]) -> str:
+    """What the sweep's best job is chosen by: the jobs' trainer.monitor, or the validation top-1 where the jobs
+    watched different ones (their values could not be compared)."""
+    monitors = {r.get("monitor") or "val_acc1" for r in rows if r["status"] == "completed"}
+    return monitors.pop() if len(monitors) == 1 else "val_acc1"
+
+
 def pick_best(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:
-    """The completed job with the best validation accuracy (never chosen on the test split)."""
-    scored = [r for r in rows if r["status"] == "completed" and r.get("best_val_acc1") is not None]
+    """The completed job with the best validation score of the jobs' trainer.monitor (never chosen on the test
+    split)."""
+    monitor = sweep_monitor(rows)
+    column = f"best_{monitor}"
+    scored = [r for r in rows if r["status"] == "completed" and r.get(column) is not None]
     if not scored:
         return None
-    best = max(scored, key=lambda r: r["best_val_acc1"])
-    return {"job": best["job"], "overrides": {k: typed_value(k, best.get(k)) for k in keys},
-            **{k: best.get(k) for k in ("best_val_acc1", "test_acc1", "test_acc5")}, "run_dir": best["run_dir"]}
+    sign = -1 if MONITORS[monitor] == "minimize" else 1
+    best = max(scored, key=lambda r: sign * r[column])
+    shown = dict.fromkeys(("best_val_acc1", column, "test_acc1", "test_acc5"))
+    return {"job": best["job"], "overrides": {k: typed_value(k, best.get(k)) for k in keys}, "monitor": monitor,
+            **{k: best.get(k) for k in shown}, "run_dir": best["run_dir"]}
 
 
 def unfinished_jobs(rows: list[dict[str, Any]], keys: list[str]) -> int:
@@ -279,8 +292,10 @@ class SweepSummary(Callback):
             if best is not None:
                 atomic_write_bytes(sweep_dir / "best.json", (json.dumps(best, indent=2) + "\n").encode())
                 chosen = " ".join(f"{k}={v}" for k, v in best["overrides"].items())
-                print(f"best of {len(rows)} jobs by validation accuracy: {chosen} "
-                      f"(val {best['best_val_acc1']}%, test {best['test_acc1']}%); see {sweep_dir / 'best.json'}")
+                monitor = best["monitor"]
+                print(f"best of {len(rows)} jobs by the {MONITOR_NAMES[monitor]}: {chosen} "
+                      f"({monitor} {best[f'best_{monitor}']}, test top-1 {best['test_acc1']}%); "
+                      f"see {sweep_dir / 'best.json'}")
         options = (config.get("logger") or {}).get("mlflow")
         if options is not None:
             from cvrun.loggers.mlflow import end_parent_run

@@ -11,6 +11,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 RESULT_COLUMNS = ["status", "reason", "best_val_acc1", "test_acc1", "test_acc5", "epochs_run", "wall_seconds"]
+# What a run watched (trainer.monitor) and its best value of each monitor: every row carries them, and the
+# tables show them (with the test split's class-balanced scores) where a run watched another than val_acc1.
+MONITOR_COLUMNS = ["monitor", "best_val_balanced_acc1", "best_val_macro_f1", "best_val_loss"]
+BALANCED_COLUMNS = ["monitor", "best_val_balanced_acc1", "best_val_macro_f1", "test_balanced_acc1", "test_macro_f1"]
 
 # Settings that change how a run is watched, or where its files and caches are, never what it computes: sweep
 # folder names and summarize's legends leave them out (the tables keep them). logger.* as well.
@@ -29,7 +33,8 @@ def regime_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def result_columns(rows: list[dict[str, Any]]) -> list[str]:
-    return RESULT_COLUMNS + regime_columns(rows)
+    watched_other = any(row.get("monitor") not in (None, "val_acc1") for row in rows)
+    return RESULT_COLUMNS + (BALANCED_COLUMNS if watched_other else []) + regime_columns(rows)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -65,7 +70,8 @@ def run_row(run_dir: Path, overrides: list[str], status: str | None = None) -> d
     summary, problem = read_json_checked(run_dir / "summary.json")
     row: dict[str, Any] = dict(split_override(o) for o in overrides)
     row["result_columns"] = summary.get("result_columns") or []
-    row.update({column: summary.get(column) for column in RESULT_COLUMNS + row["result_columns"]})
+    row.update({column: summary.get(column)
+                for column in RESULT_COLUMNS + MONITOR_COLUMNS + BALANCED_COLUMNS + row["result_columns"]})
     if problem is not None:
         row.update(status="unreadable", reason=problem)
     if row["status"] is None:

@@ -78,7 +78,7 @@ class TrialReport(Callback):
             return
         self.trial.report(value, row["epoch"])
         if self.trial.should_prune():
-            from cvrun.engine.trainer import MONITOR_NAMES
+            from cvrun.config import MONITOR_NAMES
 
             shown = f"{value:.4f}" if self.monitor == "val_loss" else f"{value:.2f}%"
             raise EndRun("pruned", f"pruned by the {self.pruner} pruner after epoch {row['epoch']} "

@@ -172,7 +172,7 @@ class OptunaSearch:
         if status == "completed" and value is None:  # every trial would end so: the search stops here
             trial.set_user_attr(STATUS_ATTR, "failed")
             study.tell(trial, state=TrialState.FAIL)
-            from cvrun.engine.trainer import MONITOR_NAMES
+            from cvrun.config import MONITOR_NAMES
 
             raise UserError(f"trial {trial.number} has no {MONITOR_NAMES.get(self.monitor, self.monitor)} to optimise "
                             "(its run has no validation split): give the runs one (dataset.val_fraction > 0, or a val/ "

@@ -134,7 +134,7 @@ def test_randaugment_grid_search_names_the_best_pair(tmp_path):
     best = json.loads((root / "best.json").read_text())
     best_row = max(rows, key=lambda r: float(r["best_val_acc1"]))
     assert best["overrides"] == {"aug.n": int(best_row["aug.n"]), "aug.m": 9}
-    assert "best of 2 jobs by validation accuracy: aug.n=" in result.stdout
+    assert "best of 2 jobs by the validation top-1: aug.n=" in result.stdout
 
 
 @pytest.mark.parametrize("launcher, plugin", [("submitit_local", "hydra_plugins.hydra_submitit_launcher"),
@@ -234,6 +234,27 @@ def test_a_sweep_summary_that_cannot_be_written_is_one_line_each_and_exit_1(tmp_
                           for line in errors), errors
     root = sweep_root(tmp_path)
     assert (root / "summary.png").is_file() is False and (root / "jobs.jsonl").is_file()
+
+
+def test_the_best_job_is_chosen_by_the_jobs_monitor():
+    """A sweep of runs that watch the validation macro-F1 (an imbalanced set) or loss names the best by it, not
+    by the top-1; runs that watched different monitors fall back to the top-1."""
+    from cvrun.report.sweep import pick_best
+    from cvrun.report.table import result_columns
+
+    def row(job, monitor, acc1, f1, loss):
+        return {"job": job, "optim.lr": job, "status": "completed", "monitor": monitor, "best_val_acc1": acc1,
+                "best_val_macro_f1": f1, "best_val_loss": loss, "test_acc1": 50.0, "run_dir": f"r{job}"}
+
+    rows = [row(0, "val_macro_f1", 70.0, 30.0, 1.0), row(1, "val_macro_f1", 60.0, 45.0, 1.2)]
+    assert pick_best(rows, ["optim.lr"])["job"] == 1
+    assert "best_val_macro_f1" in pick_best(rows, ["optim.lr"])
+    assert "test_macro_f1" in result_columns(rows)
+    rows = [row(0, "val_loss", 70.0, 30.0, 1.0), row(1, "val_loss", 60.0, 45.0, 0.9)]
+    assert pick_best(rows, ["optim.lr"])["job"] == 1  # lower is better
+    rows = [row(0, "val_loss", 70.0, 30.0, 1.0), row(1, "val_macro_f1", 60.0, 45.0, 0.9)]
+    assert pick_best(rows, ["optim.lr"])["monitor"] == "val_acc1" and pick_best(rows, ["optim.lr"])["job"] == 0
+    assert "test_macro_f1" not in result_columns([row(0, "val_acc1", 70.0, 30.0, 1.0)])
 
 
 def test_a_search_is_plotted_one_bar_per_trial_in_order(tmp_path, monkeypatch):
