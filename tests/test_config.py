@@ -47,6 +47,22 @@ def test_every_experiment_preset_composes_and_validates(preset):
     assert typed.dataset.name in ("cifar10", "cifar100")
 
 
+def test_mean_teachers_long_presets_keep_usbs_consistency_weight_over_the_short_runs_default():
+    """The default (10) was measured level with labels alone at the default 10 epochs, where USB's 50 lost 0.45
+    points; the presets' figures were measured at 50 over thousands of steps and must not change under them."""
+    from hydra import compose, initialize_config_dir
+
+    from cvrun.commands import register_schemas
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        weights = {overrides[0]: validate(compose(config_name="train", overrides=overrides), TrainConfig).regime.lambda_u
+                   for overrides in (["regime=mean_teacher"], ["experiment=cifar10_4k_mean_teacher"],
+                                     ["experiment=usb_cifar10_4000_mean_teacher"])}
+    assert weights == {"regime=mean_teacher": 10.0, "experiment=cifar10_4k_mean_teacher": 50.0,
+                       "experiment=usb_cifar10_4000_mean_teacher": 50.0}
+
+
 OWN_SCHEMA_GROUPS = ("model", "dataset", "optim", "sched")
 
 
