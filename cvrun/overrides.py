@@ -283,7 +283,8 @@ def preflight(command: str, args: list[str], check_job: Callable[[Any], None] | 
             continue  # its keys depend on the option chosen: the composition below checks them
         elif key not in keys and not any(k.startswith(key + ".") for k in keys):
             close = suggest_key(key, keys)
-            hint = f"did you mean '{close}'?" if close else f"see `cvrun {command} --cfg job` for all keys"
+            typed = command.replace("_", "-")  # the command as typed: check_data is check-data
+            hint = f"did you mean '{close}'?" if close else f"see `cvrun {typed} --cfg job` for all keys"
             raise UserError(f"unknown config key '{key}'; {hint}")
         else:
             for value in values:

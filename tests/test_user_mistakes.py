@@ -90,6 +90,7 @@ CATALOGUE = [
     (["train", "epochs:3"], "'epochs:3' is not an override; write key=value, e.g. trainer.epochs=3"),
     (["train", "modle=lenet5"], "unknown config key 'modle'; did you mean 'model'?"),
     (["train", "zzzz=1"], "unknown config key 'zzzz'; see `cvrun train --cfg job` for all keys"),
+    (["check-data", "zzzz=1"], "unknown config key 'zzzz'; see `cvrun check-data --cfg job` for all keys"),
     (["train", "aug.policy=cifar10é"], "outside quotes Hydra reads only ASCII characters; quote the value"),
     # values checked at start
     (["train", "trainer.num_workers=-1"], "trainer.num_workers must be >= 0"),
