@@ -280,13 +280,6 @@ class TrainConfig:
 
 
 @dataclass
-class EvalDataConfig:
-    """Where the run's data is now, when it has moved since training (null: where config.yaml says)."""
-
-    root: Optional[str] = path_field()
-
-
-@dataclass
 class EvalConfig:
     run_dir: str = field(default="???", metadata={"path": True})
     split: str = "test"
@@ -294,7 +287,9 @@ class EvalConfig:
     batch_size: Optional[int] = None
     progress: bool = True
     tta: bool = False  # also score the flip-averaged prediction (`cvrun eval RUN_DIR --tta`)
-    dataset: EvalDataConfig = field(default_factory=EvalDataConfig)
+    # Where the run's data is now, when it has moved since training: its dataset's path keys (dataset.root=DIR,
+    # dataset.path=FILE of a CSV source, ...), checked against the run's source (cvrun.commands.eval.move_data).
+    dataset: Dict[str, Optional[str]] = field(default_factory=dict)
 
 
 @dataclass

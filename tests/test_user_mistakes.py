@@ -184,8 +184,10 @@ CATALOGUE = [
     # issue 26: calibrate, predict
     (["calibrate", "{empty}"], "{empty} is not a cvrun run folder (no config.yaml)"),
     (["calibrate", "{truncated}"], "checkpoint {truncated}/checkpoints/best.pt cannot be read"),
-    (["calibrate", "{source}", "split=test"], "split=test is not a setting of cvrun calibrate; the one setting is "
-                                              "dataset.root=DIR"),
+    (["calibrate", "{source}", "split=test"], "split=test is not a setting of cvrun calibrate; its settings say "
+                                              "where the run's data is now: dataset.root=DIR"),
+    (["calibrate", "{source}", "dataset.pth=x"], "dataset.pth is not where the data of a dataset=shapes run lies; "
+                                                 "give its new place with dataset.cache_dir=..., dataset.root=..."),
     (["predict", "{source}", "{tree}/test", "--min-confidence", "2"], "--min-confidence 2 is not a probability; "
                                                                      "use a value from 0 to 1, such as 0.9"),
     # issue 26: compare

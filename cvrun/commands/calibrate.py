@@ -18,20 +18,20 @@ from cvrun.errors import UserError
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
-    settings: dict[str, Any] = {"dataset.root": None}
+    """The run's data where it has moved: dataset.root=DIR, or another path key of its dataset."""
+    moved: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in settings:
-            raise UserError(f"{item} is not a setting of cvrun calibrate; the one setting is dataset.root=DIR "
-                            "(where the run's data is now)")
-        settings[key] = value
-    return settings
+        if not sep or not key.startswith("dataset."):
+            raise UserError(f"{item} is not a setting of cvrun calibrate; its settings say where the run's data is "
+                            "now: dataset.root=DIR (or the run's dataset's other path keys)")
+        moved[key] = value
+    return moved
 
 
 def validation_logits(run_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any, dict]:
     """The best checkpoint's logits and the labels of the run's validation split, and the checkpoint."""
-    from cvrun.commands.eval import load_run, notes_on_the_run
-    from cvrun.config import absolute_root
+    from cvrun.commands.eval import load_run, move_data, notes_on_the_run
     from cvrun.data.loaders import make_loader
     from cvrun.data.splits import build_splits
     from cvrun.engine.evaluate import Normalize, predict
@@ -39,9 +39,7 @@ def validation_logits(run_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any
     from cvrun.models.pretrained import rebuild_model
 
     cfg, state = load_run(run_dir)
-    if settings["dataset.root"] is not None:
-        cfg.dataset.root = settings["dataset.root"]
-        absolute_root(cfg.dataset)
+    move_data(cfg, settings)
     data = build_splits(cfg.dataset)
     if data.val is None or not len(data.val):
         raise _no_val(run_dir)

@@ -11,6 +11,12 @@ from cvrun.commands import run_hydra
 from cvrun.errors import UserError
 
 
+def expand_args(args: list[str]) -> list[str]:
+    """`dataset.path=FILE` as Hydra's `+dataset.path=FILE`: eval's dataset section starts empty and takes the
+    path keys of the run's own dataset, which move_data checks once the run is read."""
+    return [f"+{arg}" if arg.startswith("dataset.") and "=" in arg else arg for arg in args]
+
+
 def load_run(run_dir: Path) -> tuple[Any, dict]:
     """A run folder's validated config and its best checkpoint."""
     from cvrun.config import load_run_config
@@ -28,6 +34,21 @@ def load_run(run_dir: Path) -> tuple[Any, dict]:
     if not best.is_file():
         raise UserError(f"{run_dir} has no checkpoints/best.pt: the run ended before its first epoch")
     return cfg, load_checkpoint(best)
+
+
+def move_data(cfg: Any, moved: dict[str, str]) -> None:
+    """Point a run's config at its data where it has moved since training: `moved` maps path keys of the run's
+    dataset (dataset.root=DIR; a CSV source's dataset.path=FILE, the shards' dataset.shards=...) to their new
+    places, made absolute from the launch folder. Any other key is a UserError naming the run's path keys."""
+    from cvrun.config import option_schema, schema_path_keys
+    from cvrun.paths import launch_path
+
+    allowed = sorted(f"dataset.{key}" for key in schema_path_keys(option_schema("dataset", cfg.dataset.name)))
+    for key, value in moved.items():
+        if key not in allowed:
+            raise UserError(f"{key} is not where the data of a dataset={cfg.dataset.name} run lies; give its new "
+                            f"place with {', '.join(k + '=...' for k in allowed)}")
+        cfg.dataset[key.removeprefix("dataset.")] = None if value is None else str(launch_path(value))
 
 
 def notes_on_the_run(run_dir: Path, state: dict, split: str, record: dict) -> list[str]:
@@ -59,7 +80,7 @@ def usable_calibration(run_dir: Path) -> Any:
 
 
 def evaluate_run(cfg: Any) -> dict:
-    from cvrun.config import EvalConfig, absolute_root, validate
+    from cvrun.config import EvalConfig, validate
     from cvrun.data.loaders import make_loader
     from cvrun.data.splits import build_splits
     from cvrun.engine.evaluate import Normalize, evaluate
@@ -76,9 +97,7 @@ def evaluate_run(cfg: Any) -> dict:
         raise UserError(f"split={cfg.split} is not a split; use split=test or split=val")
     run_dir = Path(cfg.run_dir)
     train_cfg, state = load_run(run_dir)
-    if cfg.dataset.root is not None:
-        train_cfg.dataset.root = cfg.dataset.root
-        absolute_root(train_cfg.dataset)
+    move_data(train_cfg, {f"dataset.{key}": value for key, value in cfg.dataset.items()})
     data = build_splits(train_cfg.dataset)
     for note in notes_on_the_run(run_dir, state, cfg.split, data.record):
         print(f"cvrun: note: {note}", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 from cvrun.commands import OneLineParser, run_parsed
 from cvrun.errors import UserError
 
-SETTINGS = ("split", "dataset.root", "embedding_images")
+SETTINGS = ("split", "embedding_images")  # and dataset.<path key>=, where the data has moved
 MISTAKES_SHOWN = 18
 CAM_CLASSES = 10
 EMBEDDED_IMAGES = 2000
@@ -24,13 +24,16 @@ MEAN_IMAGES_PER_CLASS = 1000
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
-    settings: dict[str, Any] = {"split": "test", "dataset.root": None, "embedding_images": EMBEDDED_IMAGES}
+    settings: dict[str, Any] = {"split": "test", "embedding_images": EMBEDDED_IMAGES, "moved": {}}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in SETTINGS:
+        if sep and key.startswith("dataset."):
+            settings["moved"][key] = value  # where the run's data is now
+        elif not sep or key not in SETTINGS:
             raise UserError(f"{item} is not a setting of cvrun inspect; use split=test|val, dataset.root=DIR or "
                             "embedding_images=N")
-        settings[key] = value
+        else:
+            settings[key] = value
     if settings["split"] not in ("test", "val"):
         raise UserError(f"split={settings['split']} is not a split; use split=test or split=val")
     count = str(settings["embedding_images"])
@@ -157,15 +160,12 @@ def class_means_figure(train: Any, class_names: list[str], size: int, path: Path
 
 def load_split(run_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
     """The run's config and best weights, its data (dataset.root= where it moved) and the split's samples."""
-    from cvrun.commands.eval import load_run
-    from cvrun.config import absolute_root
+    from cvrun.commands.eval import load_run, move_data
     from cvrun.data.splits import build_splits
     from cvrun.models.pretrained import rebuild_model
 
     cfg, state = load_run(run_dir)
-    if settings["dataset.root"] is not None:
-        cfg.dataset.root = settings["dataset.root"]
-        absolute_root(cfg.dataset)
+    move_data(cfg, settings["moved"])
     data = build_splits(cfg.dataset)
     if data.class_names != list(state["class_names"]):
         raise UserError(f"the data of {run_dir} now has classes {data.class_names}, but its checkpoint "

@@ -155,6 +155,17 @@ def test_training_on_a_csv_learns_and_eval_reads_it_back(tree, tmp_path):
     assert summary["splits"]["test"]["per_class"] == {"cat": 3, "dog": 3, "frog": 3}
     result = cli("eval", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # The labels file and its images moved: eval is told where with the source's own path key.
+    moved = tree.rename(tmp_path / "moved")
+    assert cli("eval", str(tmp_path / "run"), cwd=tmp_path).returncode == 2
+    wrong = cli("eval", str(tmp_path / "run"), "dataset.pth=moved/labels.csv", cwd=tmp_path)
+    assert wrong.returncode == 2 and wrong.stderr == (
+        "cvrun: error: dataset.pth is not where the data of a dataset=csv run lies; give its new place with "
+        "dataset.cache_dir=..., dataset.image_dir=..., dataset.path=..., dataset.root=..., dataset.test_path=..., "
+        "dataset.unlabeled_root=...\n")
+    found = cli("eval", str(tmp_path / "run"), "dataset.path=moved/labels.csv", cwd=tmp_path)
+    assert found.returncode == 0 and "test: top-1" in found.stdout, found.stderr
+    assert moved.is_dir()
 
 
 def test_a_labels_file_is_planned_from_before_the_run_folder_as_a_tree_is(tree):

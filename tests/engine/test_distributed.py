@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -149,20 +148,6 @@ def test_the_tasks_of_submitits_local_executor_become_the_ranks(monkeypatch):
     parallel.adopt_slurm_tasks()
     assert (parallel.rank(), parallel.world_size(), parallel.local_rank()) == (1, 2, 1)
     assert os.environ["MASTER_ADDR"] == "127.0.0.1" and os.environ["MASTER_PORT"] == str(29500 + 4321)
-
-
-def test_a_sweep_job_of_two_submitit_tasks_trains_as_one_run(tmp_path):
-    """The launcher's multi-task job (hydra.launcher.tasks_per_node=2), run by submitit's local executor: both
-    tasks run Hydra's job; they train one run, and the sweep records it once."""
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    result = subprocess.run([sys.executable, "-m", "cvrun", "train", "-m", *ONE_RUN[1:], "hydra/launcher=submitit_local",
-                             "hydra.launcher.tasks_per_node=2", "hydra.sweep.dir=sweep"], cwd=tmp_path,
-                            env=without_rank_variables(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    sweep = tmp_path / "sweep"
-    jobs = [json.loads(line) for line in (sweep / "jobs.jsonl").read_text().splitlines()]
-    assert len(jobs) == 1 and jobs[0]["status"] == "completed"
-    assert_one_run_of_two_processes(Path(jobs[0]["run_dir"]))
 
 
 def test_two_tasks_started_as_slurm_starts_them_train_as_one_run(tmp_path):

@@ -200,8 +200,9 @@ def test_the_presets_compose(tmp_path):
 
 
 def test_a_trial_of_two_tasks_is_pruned_on_both(tmp_path):
-    """Trials as multi-task jobs (submitit's local executor, 2 tasks: one DDP run each): rank 0 reports and
-    prunes, and the other task stops at the same epoch instead of waiting for it."""
+    """Trials as multi-task jobs (submitit's local executor, 2 tasks: one DDP run each): both tasks run Hydra's
+    job as one run, recorded once; rank 0 reports and prunes, and the other task stops at the same epoch instead
+    of waiting for it."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     args = [a for a in PRUNED_SEARCH if not a.startswith(("hydra.sweeper.n_trials=", "trainer.epochs="))]
     result = run_cli("train", *args, "hydra.sweeper.n_trials=2", "trainer.epochs=2", "hydra/launcher=submitit_local",
@@ -209,6 +210,9 @@ def test_a_trial_of_two_tasks_is_pruned_on_both(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = rows_of(tmp_path / "sweep")
     assert [(r["optim.lr"], r["status"]) for r in rows] == [("0.05", "completed"), ("0.0005", "pruned")]
+    completed = json.loads((Path(rows[0]["run_dir"]) / "summary.json").read_text())
+    assert completed["world_size"] == 2 and completed["test_samples"] == 100  # each image tested once over the two
+    assert (Path(rows[0]["run_dir"]) / "train.log").read_text().count("run folder:") == 1  # one log, from rank 0
     pruned = json.loads((Path(rows[1]["run_dir"]) / "summary.json").read_text())
     assert pruned["world_size"] == 2 and pruned["epochs_run"] == 1
 
