@@ -221,7 +221,9 @@ def evaluate(run_dir: str | Path, split: str = "test", tta: bool = False, device
 
     cfg = OmegaConf.structured(EvalConfig)
     cfg.run_dir, cfg.split, cfg.tta, cfg.device, cfg.batch_size = str(run_dir), split, tta, device, batch_size
-    cfg.progress, cfg.dataset.root = False, dataset_root
+    cfg.progress = False
+    if dataset_root is not None:
+        cfg.dataset.root = dataset_root
     return evaluate_run(cfg)
 
 

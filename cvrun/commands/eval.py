@@ -48,7 +48,7 @@ def move_data(cfg: Any, moved: dict[str, str]) -> None:
         if key not in allowed:
             raise UserError(f"{key} is not where the data of a dataset={cfg.dataset.name} run lies; give its new "
                             f"place with {', '.join(k + '=...' for k in allowed)}")
-        cfg.dataset[key.removeprefix("dataset.")] = None if value is None else str(launch_path(value))
+        cfg.dataset[key.removeprefix("dataset.")] = str(launch_path(value))
 
 
 def notes_on_the_run(run_dir: Path, state: dict, split: str, record: dict) -> list[str]:
