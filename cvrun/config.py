@@ -23,6 +23,10 @@ class OptionConfig:
     def check(self) -> None:
         """Range checks that types alone cannot express: a UserError naming the key and the allowed values."""
 
+    def title(self) -> str:
+        """How train.log names the option: its name, and what it wraps (model=timm: its architecture)."""
+        return self.name
+
     @classmethod
     def complete(cls, cfg: Any) -> None:
         """Keys of other sections that this option sets where the user left them, once the whole config is typed

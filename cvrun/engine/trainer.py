@@ -270,8 +270,8 @@ class Trainer:
         gpu = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
         processes = f" x {summary['world_size']} processes" if summary["world_size"] > 1 else ""
         log.info("device %s%s%s, precision %s", self.device, gpu, processes, tcfg.precision)
-        log.info("model %s: %s parameters (%s trainable)", self.cfg.model.name, f"{summary['params']:,}",
-                 f"{summary['trainable_params']:,}")
+        log.info("model %s: %s parameters (%s trainable)", OmegaConf.to_object(self.cfg.model).title(),
+                 f"{summary['params']:,}", f"{summary['trainable_params']:,}")
         sizes = ", ".join(f"{name} {split['images']:,}" for name, split in regime.splits.items())
         log.info("data %s: %d classes; images: %s", self.cfg.dataset.name, len(regime.class_names), sizes)
         accumulate = f" x {tcfg.accumulate} accumulated" if tcfg.accumulate > 1 else ""

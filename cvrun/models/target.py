@@ -39,6 +39,9 @@ class TargetModelConfig(ModelConfig):
     kwargs: Dict[str, Any] = open_mapping()  # its arguments (num_classes is set from the data)
     head: Optional[str] = None  # the attribute holding its output layer (null: its last linear layer)
 
+    def title(self) -> str:
+        return f"target {self._target_}"
+
     def check(self) -> None:
         super().check()
         require("num_classes" not in self.kwargs,

@@ -72,6 +72,9 @@ class TimmModelConfig(ModelConfig):
                 f"model.drop_path={self.drop_path} is timm's drop_path_rate, which model.kwargs.drop_path_rate sets "
                 "too: set one of them")
 
+    def title(self) -> str:
+        return f"timm {self.arch}"
+
     @classmethod
     def complete(cls, cfg: Any) -> None:
         """The dataset's mean and std (crop_pct, interpolation) from the weights' pretrained config, where the

@@ -95,3 +95,4 @@ def test_a_yaml_in_the_users_config_folder_trains_it(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["test_acc1"] > 60, summary  # chance 33
+    assert f"model target {MODULE}.TinyNet: " in (tmp_path / "run" / "train.log").read_text()

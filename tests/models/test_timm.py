@@ -189,7 +189,8 @@ def test_finetune_from_a_weights_file_learns_and_exports(saved_resnet, tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["test_acc1"] > 70, summary  # chance 33
-    assert "pretrained weights from" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert "pretrained weights from" in log and "model timm test_resnet: " in log  # the header names the arch
     exported = cli("export", str(run), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "onnxruntime agrees with PyTorch" in exported.stdout and (run / "export" / "model.onnx").is_file()
