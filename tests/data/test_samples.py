@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from benchmarks.data import photo as benchmark_photo
 from cvrun.data.samples import RaggedImages, Samples, Sizing, fit_size, jpeg_reduction
 
 # (height, width): landscape and portrait 4:3, 3:2, a square, a 3:1 panorama, one just above the stored side.
@@ -16,16 +17,8 @@ TORCHVISION_MODES = {"nearest": v2.InterpolationMode.NEAREST, "bilinear": v2.Int
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A photo-like RGB image: a smooth colour field, finer texture and solid discs with soft edges."""
-    rng = np.random.default_rng(seed)
-    field = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
-    texture = cv2.resize(rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8), (width, height))
-    image = cv2.addWeighted(field, 0.7, texture, 0.3, 0)
-    for _ in range(6):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        cv2.circle(image, centre, int(rng.integers(height // 20, height // 4)), colour, -1, cv2.LINE_AA)
-    return image
+    """The benchmark's photo-like RGB image (a smooth colour field, texture, soft-edged discs), from `seed`."""
+    return benchmark_photo(height, width, np.random.default_rng(seed))
 
 
 def torchvision_eval(image: np.ndarray, size: int, crop_pct: float, interpolation: str) -> np.ndarray:
