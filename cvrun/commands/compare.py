@@ -1,6 +1,7 @@
 """`cvrun compare DIR...`: settings compared over their seeds (means, 95% intervals, paired tests, verdicts).
 
-`cvrun compare DIR... [--by KEY] [--baseline VALUE] [--metric test_acc1] [--format table|csv|md|latex] [--html]`.
+`cvrun compare DIR... [--by KEY] [--baseline VALUE] [--per KEY] [--metric test_acc1] [--format table|csv|md|latex]
+[--html]`.
 
 Reads every run under the folders (as summarize does), groups the completed ones into settings (the keys
 that differ between runs, seeds left out; `--by` picks one key), pairs runs across settings by trainer.seed
@@ -8,8 +9,9 @@ and dataset.split_seed, and prints per setting n, mean, sd and a 95% interval, a
 paired mean difference with its interval, the p-value (Holm-adjusted when several settings face the baseline)
 and a verdict; settings that share no seeds are compared with Welch's test. Published figures that presets
 carry (`published:`) are set beside the measured ones. --html also writes compare.html into the first DIR,
-with a label-efficiency curve when dataset.labeled_per_class is among the settings. This command does not
-use Hydra.
+with a label-efficiency curve when dataset.labeled_per_class is among the settings. `--per KEY` compares
+within each value of KEY apart, one table each (`--per dataset.labeled_per_class`: the methods at each point of
+a label-efficiency curve). This command does not use Hydra.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def read_runs(directories: list[Path]) -> tuple[list, list[str]]:
     return runs, differing_settings([run.settings for run in runs])
 
 
-def by_key(key: str, runs: list) -> str:
-    """--by as given, or a group's name standing for its option (`aug` for aug.name)."""
+def by_key(key: str, runs: list, flag: str = "--by") -> str:
+    """--by (--per) as given, or a group's name standing for its option (`aug` for aug.name)."""
     keys = list(dict.fromkeys(k for run in runs for k in run.settings))
     if key in keys:
         return key
@@ -50,16 +52,36 @@ def by_key(key: str, runs: list) -> str:
     from cvrun.overrides import suggest_key
 
     close = suggest_key(key, keys)
-    raise UserError(f"--by {key}: no run has this config key" + (f"; did you mean '{close}'?" if close else ""))
+    raise UserError(f"{flag} {key}: no run has this config key" + (f"; did you mean '{close}'?" if close else ""))
+
+
+# How a --per block is headed in each format (csv has no place for a heading).
+BLOCK_HEADINGS = {"table": "== {}\n", "md": "### {}\n\n", "latex": "% {}\n"}
 
 
 def compare_dirs(directories: list[Path], by: str | None, baseline: str | None, metric: str, output_format: str,
-                 resolve: float, html: bool) -> str:
-    from cvrun.report.compare import FORMATS, compare
+                 resolve: float, html: bool, per: str | None = None) -> str:
+    from cvrun.report.compare import FORMATS, compare, ordered
 
     runs, differing = read_runs(directories)
-    comparison = compare(runs, differing, metric, by_key(by, runs) if by else None, baseline, resolve)
-    text = FORMATS[output_format](comparison)
+    by = by_key(by, runs) if by else None
+    if per is not None and html and by is None:
+        raise UserError("--html with --per needs --by: the page compares the --by settings over all values of --per")
+    # Over all runs: the table without --per; the page (and its label-efficiency curve) with --html.
+    comparison = compare(runs, differing, metric, by, baseline, resolve) if per is None or html else None
+    if per is None:
+        text = FORMATS[output_format](comparison)
+    else:
+        per = by_key(per, runs, "--per")
+        if output_format not in BLOCK_HEADINGS:
+            raise UserError(f"--per prints a table for each value of {per}; use --format table, md or latex")
+        blocks: dict[str, list] = {}
+        for run in sorted(runs, key=lambda r: ordered(str(r.settings.get(per)))):
+            blocks.setdefault(str(run.settings.get(per)), []).append(run)
+        within = [key for key in differing if key != per]
+        text = "\n".join(BLOCK_HEADINGS[output_format].format(f"{per}={value}")
+                         + FORMATS[output_format](compare(group, within, metric, by, baseline, resolve))
+                         for value, group in blocks.items())
     if html:
         from cvrun.report.sweep_page import write_compare_page
 
@@ -73,6 +95,8 @@ def run_app() -> int:
     parser.add_argument("--by", help="the config key whose values are the settings (default: every key that "
                                      "differs, seeds left out)")
     parser.add_argument("--baseline", help="the setting the others are compared with (default: the first)")
+    parser.add_argument("--per", help="compare within each value of this config key apart, a table each "
+                                      "(e.g. dataset.labeled_per_class)")
     parser.add_argument("--metric", default="test_acc1", help="a result in summary.json (default test_acc1)")
     parser.add_argument("--format", dest="output_format", choices=["table", "csv", "md", "latex"], default="table")
     parser.add_argument("--resolve", type=float, default=1.0,
@@ -83,6 +107,6 @@ def run_app() -> int:
         if args.resolve <= 0:
             raise UserError(f"--resolve must be positive (a difference in the metric's units), got {args.resolve:g}")
         print(compare_dirs(args.dirs, args.by, args.baseline, args.metric, args.output_format, args.resolve,
-                           args.html), end="")
+                           args.html, args.per), end="")
         return 0
     return run_parsed(parser, show)

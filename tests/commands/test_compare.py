@@ -65,6 +65,29 @@ def test_runs_in_several_folders_are_paired_across_them(tmp_path):
     assert "- trainer.seed=4 only in basic: left out of the pairs of randaug - basic" in result.stdout
 
 
+def test_per_compares_the_settings_at_each_value_of_a_key_apart(tmp_path):
+    """A label-efficiency sweep: randaug gains nothing at 4 labels per class and 1.5 points at 25; pooled, the two
+    would blur into one verdict."""
+    for count, gain in ((4, 0.0), (25, 1.5)):
+        fake_sweep(tmp_path / f"labels_{count}", {"basic": 0.0, "randaug": gain},
+                   extra={"dataset": {"labeled_per_class": count}})
+    folders = [str(tmp_path / "labels_25"), str(tmp_path / "labels_4")]
+    result = cli("compare", *folders, "--by", "aug", "--baseline", "basic", "--per", "dataset.labeled_per_class",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("== dataset.labeled_per_class=")[1:]
+    assert [block.split("\n")[0] for block in blocks] == ["4", "25"]  # in the key's numeric order
+    assert "randaug - basic: +0.0" in blocks[0] and "5 paired seeds: not distinguishable" in blocks[0]
+    assert "randaug - basic: +1.5" in blocks[1] and blocks[1].rstrip().endswith("5 paired seeds: better")
+    as_md = cli("compare", *folders, "--per", "dataset.labeled_per_class", "--format", "md", cwd=tmp_path)
+    assert as_md.returncode == 0 and as_md.stdout.startswith("### dataset.labeled_per_class=4\n"), as_md.stderr
+    for flags, message in ((["--format", "csv"], "--per prints a table for each value of dataset.labeled_per_class; "
+                                                 "use --format table, md or latex"),
+                           (["--html"], "--html with --per needs --by")):
+        refused = cli("compare", *folders, "--per", "dataset.labeled_per_class", *flags, cwd=tmp_path)
+        assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+
+
 def test_a_preset_s_published_figure_is_set_beside_the_measured_one(tmp_path):
     published = {"published": {"metric": "test_acc1", "value": 60.0, "source": "Table 1"}}
     root = fake_sweep(tmp_path / "sweep", {"basic": 0.0}, extra=published)
