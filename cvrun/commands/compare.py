@@ -73,6 +73,9 @@ def compare_dirs(directories: list[Path], by: str | None, baseline: str | None, 
         text = FORMATS[output_format](comparison)
     else:
         per = by_key(per, runs, "--per")
+        if per == by:
+            raise UserError(f"--per and --by both name {per}; --per takes another key, whose values are compared "
+                            "apart (e.g. --by regime --per dataset.labeled_per_class)")
         if output_format not in BLOCK_HEADINGS:
             raise UserError(f"--per prints a table for each value of {per}; use --format table, md or latex")
         blocks: dict[str, list] = {}

@@ -83,7 +83,8 @@ def test_per_compares_the_settings_at_each_value_of_a_key_apart(tmp_path):
     assert as_md.returncode == 0 and as_md.stdout.startswith("### dataset.labeled_per_class=4\n"), as_md.stderr
     for flags, message in ((["--format", "csv"], "--per prints a table for each value of dataset.labeled_per_class; "
                                                  "use --format table, md or latex"),
-                           (["--html"], "--html with --per needs --by")):
+                           (["--html"], "--html with --per needs --by"),
+                           (["--by", "dataset.labeled_per_class"], "--per and --by both name dataset.labeled_per_class")):
         refused = cli("compare", *folders, "--per", "dataset.labeled_per_class", *flags, cwd=tmp_path)
         assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
 
