@@ -116,6 +116,9 @@ CATALOGUE = [
     (["train", "trainer.grad_clip=-1"], "trainer.grad_clip (the largest gradient norm) must be > 0 or null"),
     (["train", "sched=step", "sched.milestones=[30,60]"], "sched.milestones are shares of the training"),
     (["eval"], "cvrun eval needs a run folder: cvrun eval RUN_DIR"),
+    (["eval", "{source}", "dataset.root="], "'dataset.root=' has no value; write dataset.root=PATH"),
+    (["eval", "{source}", "dataset=cifar10"], "dataset=cifar10: eval scores the run on its own dataset; where that "
+                                              "data has moved, give dataset.root=DIR"),
     # semi-supervised regimes
     (["train", "regime=fixmatch", "regime.rampup=0.3"], "unknown config key 'regime.rampup'; regime=fixmatch takes "
                                                         "mu, lambda_u, threshold, strong_aug, threshold_mode"),

@@ -14,6 +14,10 @@ from cvrun.errors import UserError
 def expand_args(args: list[str]) -> list[str]:
     """`dataset.path=FILE` as Hydra's `+dataset.path=FILE`: eval's dataset section starts empty and takes the
     path keys of the run's own dataset, which move_data checks once the run is read."""
+    for arg in args:
+        if arg.startswith("dataset="):
+            raise UserError(f"{arg}: eval scores the run on its own dataset; where that data has moved, give "
+                            "dataset.root=DIR (or another of its path keys)")
     return [f"+{arg}" if arg.startswith("dataset.") and "=" in arg else arg for arg in args]
 
 
@@ -45,6 +49,8 @@ def move_data(cfg: Any, moved: dict[str, str]) -> None:
 
     allowed = sorted(f"dataset.{key}" for key in schema_path_keys(option_schema("dataset", cfg.dataset.name)))
     for key, value in moved.items():
+        if value in (None, ""):
+            raise UserError(f"'{key}=' has no value; write {key}=PATH, where the data is now")
         if key not in allowed:
             raise UserError(f"{key} is not where the data of a dataset={cfg.dataset.name} run lies; give its new "
                             f"place with {', '.join(k + '=...' for k in allowed)}")
