@@ -55,13 +55,14 @@ def by_key(key: str, runs: list, flag: str = "--by") -> str:
     raise UserError(f"{flag} {key}: no run has this config key" + (f"; did you mean '{close}'?" if close else ""))
 
 
-# How a --per block is headed in each format (csv has no place for a heading).
+# How a --per block is headed in each format but csv, which gets a column instead.
 BLOCK_HEADINGS = {"table": "== {}\n", "md": "### {}\n\n", "latex": "% {}\n"}
 
 
 def compare_dirs(directories: list[Path], by: str | None, baseline: str | None, metric: str, output_format: str,
                  resolve: float, html: bool, per: str | None = None) -> str:
-    from cvrun.report.compare import FORMATS, compare, ordered
+    from cvrun.report.compare import FORMATS, compare, ordered, rows
+    from cvrun.report.table import to_csv
 
     runs, differing = read_runs(directories)
     by = by_key(by, runs) if by else None
@@ -76,15 +77,17 @@ def compare_dirs(directories: list[Path], by: str | None, baseline: str | None, 
         if per == by:
             raise UserError(f"--per and --by both name {per}; --per takes another key, whose values are compared "
                             "apart (e.g. --by regime --per dataset.labeled_per_class)")
-        if output_format not in BLOCK_HEADINGS:
-            raise UserError(f"--per prints a table for each value of {per}; use --format table, md or latex")
         blocks: dict[str, list] = {}
         for run in sorted(runs, key=lambda r: ordered(str(r.settings.get(per)))):
             blocks.setdefault(str(run.settings.get(per)), []).append(run)
         within = [key for key in differing if key != per]
-        text = "\n".join(BLOCK_HEADINGS[output_format].format(f"{per}={value}")
-                         + FORMATS[output_format](compare(group, within, metric, by, baseline, resolve))
-                         for value, group in blocks.items())
+        compared = {value: compare(group, within, metric, by, baseline, resolve) for value, group in blocks.items()}
+        if output_format == "csv":  # one table, the value of --per's key its first column
+            table = [{per: value, **row} for value, block in compared.items() for row in rows(block)]
+            text = to_csv(table, list(dict.fromkeys(k for row in table for k in row)))
+        else:
+            text = "\n".join(BLOCK_HEADINGS[output_format].format(f"{per}={value}") + FORMATS[output_format](block)
+                             for value, block in compared.items())
     if html:
         from cvrun.report.sweep_page import write_compare_page
 

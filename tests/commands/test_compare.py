@@ -81,9 +81,12 @@ def test_per_compares_the_settings_at_each_value_of_a_key_apart(tmp_path):
     assert "randaug - basic: +1.5" in blocks[1] and blocks[1].rstrip().endswith("5 paired seeds: better")
     as_md = cli("compare", *folders, "--per", "dataset.labeled_per_class", "--format", "md", cwd=tmp_path)
     assert as_md.returncode == 0 and as_md.stdout.startswith("### dataset.labeled_per_class=4\n"), as_md.stderr
-    for flags, message in ((["--format", "csv"], "--per prints a table for each value of dataset.labeled_per_class; "
-                                                 "use --format table, md or latex"),
-                           (["--html"], "--html with --per needs --by"),
+    as_csv = cli("compare", *folders, "--per", "dataset.labeled_per_class", "--format", "csv", cwd=tmp_path)
+    table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [(row["dataset.labeled_per_class"], row["setting"], row["verdict"]) for row in table] == [
+        ("4", "basic", "baseline"), ("4", "randaug", "not distinguishable"),
+        ("25", "basic", "baseline"), ("25", "randaug", "better")]
+    for flags, message in ((["--html"], "--html with --per needs --by"),
                            (["--by", "dataset.labeled_per_class"], "--per and --by both name dataset.labeled_per_class")):
         refused = cli("compare", *folders, "--per", "dataset.labeled_per_class", *flags, cwd=tmp_path)
         assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
