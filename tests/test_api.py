@@ -1,6 +1,7 @@
 """cvrun.api: train, evaluate, predict, load_model and sweep from Python, twice in one process, and from Hydra's
 compose API."""
 
+import json
 import logging
 import os
 import sys
@@ -159,3 +160,20 @@ def test_a_sweep_in_its_own_folder_leaves_the_process_as_it_was(tmp_path, monkey
     assert [(run.run_dir.parent, run.status, run.summary["seed"]) for run in swept.runs] == [
         (swept.sweep_dir, "completed", 0), (swept.sweep_dir, "completed", 1)]
     assert (swept.sweep_dir / "summary.csv").is_file()
+
+
+def test_a_resume_takes_the_settings_that_may_change_as_the_command_line_does(tmp_path, monkeypatch):
+    """trainer.num_workers given with trainer.resume applies to the resumed run, as `cvrun train` does it."""
+    from cvrun.commands import train as train_command
+
+    monkeypatch.chdir(tmp_path)
+    small = ["dataset=shapes", "dataset.train_size=100", "dataset.test_size=20", "model=lenet5", "trainer.epochs=1",
+             "trainer.progress=false", "trainer.num_workers=1"]
+    run = api.train([*small, "hydra.run.dir=run"]).run_dir
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # as Ctrl-C leaves it
+    carried_on, resumed_config = [], train_command.resumed_config
+    monkeypatch.setattr(train_command, "resumed_config",
+                        lambda cfg, folder: carried_on.append(resumed_config(cfg, folder)) or carried_on[-1])
+    api.train(["trainer.resume=run", "trainer.num_workers=0"])
+    assert carried_on[0].trainer.num_workers == 0

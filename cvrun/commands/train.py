@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -56,6 +57,10 @@ def train_in_job(cfg: Any) -> dict:
     return train_in(cfg, hydra.runtime.output_dir, sweep_dir)
 
 
+# The overrides of a run composed outside a Hydra job (cvrun.api.train), as given_overrides reads them there.
+composed_overrides: ContextVar[list[str]] = ContextVar("composed_overrides", default=[])
+
+
 def train_composed(cfg: Any) -> tuple[Path, dict]:
     """One run of a config composed outside a Hydra job: its folder and summary.
 
@@ -86,11 +91,13 @@ def train_composed(cfg: Any) -> tuple[Path, dict]:
     cvrun_log = logging.getLogger("cvrun")
     propagates, level = cvrun_log.propagate, cvrun_log.level
     cvrun_log.propagate = False  # a handler of the root logger (an earlier Hydra job's train.log) gets none
+    given = composed_overrides.set(list(hydra.overrides.task) if hydra is not None else [])
     try:
         with logging_to(run_path / "train.log", console=True):
             return run_path, train_in(task_cfg, str(run_path), None)
     finally:
         cvrun_log.propagate, cvrun_log.level = propagates, level
+        composed_overrides.reset(given)
 
 
 def train_in(cfg: Any, output_dir: str, sweep_dir: Path | None) -> dict:
@@ -553,10 +560,10 @@ def resumed_config(cfg: Any, run: Any) -> Any:
 
 
 def given_overrides() -> list[str]:
-    """The overrides on the command line of this Hydra job (none outside one)."""
+    """The overrides on the command line of this Hydra job, or of the composed config cvrun.api.train runs."""
     from hydra.core.hydra_config import HydraConfig
 
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else composed_overrides.get()
 
 
 def run_app() -> int:
