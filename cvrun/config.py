@@ -54,7 +54,6 @@ MONITOR_NAMES = {"val_acc1": "validation top-1", "val_balanced_acc1": "validatio
                  "val_macro_f1": "validation macro-F1", "val_loss": "validation loss"}
 
 
-
 @dataclass
 class DatasetConfig(OptionConfig):
     """The keys every dataset source takes; a source with keys of its own subclasses it (data/shapes.py)."""

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvrun import parallel
+from cvrun.config import MONITOR_NAMES
 from cvrun.data.splits import split_changes
 from cvrun.engine import distributed
 from cvrun.engine.ema import build_ema, log_ema_plan
@@ -53,7 +54,6 @@ from cvrun.engine.optim import build_optimizer
 from cvrun.engine.sched import build_scheduler
 from cvrun.engine.rundir import RunFolder, resume_hint, versions
 from cvrun.engine.runtime import Interrupted, autocast, autocast_dtype, select_device
-from cvrun.config import MONITOR_NAMES
 from cvrun.errors import ResumeRefused, UserError
 from cvrun.io import StorageError, load_checkpoint
 from cvrun.models.registry import Classifier, count_parameters
