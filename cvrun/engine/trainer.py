@@ -280,6 +280,12 @@ class Trainer:
         if tcfg.monitor != "val_acc1":
             log.info("best.pt and early stopping by the %s (trainer.monitor=%s)", MONITOR_NAMES[tcfg.monitor],
                      tcfg.monitor)
+        val = regime.splits.get("val")
+        unseen = [name for name, count in (val or {}).get("per_class", {}).items() if count == 0]
+        if unseen:  # a few labels per class leave a validation split of a few images (labeled_per_class=4)
+            log.warning("the validation split (%d images) has none of %d of the %d classes (%s): best.pt and early "
+                        "stopping are chosen on it; dataset.val_fraction=0 scores the last epoch instead",
+                        val["images"], len(unseen), len(regime.class_names), ", ".join(unseen))
 
     def end(self, summary: dict[str, Any], loop: "_Loop", status: str, reason: str | None, quiet: bool = False) -> None:
         """The run-end event with the final figures. `quiet`: the run is already ending for another reason;

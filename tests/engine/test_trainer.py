@@ -270,6 +270,20 @@ def test_the_log_starts_with_a_header_and_each_epoch_line_gives_the_lr_and_the_e
     assert re.match(r"epoch 2/2  lr 0.01 .*, ETA 0s\)", lines[6]), lines[6]
 
 
+def test_a_validation_split_without_some_classes_is_one_warning(tmp_path, caplog):
+    """4 labels of each of 5 classes and val_fraction 0.1: 2 validation images, so 3 classes have none."""
+    import logging
+
+    from tests.conftest import train_run
+
+    with caplog.at_level(logging.WARNING, logger="cvrun"):
+        train_run(tmp_path / "run", dataset={"train_size": 100, "test_size": 20, "labeled_per_class": 4},
+                  trainer={"epochs": 1})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("the validation split (2 images) has none of 3 of the 5 "
+                                                         "classes ("), warnings
+
+
 def test_a_slow_evaluation_shows_a_progress_bar_unless_progress_is_off(monkeypatch, capsys):
     from torch.utils.data import DataLoader, TensorDataset
 
