@@ -57,8 +57,9 @@ def train_in_job(cfg: Any) -> dict:
     return train_in(cfg, hydra.runtime.output_dir, sweep_dir)
 
 
-# The overrides of a run composed outside a Hydra job (cvrun.api.train), as given_overrides reads them there.
-composed_overrides: ContextVar[list[str]] = ContextVar("composed_overrides", default=[])
+# The overrides of a run composed outside a Hydra job (cvrun.api.train), as given_overrides reads them there
+# (None in a Hydra job; Hydra's own record may be an earlier job's in a process that ran one).
+composed_overrides: ContextVar[list[str] | None] = ContextVar("composed_overrides", default=None)
 
 
 def train_composed(cfg: Any) -> tuple[Path, dict]:
@@ -563,7 +564,10 @@ def given_overrides() -> list[str]:
     """The overrides on the command line of this Hydra job, or of the composed config cvrun.api.train runs."""
     from hydra.core.hydra_config import HydraConfig
 
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else composed_overrides.get()
+    composed = composed_overrides.get()
+    if composed is not None:
+        return composed
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def run_app() -> int:
