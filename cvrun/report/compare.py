@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvrun.errors import UserError
+from cvrun.report.curves import LABELS_KEY
 from cvrun.report.stats import ALPHA, Difference, Spread, describe, holm, paired_difference, seeds_to_resolve, \
     welch_difference
 from cvrun.report.table import changes_no_result, to_text
@@ -106,6 +107,9 @@ def compare(runs: list[Run], differing: list[str], metric: str, by: str | None =
     else:  # a key that follows the setting (aug.base with --by aug.name) would keep every pair apart
         unit_keys = [k for k in unit_keys if len({(r.settings.get(by), r.settings.get(k)) for r in scored})
                      > len({r.settings.get(by) for r in scored})]
+    if LABELS_KEY in keys + unit_keys and any(k != LABELS_KEY for k in keys):
+        notes.append(f"the runs differ in {LABELS_KEY} as well; --per {LABELS_KEY} compares the settings at each "
+                     "count apart")
     groups: dict[str, list[Run]] = {}
     for run in sorted(scored, key=lambda r: [ordered(str(r.settings.get(k))) for k in keys]):
         groups.setdefault(label_of(run.settings, keys), []).append(run)

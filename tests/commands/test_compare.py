@@ -79,6 +79,9 @@ def test_per_compares_the_settings_at_each_value_of_a_key_apart(tmp_path):
     assert [block.split("\n")[0] for block in blocks] == ["4", "25"]  # in the key's numeric order
     assert "randaug - basic: +0.0" in blocks[0] and "5 paired seeds: not distinguishable" in blocks[0]
     assert "randaug - basic: +1.5" in blocks[1] and blocks[1].rstrip().endswith("5 paired seeds: better")
+    pooled = cli("compare", *folders, "--by", "aug", "--baseline", "basic", cwd=tmp_path)
+    assert "--per dataset.labeled_per_class compares the settings at each count apart" in pooled.stdout
+    assert "--per" not in result.stdout  # no such note inside a block
     as_md = cli("compare", *folders, "--per", "dataset.labeled_per_class", "--format", "md", cwd=tmp_path)
     assert as_md.returncode == 0 and as_md.stdout.startswith("### dataset.labeled_per_class=4\n"), as_md.stderr
     as_csv = cli("compare", *folders, "--per", "dataset.labeled_per_class", "--format", "csv", cwd=tmp_path)
