@@ -11,9 +11,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 RESULT_COLUMNS = ["status", "reason", "best_val_acc1", "test_acc1", "test_acc5", "epochs_run", "wall_seconds"]
-# What a run watched (trainer.monitor) and its best value of each monitor: every row carries them, and the
-# tables show them (with the test split's class-balanced scores) where a run watched another than val_acc1.
-MONITOR_COLUMNS = ["monitor", "best_val_balanced_acc1", "best_val_macro_f1", "best_val_loss"]
+# What a run watched (trainer.monitor), its best class-balanced validation scores and the test split's: every row
+# carries them (and best_val_loss, which a sweep's best job may be chosen by), and the tables show them where a
+# run watched another monitor than val_acc1.
 BALANCED_COLUMNS = ["monitor", "best_val_balanced_acc1", "best_val_macro_f1", "test_balanced_acc1", "test_macro_f1"]
 
 # Settings that change how a run is watched, or where its files and caches are, never what it computes: sweep
@@ -71,7 +71,7 @@ def run_row(run_dir: Path, overrides: list[str], status: str | None = None) -> d
     row: dict[str, Any] = dict(split_override(o) for o in overrides)
     row["result_columns"] = summary.get("result_columns") or []
     row.update({column: summary.get(column)
-                for column in RESULT_COLUMNS + MONITOR_COLUMNS + BALANCED_COLUMNS + row["result_columns"]})
+                for column in RESULT_COLUMNS + BALANCED_COLUMNS + ["best_val_loss"] + row["result_columns"]})
     if problem is not None:
         row.update(status="unreadable", reason=problem)
     if row["status"] is None:
