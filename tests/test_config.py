@@ -34,31 +34,28 @@ def test_validate_fills_defaults_and_keeps_values():
     assert cfg.trainer.epochs == 3 and cfg.model.name == "lenet5" and cfg.dataset.val_fraction == 0.1
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml")))
-def test_every_experiment_preset_composes_and_validates(preset):
+def composed_train(overrides: list[str]):
+    """`cvrun train OVERRIDES`'s config as Hydra composes it from cvrun's configs, validated."""
     from hydra import compose, initialize_config_dir
 
     from cvrun.commands import register_schemas
 
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = compose(config_name="train", overrides=[f"experiment={preset}"])
-    typed = validate(cfg, TrainConfig)
-    assert typed.dataset.name in ("cifar10", "cifar100")
+        return validate(compose(config_name="train", overrides=overrides), TrainConfig)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_validates(preset):
+    assert composed_train([f"experiment={preset}"]).dataset.name in ("cifar10", "cifar100")
 
 
 def test_mean_teachers_long_presets_keep_usbs_consistency_weight_over_the_short_runs_default():
     """The default (10) was measured level with labels alone at the default 10 epochs, where USB's 50 lost 0.45
     points; the presets' figures were measured at 50 over thousands of steps and must not change under them."""
-    from hydra import compose, initialize_config_dir
-
-    from cvrun.commands import register_schemas
-
-    register_schemas()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        weights = {overrides[0]: validate(compose(config_name="train", overrides=overrides), TrainConfig).regime.lambda_u
-                   for overrides in (["regime=mean_teacher"], ["experiment=cifar10_4k_mean_teacher"],
-                                     ["experiment=usb_cifar10_4000_mean_teacher"])}
+    weights = {override: composed_train([override]).regime.lambda_u
+               for override in ("regime=mean_teacher", "experiment=cifar10_4k_mean_teacher",
+                                "experiment=usb_cifar10_4000_mean_teacher")}
     assert weights == {"regime=mean_teacher": 10.0, "experiment=cifar10_4k_mean_teacher": 50.0,
                        "experiment=usb_cifar10_4000_mean_teacher": 50.0}
 
@@ -97,15 +94,9 @@ def _default_of(schema, section):
 @pytest.mark.parametrize("group, name", [("model", "mlp"), ("dataset", "shapes"), ("optim", "lamb"),
                                          ("sched", "cosine_restarts")])
 def test_an_option_with_keys_of_its_own_composes_onto_its_schema(group, name):
-    from hydra import compose, initialize_config_dir
-
-    from cvrun.commands import register_schemas
     from cvrun.config import option_schema
 
-    register_schemas()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        composed = compose(config_name="train", overrides=[f"{group}={name}"])
-    assert OmegaConf.get_type(validate(composed, TrainConfig)[group]) is option_schema(group, name)
+    assert OmegaConf.get_type(composed_train([f"{group}={name}"])[group]) is option_schema(group, name)
 
 
 def test_an_option_takes_the_keys_of_its_own_schema_and_refuses_another_options():
